@@ -1,0 +1,50 @@
+"""Named networks: ``lenet`` (the default) and ``seed`` (the blog's network), plus ``tiny`` for tests."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from .activations import ReLU
+from .conv import Conv2D
+from .dense import Dense, Flatten
+from .model import Sequential
+from .pooling import MaxPool2D
+
+
+def lenet(rng: np.random.Generator, dtype: Any = np.float32) -> Sequential:
+    """conv5x5 1->32, ReLU, maxpool 2, conv5x5 32->64, ReLU, maxpool 2, dense 3136->128, ReLU, dense 128->10."""
+    return Sequential([
+        Conv2D(1, 32, 5, rng=rng, dtype=dtype), ReLU(), MaxPool2D(2),
+        Conv2D(32, 64, 5, rng=rng, dtype=dtype), ReLU(), MaxPool2D(2),
+        Flatten(), Dense(7 * 7 * 64, 128, rng=rng, dtype=dtype), ReLU(), Dense(128, 10, rng=rng, dtype=dtype),
+    ])  # fmt: skip
+
+
+def seed(rng: np.random.Generator, dtype: Any = np.float32) -> Sequential:
+    """The blog's network: conv5x5 1->4, conv5x5 4->4, maxpool, conv3x3 4->8, conv3x3 8->16, maxpool,
+    dense 784->128, dense 128->10; all "same", ReLU after each conv and the first dense."""
+    return Sequential([
+        Conv2D(1, 4, 5, rng=rng, dtype=dtype), ReLU(), Conv2D(4, 4, 5, rng=rng, dtype=dtype), ReLU(), MaxPool2D(2),
+        Conv2D(4, 8, 3, rng=rng, dtype=dtype), ReLU(), Conv2D(8, 16, 3, rng=rng, dtype=dtype), ReLU(), MaxPool2D(2),
+        Flatten(), Dense(7 * 7 * 16, 128, rng=rng, dtype=dtype), ReLU(), Dense(128, 10, rng=rng, dtype=dtype),
+    ])  # fmt: skip
+
+
+def tiny(rng: np.random.Generator, dtype: Any = np.float32) -> Sequential:
+    """A small conv-pool-dense net for tests: conv3x3 1->4, ReLU, maxpool 2, dense 196*4... on 28x28 input."""
+    return Sequential([
+        Conv2D(1, 4, 3, rng=rng, dtype=dtype), ReLU(), MaxPool2D(2),
+        Flatten(), Dense(14 * 14 * 4, 10, rng=rng, dtype=dtype),
+    ])  # fmt: skip
+
+
+ARCHITECTURES: dict[str, Callable[..., Sequential]] = {"lenet": lenet, "seed": seed, "tiny": tiny}
+
+
+def build(name: str, rng: np.random.Generator, dtype: Any = np.float32) -> Sequential:
+    """Build a named architecture with weights drawn from ``rng``."""
+    if name not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {name!r}; expected one of {sorted(ARCHITECTURES)}")
+    return ARCHITECTURES[name](rng, dtype)

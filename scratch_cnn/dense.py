@@ -1,0 +1,85 @@
+"""Flatten and the fully-connected layer."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ._validate import check_array, check_dtype_matches, float_dtype, positive_int
+from .init import INITIALISERS, init_weight
+from .layer import Layer
+
+
+class Flatten(Layer):
+    """(m, H, W, C) -> (m, H*W*C) in NHWC order: index ``(i*W + j)*C + c``, channels fastest.
+
+    # NOTE: torch flattens NCHW tensors with width fastest; a twin must permute to NHWC first.
+    """
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        if not isinstance(x, np.ndarray) or x.ndim < 2:
+            check_array("Flatten", x, rank=4)
+        check_array("Flatten", x, rank=x.ndim)
+        return self._remember(x.reshape(x.shape[0], -1), x.shape)
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        return dout.reshape(self._recall(dout))
+
+
+def dense_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray | None) -> np.ndarray:
+    """x (m, n_in), W (n_in, n_out), b (n_out,) -> x @ W + b (m, n_out)."""
+    out = x @ W
+    if b is not None:
+        out += b
+    return out
+
+
+def dense_backward(
+    dout: np.ndarray, x: np.ndarray, W: np.ndarray, has_bias: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """dout (m, n_out) -> (dx (m, n_in), dW (n_in, n_out), db (n_out,) or None)."""
+    return dout @ W.T, x.T @ dout, (dout.sum(axis=0) if has_bias else None)
+
+
+class Dense(Layer):
+    """Fully-connected layer; params ``W`` (n_in, n_out) and ``b`` (n_out,)."""
+
+    def __init__(
+        self,
+        n_in: int,
+        n_out: int,
+        bias: bool = True,
+        *,
+        init: str = "he",
+        rng: np.random.Generator | None = None,
+        dtype: Any = np.float32,
+    ) -> None:
+        super().__init__()
+        self.n_in = positive_int("Dense", "n_in", n_in)
+        self.n_out = positive_int("Dense", "n_out", n_out)
+        self.bias = bool(bias)
+        if init not in INITIALISERS:
+            raise ValueError(f"Dense: unknown init {init!r}; expected one of {INITIALISERS}")
+        dt = float_dtype("Dense", dtype)
+        rng = rng if rng is not None else np.random.default_rng()
+        self.params["W"] = init_weight(init, rng, (self.n_in, self.n_out), self.n_in, self.n_out, dt)
+        if self.bias:
+            self.params["b"] = np.zeros(self.n_out, dtype=dt)
+
+    def config(self) -> dict[str, Any]:
+        return {"n_in": self.n_in, "n_out": self.n_out, "bias": self.bias}
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """x (m, n_in) -> (m, n_out), same dtype."""
+        check_array("Dense", x, rank=2)
+        if x.shape[1] != self.n_in:
+            raise ValueError(f"Dense: expected {self.n_in} input features, got shape {x.shape}")
+        check_dtype_matches("Dense", x, self.params["W"])
+        out = dense_forward(x, self.params["W"], self.params.get("b"))
+        return self._remember(out, x)
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        x = self._recall(dout)
+        dx, dW, db = dense_backward(dout, x, self.params["W"], self.bias)
+        self.grads = {"W": dW} if db is None else {"W": dW, "b": db}
+        return dx

@@ -1,0 +1,56 @@
+"""The layer protocol's base class: params/grads dicts, forward/backward, a cache between them."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ._validate import check_grad
+
+
+class Layer:
+    """Base of every layer.
+
+    ``params`` and ``grads`` are dicts with the same keys; ``params`` holds the live arrays, so
+    writing into them in place (``layer.params["W"][...] = w``) changes the layer. ``grads`` is
+    filled by ``backward``. Layers without parameters have two empty dicts.
+    """
+
+    def __init__(self) -> None:
+        self.params: dict[str, np.ndarray] = {}
+        self.grads: dict[str, np.ndarray] = {}
+        self._cache: Any = None
+        self._out_shape: tuple[int, ...] | None = None
+        self._out_dtype: np.dtype | None = None
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+    def config(self) -> dict[str, Any]:
+        """Constructor keyword arguments that rebuild this layer (JSON-serialisable)."""
+        return {}
+
+    def astype(self, dtype: Any) -> Layer:
+        """Convert parameters (and clear grads) to ``dtype`` in place; returns self."""
+        for key, value in self.params.items():
+            self.params[key] = value.astype(dtype)
+        self.grads = {}
+        return self
+
+    def _remember(self, out: np.ndarray, cache: Any) -> np.ndarray:
+        self._cache = cache
+        self._out_shape = out.shape
+        self._out_dtype = out.dtype
+        return out
+
+    def _recall(self, dout: np.ndarray) -> Any:
+        if self._cache is None:
+            raise ValueError(f"{self.name}: backward called before forward")
+        assert self._out_shape is not None and self._out_dtype is not None
+        check_grad(self.name, dout, self._out_shape, self._out_dtype)
+        return self._cache
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
+        return f"{self.name}({args})"

@@ -1,0 +1,158 @@
+"""Sequential model: a list of layers with stable parameter names, saved to .npz without pickle."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._validate import check_array
+from .activations import ReLU
+from .conv import Conv2D
+from .dense import Dense, Flatten
+from .layer import Layer
+from .pooling import AvgPool2D, MaxPool2D
+
+LAYER_TYPES: dict[str, type[Layer]] = {
+    cls.__name__: cls for cls in (Conv2D, ReLU, MaxPool2D, AvgPool2D, Flatten, Dense)
+}
+MODEL_FORMAT = "scratch-cnn-model"
+MODEL_VERSION = 1
+SPEC_KEY = "__spec__"
+
+
+class Sequential:
+    """Layers applied in order. Parameter names are ``"{index}.{key}"``, e.g. ``"0.W"``, ``"7.b"``."""
+
+    def __init__(self, layers: list[Layer]) -> None:
+        self.layers = list(layers)
+
+    def __iter__(self) -> Iterator[Layer]:
+        return iter(self.layers)
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    @property
+    def params(self) -> dict[str, np.ndarray]:
+        """The live parameter arrays of every layer, by stable name."""
+        return {f"{i}.{k}": v for i, layer in enumerate(self.layers) for k, v in layer.params.items()}
+
+    @property
+    def grads(self) -> dict[str, np.ndarray]:
+        """The gradients from the last backward, with the same names as ``params``."""
+        return {f"{i}.{k}": v for i, layer in enumerate(self.layers) for k, v in layer.grads.items()}
+
+    @property
+    def dtype(self) -> np.dtype:
+        dtypes = {v.dtype for v in self.params.values()}
+        return dtypes.pop() if len(dtypes) == 1 else np.dtype(np.float32)
+
+    def astype(self, dtype: Any) -> Sequential:
+        for layer in self.layers:
+            layer.astype(dtype)
+        return self
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """x (m, H, W, C) -> logits (m, n_classes), in x's dtype."""
+        for layer in self.layers:
+            x = layer.forward(x)
+        return x
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        """dlogits (m, n_classes) -> dx; fills every layer's grads."""
+        for layer in reversed(self.layers):
+            dout = layer.backward(dout)
+        return dout
+
+    def predict_proba(self, x: np.ndarray, batch_size: int = 512) -> np.ndarray:
+        """x (n, H, W, C) float -> softmax probabilities (n, n_classes), evaluated in batches."""
+        from .losses import log_softmax
+
+        check_array("Sequential", x, rank=x.ndim if isinstance(x, np.ndarray) else 4)
+        outs = [np.exp(log_softmax(self.forward(x[i : i + batch_size]))) for i in range(0, len(x), batch_size)]
+        return np.concatenate(outs) if outs else np.zeros((0, 0), dtype=x.dtype)
+
+    def spec(self) -> dict[str, Any]:
+        return {
+            "format": MODEL_FORMAT,
+            "version": MODEL_VERSION,
+            "layers": [{"type": layer.name, "config": layer.config()} for layer in self.layers],
+        }
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the spec and parameters to ``path`` (.npz) atomically (temp file, then rename)."""
+        arrays = {SPEC_KEY: np.array(json.dumps(self.spec()))}
+        arrays.update({f"param:{k}": v for k, v in self.params.items()})
+        return atomic_savez(Path(path), arrays)
+
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any], dtype: Any = np.float32) -> Sequential:
+        layers = []
+        for entry in spec["layers"]:
+            layer_cls = LAYER_TYPES[entry["type"]]
+            config = dict(entry["config"])
+            if layer_cls in (Conv2D, Dense):
+                config.update(rng=np.random.default_rng(0), dtype=dtype)
+            for key in ("kernel_size", "stride", "padding"):
+                if isinstance(config.get(key), list):
+                    config[key] = tuple(config[key])
+            layers.append(layer_cls(**config))
+        return cls(layers)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Sequential:
+        """Read a model written by ``save``; a file that is not ours raises ValueError saying why."""
+        path = Path(path)
+        if not path.is_file():
+            raise ValueError(f"model file {path} does not exist")
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                arrays = {k: data[k] for k in data.files}
+        except Exception as err:  # zipfile/np errors: not an npz we can read
+            raise ValueError(f"model file {path} is not a readable .npz archive ({err})") from err
+        if SPEC_KEY not in arrays:
+            raise ValueError(f"model file {path} has no {SPEC_KEY} entry: not a scratch-cnn model")
+        try:
+            spec = json.loads(str(arrays.pop(SPEC_KEY)))
+            if spec.get("format") != MODEL_FORMAT or spec.get("version") != MODEL_VERSION:
+                raise ValueError(f"format {spec.get('format')!r} version {spec.get('version')!r}")
+            unknown = [e["type"] for e in spec["layers"] if e["type"] not in LAYER_TYPES]
+            if unknown:
+                raise ValueError(f"unknown layer types {unknown}")
+            params = {k.removeprefix("param:"): v for k, v in arrays.items()}
+            dtypes = {v.dtype for v in params.values()}
+            model = cls.from_spec(spec, dtype=dtypes.pop() if len(dtypes) == 1 else np.float32)
+        except (KeyError, TypeError, ValueError, json.JSONDecodeError) as err:
+            raise ValueError(f"model file {path} has a malformed spec: {err}") from err
+        expected = model.params
+        if set(expected) != set(params):
+            raise ValueError(
+                f"model file {path}: parameters {sorted(params)} do not match its layers, "
+                f"which need {sorted(expected)}"
+            )
+        for name, value in params.items():
+            if value.shape != expected[name].shape:
+                raise ValueError(
+                    f"model file {path}: parameter {name} has shape {value.shape}, expected {expected[name].shape}"
+                )
+            expected[name][...] = value
+        return model
+
+
+def atomic_savez(path: Path, arrays: dict[str, np.ndarray]) -> Path:
+    """Write ``arrays`` to ``path`` via a temp file in the same directory and os.replace."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

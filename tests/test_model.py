@@ -1,0 +1,90 @@
+"""Sequential, SGD, save/load, architectures, and a short training run whose loss falls."""
+import numpy as np
+import pytest
+from numpy.testing import assert_array_equal
+
+import scratch_cnn as sc
+
+
+def synthetic_digits(n, rng):
+    """Two-class 28x28 images: a bright left half or a bright right half, plus noise."""
+    labels = rng.integers(0, 2, n)
+    x = rng.random((n, 28, 28, 1)).astype(np.float32) * 0.2
+    x[labels == 0, :, :14] += 0.8
+    x[labels == 1, :, 14:] += 0.8
+    return x, labels
+
+
+@pytest.mark.parametrize("arch", ["seed", "tiny", "lenet"])
+def test_architectures_map_28x28_images_to_ten_logits(arch):
+    model = sc.build(arch, np.random.default_rng(0))
+    assert model.forward(np.zeros((2, 28, 28, 1), np.float32)).shape == (2, 10)
+
+
+def test_seed_network_trains_on_a_small_batch_and_its_loss_falls():
+    rng = np.random.default_rng(0)
+    model = sc.build("seed", rng)
+    x, y = synthetic_digits(64, rng)
+    loss_fn, opt = sc.SoftmaxCrossEntropy(), sc.SGD(model.params, lr=0.05, momentum=0.9)
+    losses = []
+    for _ in range(15):
+        loss, _ = loss_fn.forward(model.forward(x), y)
+        model.backward(loss_fn.backward())
+        opt.step(model.grads)
+        losses.append(loss)
+    assert losses[-1] < 0.5 * losses[0], losses
+
+
+def test_sgd_matches_torch_update_rule_by_hand():
+    p = {"0.W": np.array([1.0, -2.0]), "0.b": np.array([0.5])}
+    opt = sc.SGD(p, lr=0.1, momentum=0.9, weight_decay=0.01)
+    g = {"0.W": np.array([0.2, 0.4]), "0.b": np.array([1.0])}
+    opt.step(g)  # v = g + wd*p (weights only); p -= lr*v
+    v_w = np.array([0.2 + 0.01 * 1.0, 0.4 + 0.01 * -2.0])
+    np.testing.assert_allclose(p["0.W"], [1.0 - 0.1 * v_w[0], -2.0 - 0.1 * v_w[1]], rtol=1e-15)
+    np.testing.assert_allclose(p["0.b"], [0.5 - 0.1 * 1.0], rtol=1e-15)
+    w_before = p["0.W"].copy()
+    opt.step(g)
+    v_w = 0.9 * v_w + (np.array([0.2, 0.4]) + 0.01 * w_before)
+    np.testing.assert_allclose(p["0.W"], w_before - 0.1 * v_w, rtol=1e-15)
+
+
+def test_save_then_load_restores_every_parameter(tmp_path):
+    model = sc.build("seed", np.random.default_rng(3), dtype=np.float64)
+    path = model.save(tmp_path / "m.npz")
+    loaded = sc.Sequential.load(path)
+    assert loaded.spec() == model.spec()
+    for name, value in model.params.items():
+        assert_array_equal(loaded.params[name], value)
+        assert loaded.params[name].dtype == np.float64
+    assert list(tmp_path.iterdir()) == [path]  # no temp file left behind
+
+
+def test_loading_a_file_that_is_not_ours_is_a_clear_error(tmp_path):
+    np.savez(tmp_path / "other.npz", weights=np.zeros(3))
+    with pytest.raises(ValueError, match="has no __spec__ entry: not a scratch-cnn model"):
+        sc.Sequential.load(tmp_path / "other.npz")
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="is not a readable .npz archive"):
+        sc.Sequential.load(tmp_path / "junk.npz")
+    with pytest.raises(ValueError, match="does not exist"):
+        sc.Sequential.load(tmp_path / "missing.npz")
+
+
+def test_loading_a_model_with_other_shapes_is_a_clear_error(tmp_path):
+    model = sc.build("tiny", np.random.default_rng(0))
+    path = model.save(tmp_path / "m.npz")
+    with np.load(path) as data:
+        arrays = dict(data)
+    arrays["param:0.W"] = np.zeros((5, 5, 1, 4), np.float32)
+    np.savez(path, **arrays)
+    with pytest.raises(ValueError, match=r"parameter 0.W has shape \(5, 5, 1, 4\), expected \(3, 3, 1, 4\)"):
+        sc.Sequential.load(path)
+
+
+def test_params_and_grads_have_the_same_stable_names():
+    model = sc.build("tiny", np.random.default_rng(0))
+    x = np.zeros((2, 28, 28, 1), np.float32)
+    model.backward(np.ones_like(model.forward(x)))
+    assert list(model.params) == ["0.W", "0.b", "4.W", "4.b"]
+    assert model.grads.keys() == model.params.keys()
