@@ -145,6 +145,7 @@ def _install_verified(candidate: Path, name: str, cache: Path) -> str | None:
         digest = sha256_of(tmp)
         if digest != SHA256[name]:
             return f"checksum mismatch (sha256 {digest[:16]}..., expected {SHA256[name][:16]}...)"
+        os.chmod(tmp, 0o644)
         os.replace(tmp, cache / name)
         return None
     except (OSError, EOFError, gzip.BadGzipFile) as err:
