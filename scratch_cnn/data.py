@@ -130,7 +130,7 @@ class Attempt:
     problem: str
 
 
-def _install_verified(candidate: Path, name: str, cache: Path) -> str | None:
+def _install_verified(candidate: Path, name: str, cache: Path, checksums: dict[str, str]) -> str | None:
     """Decompress (if .gz) and checksum ``candidate``; on a match move it into the cache atomically.
 
     Returns None on success, else the reason it was refused (nothing is left in the cache then).
@@ -143,8 +143,8 @@ def _install_verified(candidate: Path, name: str, cache: Path) -> str | None:
         with os.fdopen(fd, "wb") as out, opener(candidate, "rb") as src:
             shutil.copyfileobj(src, out)
         digest = sha256_of(tmp)
-        if digest != SHA256[name]:
-            return f"checksum mismatch (sha256 {digest[:16]}..., expected {SHA256[name][:16]}...)"
+        if digest != checksums[name]:
+            return f"checksum mismatch (sha256 {digest[:16]}..., expected {checksums[name][:16]}...)"
         os.chmod(tmp, 0o644)
         os.replace(tmp, cache / name)
         return None
@@ -159,15 +159,16 @@ def ensure_mnist(
     *,
     cache: Path | None = None,
     sources: list[Source] | None = None,
+    checksums: dict[str, str] = SHA256,
 ) -> Path:
-    """Make sure the four verified IDX files are in the cache; return the cache directory."""
+    """Make sure the verified IDX files (``checksums``: name -> SHA-256) are in the cache; return it."""
     cache = Path(cache) if cache is not None else cache_dir()
     attempts: list[Attempt] = []
     missing = []
-    for name in SHA256:
+    for name in checksums:
         cached = cache / name
         if cached.is_file():
-            if sha256_of(cached) == SHA256[name]:
+            if sha256_of(cached) == checksums[name]:
                 continue
             log(f"cached {cached} fails its SHA-256 check: removing it and fetching again")
             attempts.append(Attempt("cache", name, "checksum mismatch, removed"))
@@ -180,7 +181,7 @@ def ensure_mnist(
         for name in list(missing):
             for candidate in (user_dir / name, user_dir / f"{name}.gz"):
                 if candidate.is_file():
-                    problem = _install_verified(candidate, name, cache)
+                    problem = _install_verified(candidate, name, cache, checksums)
                     if problem is None:
                         missing.remove(name)
                         break
@@ -200,7 +201,9 @@ def ensure_mnist(
                 log(f"{source.__name__} failed: {err}")
                 continue
             for name, path in got.items():
-                problem = _install_verified(path, name, cache)
+                if name not in missing:
+                    continue
+                problem = _install_verified(path, name, cache, checksums)
                 if problem is None:
                     missing.remove(name)
                     log(f"verified {name}")
@@ -212,8 +215,8 @@ def ensure_mnist(
         raise DataError(
             f"could not obtain verified MNIST files {missing}.\nTried:\n{tried}\n"
             f"To place them by hand, put the four uncompressed (or .gz) IDX files "
-            f"{list(SHA256)} in a directory and pass --data-dir DIR (or copy them into {cache}); "
-            f"their SHA-256 sums must be {SHA256}."
+            f"{list(checksums)} in a directory and pass --data-dir DIR (or copy them into {cache}); "
+            f"their SHA-256 sums must be {checksums}."
         )
     return cache
 

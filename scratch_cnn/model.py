@@ -148,6 +148,7 @@ def atomic_savez(path: Path, arrays: dict[str, np.ndarray]) -> Path:
     """Write ``arrays`` to ``path`` via a temp file in the same directory and os.replace."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.chmod(tmp, 0o644)
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)

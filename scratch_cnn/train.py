@@ -154,6 +154,7 @@ class History:
             with open(path, newline="") as f:
                 rows = [r for r in csv.DictReader(f) if int(r["step"]) <= keep_until_step]
         fd, tmp = tempfile.mkstemp(prefix=".history.", dir=path.parent)
+        os.chmod(tmp, 0o644)
         with os.fdopen(fd, "w", newline="") as f:
             writer = csv.DictWriter(f, HISTORY_COLUMNS)
             writer.writeheader()

@@ -1,0 +1,65 @@
+"""The one comparison primitive: two arrays in, one discrepancy row out."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .tolerances import TINY, Tolerance
+
+ROW_COLUMNS = ["judge", "layer", "case", "dtype", "tensor", "shape", "max_abs_err", "max_rel_err", "worst_index",
+               "ours", "ref", "atol", "rtol", "status", "note"]  # fmt: skip
+
+
+def compare(
+    ours: Any, ref: Any, tol: Tolerance, *, layer: str, case: str, tensor: str, judge: str, **extra: Any
+) -> dict[str, Any]:
+    """Compare ``ours`` with ``ref`` (the judge's value) and return one row.
+
+    Shape and dtype are checked first (a mismatch fails the row without comparing numbers). Then,
+    per element, the error is ``|ours - ref|``, the relative error ``|ours - ref| / max(|ours|, |ref|, tiny)``,
+    and the element passes when ``|ours - ref| <= atol * scale + rtol * |ref|`` (scale: the largest
+    magnitude of either tensor). ``worst_index`` is the element closest to (or furthest past) its bound.
+    An empty tensor fails: a comparison of nothing proves nothing.
+    """
+    row: dict[str, Any] = {"judge": judge, "layer": layer, "case": case, "tensor": tensor,
+                           "atol": tol.atol, "rtol": tol.rtol, "max_abs_err": np.nan, "max_rel_err": np.nan,
+                           "worst_index": "", "ours": np.nan, "ref": np.nan, "note": ""}  # fmt: skip
+    row.update(extra)
+    ref_arr = np.asarray(ref)
+    row.setdefault("dtype", ref_arr.dtype.name)
+    row["shape"] = str(tuple(ref_arr.shape))
+    if not isinstance(ours, np.ndarray) and not np.isscalar(ours):
+        return {**row, "status": "fail", "note": f"got {type(ours).__name__}, expected an array"}
+    ours_arr = np.asarray(ours)
+    if ours_arr.shape != ref_arr.shape:
+        return {**row, "status": "fail", "note": f"shape mismatch: ours {ours_arr.shape}, expected {ref_arr.shape}"}
+    if ours_arr.dtype != ref_arr.dtype:
+        return {**row, "status": "fail", "note": f"dtype mismatch: ours {ours_arr.dtype}, expected {ref_arr.dtype}"}
+    if ref_arr.size == 0:
+        return {**row, "status": "fail", "note": "empty tensor: nothing was compared"}
+    a, b = ours_arr.astype(np.float64), ref_arr.astype(np.float64)
+    if not np.all(np.isfinite(a)):
+        idx = np.unravel_index(int(np.argmin(np.isfinite(a))), a.shape)
+        return {**row, "status": "fail", "worst_index": str(tuple(int(i) for i in idx)),
+                "ours": a[idx], "ref": b[idx], "note": "non-finite value in ours"}  # fmt: skip
+    err = np.abs(a - b)
+    scale = max(float(np.abs(a).max()), float(np.abs(b).max()), TINY)
+    rel = err / np.maximum(np.maximum(np.abs(a), np.abs(b)), TINY)
+    bound = tol.atol * scale + tol.rtol * np.abs(b)
+    ratio = err / bound
+    worst = np.unravel_index(int(np.argmax(ratio)), a.shape)
+    passed = bool(np.all(err <= bound))
+    return {**row, "max_abs_err": float(err.max()), "max_rel_err": float(rel.max()),
+            "worst_index": str(tuple(int(i) for i in worst)), "ours": float(a[worst]), "ref": float(b[worst]),
+            "status": "pass" if passed else "fail",
+            "note": row["note"] or ("" if passed else f"{int((err > bound).sum())} of {a.size} elements out of tolerance")}  # fmt: skip
+
+
+def error_row(*, judge: str, layer: str, case: str, tensor: str, dtype: str, message: str, **extra: Any) -> dict[str, Any]:
+    """A row for a case that could not be compared at all (the implementation raised, say)."""
+    row = {c: np.nan for c in ROW_COLUMNS}
+    row.update(judge=judge, layer=layer, case=case, dtype=dtype, tensor=tensor, shape="", worst_index="",
+               status="error", note=message)  # fmt: skip
+    row.update(extra)
+    return row
