@@ -34,7 +34,15 @@ def _short(v: Any) -> str:
 
 def make_values(rng: np.random.Generator, shape: tuple[int, ...], kind: str) -> np.ndarray:
     """float64 values of one of VALUE_KINDS (cast to the case's dtype by the caller; all kinds are
-    exactly representable in float32 where it matters: ties are small integers)."""
+    exactly representable in float32 where it matters: ties are small integers). An input is never
+    all zeros (a case on all zeros would prove nothing)."""
+    values = _draw_values(rng, shape, kind)
+    if values.size and not values.any():
+        values.reshape(-1)[0] = 1.0  # reshape of a fresh array is a view
+    return values
+
+
+def _draw_values(rng: np.random.Generator, shape: tuple[int, ...], kind: str) -> np.ndarray:
     if kind == "noise":
         return rng.uniform(-1, 1, shape)
     if kind == "zeros":

@@ -20,7 +20,7 @@ def compare(
     per element, the error is ``|ours - ref|``, the relative error ``|ours - ref| / max(|ours|, |ref|, tiny)``,
     and the element passes when ``|ours - ref| <= atol * scale + rtol * |ref|`` (scale: the largest
     magnitude of either tensor). ``worst_index`` is the element closest to (or furthest past) its bound.
-    An empty tensor fails: a comparison of nothing proves nothing.
+    An empty tensor, or two all-zero tensors, fail: a comparison of nothing proves nothing.
     """
     row: dict[str, Any] = {"judge": judge, "layer": layer, "case": case, "tensor": tensor,
                            "atol": tol.atol, "rtol": tol.rtol, "max_abs_err": np.nan, "max_rel_err": np.nan,
@@ -43,6 +43,11 @@ def compare(
         idx = np.unravel_index(int(np.argmin(np.isfinite(a))), a.shape)
         return {**row, "status": "fail", "worst_index": str(tuple(int(i) for i in idx)),
                 "ours": a[idx], "ref": b[idx], "note": "non-finite value in ours"}  # fmt: skip
+    if not a.any() and not b.any():
+        # NOTE: two all-zero tensors agree without proving anything: a vacuous layer (constant forward,
+        # zero backward) would pass. Cases are built so every true tensor has a nonzero element.
+        return {**row, "max_abs_err": 0.0, "max_rel_err": 0.0, "status": "vacuous",
+                "note": "both tensors are all zeros: nothing was compared"}  # fmt: skip
     err = np.abs(a - b)
     scale = max(float(np.abs(a).max()), float(np.abs(b).max()), TINY)
     rel = err / np.maximum(np.maximum(np.abs(a), np.abs(b)), TINY)

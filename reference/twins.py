@@ -6,6 +6,7 @@ conversion goes through reference.layout only.
 """
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -13,6 +14,10 @@ import torch
 from torch import nn
 
 from . import layout
+
+
+# torch warns that even kernels with padding="same" need a padded copy: that copy is the point here.
+warnings.filterwarnings("ignore", message="Using padding='same' with even kernel lengths")
 
 
 class Flatten(nn.Module):

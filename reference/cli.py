@@ -1,0 +1,70 @@
+"""`python -m reference {autograd, finite-diff, curves, verify, gate}`: the judges from the command line."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from .protocol import DEFAULT_IMPL, ImplError, load_impl
+from .tables import failed, verdict_lines, write_table
+
+
+def progress_bar(desc: str) -> Callable[[int, int], None]:
+    """A tqdm bar driven by (done, total) callbacks; silent when stderr is not a terminal."""
+    from tqdm import tqdm
+
+    bar: dict[str, Any] = {}
+
+    def update(done: int, total: int) -> None:
+        if "bar" not in bar:
+            bar["bar"] = tqdm(total=total, desc=desc, disable=not sys.stderr.isatty(), leave=False)
+        bar["bar"].update(done - bar["bar"].n)
+        if done >= total:
+            bar["bar"].close()
+
+    return update
+
+
+def _common(p: argparse.ArgumentParser, default_out: str) -> None:
+    p.add_argument("--impl", default=DEFAULT_IMPL, help="module that follows the layer protocol (default %(default)s)")
+    p.add_argument("--out", type=Path, default=Path(default_out), help="directory for the CSV and Markdown (default %(default)s)")
+    p.add_argument("--quick", action="store_true", help="a fixed sample of the grid")
+
+
+def cmd_autograd(args: argparse.Namespace) -> int:
+    from .autograd_judge import run_autograd
+    from .cases import grid, sample
+
+    impl = load_impl(args.impl)
+    cases = sample(grid(), 0.25) if args.quick else grid()
+    df = run_autograd(impl, cases, progress=progress_bar("autograd judge"))
+    csv_path, md_path = write_table(df, args.out, "autograd", f"Autograd judge: {args.impl} vs PyTorch")
+    return report(df, csv_path, md_path)
+
+
+def report(df: Any, csv_path: Path, md_path: Path) -> int:
+    for line in verdict_lines(df):
+        print(line)
+    bad = failed(df)
+    print(f"{len(df) - len(bad)} of {len(df)} rows pass; wrote {csv_path} and {md_path}")
+    return 1 if len(bad) else 0
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"autograd": cmd_autograd}
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m reference", description=__doc__)
+    sub = ap.add_subparsers(dest="command", required=True)
+    _common(sub.add_parser("autograd", help="every layer against its PyTorch twin"), "reports/latest")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except ImplError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
