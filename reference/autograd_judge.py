@@ -6,7 +6,8 @@ through reference.compare with the autograd tolerance of the dtype.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -14,52 +15,19 @@ import torch
 import torch.nn.functional as F
 
 from . import layout, twins
-from .cases import Case, grid, input_stats, make_values
+from .cases import Case, case_inputs, grid, input_stats, upstream_gradient
 from .compare import compare, error_row
-from .protocol import DEFAULT_IMPL, construct, load_impl
+from .protocol import DEFAULT_IMPL, build_case_layer, load_impl
+from .tables import failures_first
 from .tolerances import autograd_tolerance
 
 JUDGE = "autograd"
 DTYPES = ("float64", "float32")
 
 
-def case_inputs(case: Case, dtype: str) -> dict[str, Any]:
-    """Deterministic input, parameters and labels of a case (float64 draws cast to ``dtype``)."""
-    rng = np.random.default_rng([case.seed, 7])
-    x = make_values(rng, case.input_shape, case.values).astype(dtype)
-    params = {}
-    if case.layer == "Conv2D":
-        c = case.config
-        k = c["kernel_size"] if isinstance(c["kernel_size"], (tuple, list)) else (c["kernel_size"],) * 2
-        params["W"] = (rng.standard_normal((*k, c["in_ch"], c["out_ch"])) * 0.5).astype(dtype)
-        if c.get("bias", True):
-            params["b"] = rng.uniform(-1, 1, c["out_ch"]).astype(dtype)
-    elif case.layer == "Dense":
-        c = case.config
-        params["W"] = (rng.standard_normal((c["n_in"], c["n_out"])) * 0.5).astype(dtype)
-        if c.get("bias", True):
-            params["b"] = rng.uniform(-1, 1, c["n_out"]).astype(dtype)
-    labels = rng.integers(0, case.input_shape[-1], case.input_shape[0]) if case.layer == "SoftmaxCrossEntropy" else None
-    return {"x": x, "params": params, "labels": labels, "g_seed": [case.seed, 11]}
-
-
-def build_layer(impl: Any, case: Case, inputs: dict[str, Any], dtype: str) -> Any:
-    """Construct the implementation's layer and write the case's parameters into it in place."""
-    layer = construct(impl, case.layer, case.config, dtype=np.dtype(dtype)) if case.layer != "SoftmaxCrossEntropy" \
-        else impl.SoftmaxCrossEntropy()  # fmt: skip
-    for key, value in inputs["params"].items():
-        if key not in layer.params:
-            raise ValueError(f"{case.layer} has no parameter {key!r} (params: {sorted(layer.params)})")
-        if layer.params[key].shape != value.shape:
-            raise ValueError(f"{case.layer}.params[{key!r}] has shape {layer.params[key].shape}, expected {value.shape}")
-        layer.params[key][...] = value
-    return layer
-
-
 def twin_run(case: Case, inputs: dict[str, Any]) -> dict[str, np.ndarray]:
     """The torch side: out, dx and param grads, all converted to scratch_cnn layout."""
     x = inputs["x"]
-    g_rng = np.random.default_rng(inputs["g_seed"])
     xt = layout.to_torch(layout.images_to_torch(x), requires_grad=True)
     if case.layer == "SoftmaxCrossEntropy":
         yt = torch.tensor(inputs["labels"])
@@ -72,7 +40,7 @@ def twin_run(case: Case, inputs: dict[str, Any]) -> dict[str, np.ndarray]:
         twins.load_params(twin, case.layer, inputs["params"])
     out_t = twin(xt)
     out = layout.images_from_torch(layout.to_numpy(out_t))
-    g = g_rng.standard_normal(out.shape).astype(x.dtype)
+    g = upstream_gradient(inputs, out.shape)
     out_t.backward(layout.to_torch(layout.images_to_torch(g)))
     result = {"out": out, "g": g, "dx": layout.images_from_torch(layout.to_numpy(xt.grad))}
     for key, value in twins.param_grads(twin, case.layer, list(inputs["params"])).items():
@@ -101,7 +69,7 @@ def run_case(impl: Any, case: Case, dtype: str) -> list[dict[str, Any]]:
     tol = autograd_tolerance(dtype)
     ref = twin_run(case, inputs)
     try:
-        layer = build_layer(impl, case, inputs, dtype)
+        layer = build_case_layer(impl, case.layer, case.config, inputs["params"], dtype)
         ours = impl_run(layer, case, inputs, ref.get("g"))
     except Exception as err:  # the implementation failed: one error row, the run goes on
         return [error_row(judge=JUDGE, layer=case.layer, case=case.id, tensor="*", message=f"{type(err).__name__}: {err}", **extra)]
@@ -115,11 +83,6 @@ def run_case(impl: Any, case: Case, dtype: str) -> list[dict[str, Any]]:
             continue
         rows.append(compare(ours[tensor], ref_value, tol, layer=case.layer, case=case.id, tensor=tensor, judge=JUDGE, **extra))
     return rows
-
-
-def failures_first(df: pd.DataFrame) -> pd.DataFrame:
-    order = df["status"].map({"error": 0, "fail": 1}).fillna(2)
-    return df.assign(_o=order).sort_values(["_o", "layer", "case", "dtype", "tensor"], kind="stable").drop(columns="_o").reset_index(drop=True)
 
 
 def run_autograd(

@@ -60,6 +60,31 @@ def _draw_values(rng: np.random.Generator, shape: tuple[int, ...], kind: str) ->
     raise ValueError(f"unknown value kind {kind!r}; expected one of {VALUE_KINDS}")
 
 
+def case_inputs(case: Case, dtype: str) -> dict[str, Any]:
+    """Deterministic input, parameters and labels of a case (float64 draws cast to ``dtype``)."""
+    rng = np.random.default_rng([case.seed, 7])
+    x = make_values(rng, case.input_shape, case.values).astype(dtype)
+    params = {}
+    if case.layer == "Conv2D":
+        c = case.config
+        k = c["kernel_size"] if isinstance(c["kernel_size"], (tuple, list)) else (c["kernel_size"],) * 2
+        params["W"] = (rng.standard_normal((*k, c["in_ch"], c["out_ch"])) * 0.5).astype(dtype)
+        if c.get("bias", True):
+            params["b"] = rng.uniform(-1, 1, c["out_ch"]).astype(dtype)
+    elif case.layer == "Dense":
+        c = case.config
+        params["W"] = (rng.standard_normal((c["n_in"], c["n_out"])) * 0.5).astype(dtype)
+        if c.get("bias", True):
+            params["b"] = rng.uniform(-1, 1, c["n_out"]).astype(dtype)
+    labels = rng.integers(0, case.input_shape[-1], case.input_shape[0]) if case.layer == "SoftmaxCrossEntropy" else None
+    return {"x": x, "params": params, "labels": labels, "g_seed": [case.seed, 11]}
+
+
+def upstream_gradient(inputs: dict[str, Any], shape: tuple[int, ...]) -> np.ndarray:
+    """The case's fixed random upstream gradient (the projection vector g), of the input's dtype."""
+    return np.random.default_rng(inputs["g_seed"]).standard_normal(shape).astype(inputs["x"].dtype)
+
+
 def pool_window_ties(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int]) -> tuple[int, int]:
     """(windows whose maximum occurs more than once, windows whose top two differ by < 1e-5 but not 0)."""
     if x.ndim != 4 or x.shape[1] < kernel[0] or x.shape[2] < kernel[1]:

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .protocol import DEFAULT_IMPL, ImplError, load_impl
 from .tables import failed, verdict_lines, write_table
@@ -43,6 +44,22 @@ def cmd_autograd(args: argparse.Namespace) -> int:
     return report(df, csv_path, md_path)
 
 
+def cmd_finite_diff(args: argparse.Namespace) -> int:
+    from .cases import grid, sample
+    from .finite_diff import gradcheck_cases, gradcheck_crosscheck, run_finite_diff
+
+    impl = load_impl(args.impl)
+    cases = sample(grid(), 0.25) if args.quick else grid()
+    df = run_finite_diff(impl, cases, progress=progress_bar("finite-difference judge"))
+    cross = gradcheck_crosscheck(impl, gradcheck_cases(cases))
+    csv_path, md_path = write_table(df, args.out, "finite_diff", f"Finite-difference judge: {args.impl}",
+                                    extra={"gradcheck": ("gradcheck cross-check (torch.autograd.gradcheck beside ours)", cross)})  # fmt: skip
+    code = report(df, csv_path, md_path)
+    bad = cross[cross["status"] != "pass"]
+    print(f"gradcheck cross-check: {len(cross) - len(bad)} of {len(cross)} cases agree as expected")
+    return code or (1 if len(bad) else 0)
+
+
 def report(df: Any, csv_path: Path, md_path: Path) -> int:
     for line in verdict_lines(df):
         print(line)
@@ -51,13 +68,14 @@ def report(df: Any, csv_path: Path, md_path: Path) -> int:
     return 1 if len(bad) else 0
 
 
-COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"autograd": cmd_autograd}
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"autograd": cmd_autograd, "finite-diff": cmd_finite_diff}
 
 
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m reference", description=__doc__)
     sub = ap.add_subparsers(dest="command", required=True)
     _common(sub.add_parser("autograd", help="every layer against its PyTorch twin"), "reports/latest")
+    _common(sub.add_parser("finite-diff", help="every gradient against central differences (float64)"), "reports/latest")
     return ap
 
 

@@ -12,7 +12,18 @@ ROW_COLUMNS = ["judge", "layer", "case", "dtype", "tensor", "shape", "max_abs_er
 
 
 def compare(
-    ours: Any, ref: Any, tol: Tolerance, *, layer: str, case: str, tensor: str, judge: str, **extra: Any
+    ours: Any,
+    ref: Any,
+    tol: Tolerance,
+    *,
+    layer: str,
+    case: str,
+    tensor: str,
+    judge: str,
+    bound: np.ndarray | None = None,
+    kinks: np.ndarray | None = None,
+    kink_ok: np.ndarray | None = None,
+    **extra: Any,
 ) -> dict[str, Any]:
     """Compare ``ours`` with ``ref`` (the judge's value) and return one row.
 
@@ -20,6 +31,10 @@ def compare(
     per element, the error is ``|ours - ref|``, the relative error ``|ours - ref| / max(|ours|, |ref|, tiny)``,
     and the element passes when ``|ours - ref| <= atol * scale + rtol * |ref|`` (scale: the largest
     magnitude of either tensor). ``worst_index`` is the element closest to (or furthest past) its bound.
+
+    A judge that derives a bound per element (finite differences) passes it as ``bound``; elements
+    flagged in ``kinks`` are judged by ``kink_ok`` (the subgradient rule) instead of the bound, and
+    counted in the row's ``kinks`` column.
     An empty tensor, or two all-zero tensors, fail: a comparison of nothing proves nothing.
     """
     row: dict[str, Any] = {"judge": judge, "layer": layer, "case": case, "tensor": tensor,
@@ -51,14 +66,20 @@ def compare(
     err = np.abs(a - b)
     scale = max(float(np.abs(a).max()), float(np.abs(b).max()), TINY)
     rel = err / np.maximum(np.maximum(np.abs(a), np.abs(b)), TINY)
-    bound = tol.atol * scale + tol.rtol * np.abs(b)
-    ratio = err / bound
+    if bound is None:
+        bound = tol.atol * scale + tol.rtol * np.abs(b)
+    within = err <= bound
+    ratio = err / np.maximum(bound, TINY)
+    if kinks is not None:
+        row["kinks"] = int(kinks.sum())
+        within = np.where(kinks, kink_ok if kink_ok is not None else True, within)
+        ratio = np.where(kinks, np.where(within, 0.0, np.inf), ratio)
     worst = np.unravel_index(int(np.argmax(ratio)), a.shape)
-    passed = bool(np.all(err <= bound))
+    passed = bool(np.all(within))
     return {**row, "max_abs_err": float(err.max()), "max_rel_err": float(rel.max()),
             "worst_index": str(tuple(int(i) for i in worst)), "ours": float(a[worst]), "ref": float(b[worst]),
             "status": "pass" if passed else "fail",
-            "note": row["note"] or ("" if passed else f"{int((err > bound).sum())} of {a.size} elements out of tolerance")}  # fmt: skip
+            "note": row["note"] or ("" if passed else f"{int((~within).sum())} of {a.size} elements out of tolerance")}  # fmt: skip
 
 
 def error_row(*, judge: str, layer: str, case: str, tensor: str, dtype: str, message: str, **extra: Any) -> dict[str, Any]:

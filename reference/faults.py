@@ -8,13 +8,14 @@ the judges and the gate requires each one to be caught.
 from __future__ import annotations
 
 import types
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 import scratch_cnn
-from scratch_cnn import conv, losses, pooling
+from scratch_cnn import conv, pooling
 
 from .cases import Case
 

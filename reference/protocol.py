@@ -70,6 +70,21 @@ def construct(impl: Any, layer_type: str, config: dict[str, Any], *, rng: np.ran
     return cls(**kwargs)
 
 
+def build_case_layer(impl: Any, layer_type: str, config: dict[str, Any], params: dict[str, np.ndarray],
+                     dtype: Any) -> Any:  # fmt: skip
+    """Construct the implementation's layer and write ``params`` into it in place (shapes checked)."""
+    if layer_type == "SoftmaxCrossEntropy":
+        return impl.SoftmaxCrossEntropy()
+    layer = construct(impl, layer_type, config, dtype=np.dtype(dtype))
+    for key, value in params.items():
+        if key not in layer.params:
+            raise ValueError(f"{layer_type} has no parameter {key!r} (params: {sorted(layer.params)})")
+        if layer.params[key].shape != value.shape:
+            raise ValueError(f"{layer_type}.params[{key!r}] has shape {layer.params[key].shape}, expected {value.shape}")
+        layer.params[key][...] = value
+    return layer
+
+
 def check_impl(impl: Any, name: str) -> None:
     """Raise ImplError naming every missing class, bad signature or wrong output shape."""
     missing = [n for n in REQUIRED if not inspect.isclass(getattr(impl, n, None))]

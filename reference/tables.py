@@ -22,6 +22,13 @@ def failed(df: pd.DataFrame) -> pd.DataFrame:
     return df[~df["status"].isin(PASSING)]
 
 
+def failures_first(df: pd.DataFrame) -> pd.DataFrame:
+    """Errors, then failures, then the rest; stable within each group."""
+    order = df["status"].map({"error": 0, "fail": 1, "vacuous": 1}).fillna(2)
+    keys = [k for k in ("layer", "case", "dtype", "tensor") if k in df.columns]
+    return df.assign(_o=order).sort_values(["_o", *keys], kind="stable").drop(columns="_o").reset_index(drop=True)
+
+
 def write_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
@@ -43,14 +50,19 @@ def markdown(df: pd.DataFrame, max_rows: int | None = None) -> str:
     return text
 
 
-def write_table(df: pd.DataFrame, out: Path, stem: str, title: str) -> tuple[Path, Path]:
-    """Write ``out/stem.csv`` (every row) and ``out/stem.md`` (failures, then a per-layer summary)."""
+def write_table(df: pd.DataFrame, out: Path, stem: str, title: str,
+                extra: dict[str, tuple[str, pd.DataFrame]] | None = None) -> tuple[Path, Path]:  # fmt: skip
+    """Write ``out/stem.csv`` (every row) and ``out/stem.md`` (verdicts, a per-layer summary, the
+    failing rows); each ``extra`` {suffix: (title, table)} goes into the Markdown and ``out/stem_suffix.csv``."""
     df = ordered(df)
     csv_path, md_path = out / f"{stem}.csv", out / f"{stem}.md"
     write_atomic(csv_path, df.to_csv(index=False))
     bad = failed(df)
     body = [f"# {title}", "", *verdict_lines(df), "", "## Per layer", "", markdown(layer_summary(df)), ""]
     body += ["## Failing rows", "", markdown(bad, 200) if len(bad) else "_none_", ""]
+    for suffix, (name, table) in (extra or {}).items():
+        body += [f"## {name}", "", markdown(table), ""]
+        write_atomic(out / f"{stem}_{suffix}.csv", table.to_csv(index=False))
     write_atomic(md_path, "\n".join(body))
     return csv_path, md_path
 

@@ -15,7 +15,6 @@ from torch import nn
 
 from . import layout
 
-
 # torch warns that even kernels with padding="same" need a padded copy: that copy is the point here.
 warnings.filterwarnings("ignore", message="Using padding='same' with even kernel lengths")
 

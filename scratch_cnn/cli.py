@@ -5,8 +5,6 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from .architectures import ARCHITECTURES
 from .data import DataError, ensure_mnist, load_mnist, load_split
 from .imageio import read_digit

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 
 from reference.autograd_judge import run_autograd, run_case
-from reference.cases import grid, input_stats, strategies
+from reference.cases import grid, strategies
 from reference.cli import main
 from reference.faults import FAULTS_BY_NAME
 from reference.protocol import ImplError, load_impl

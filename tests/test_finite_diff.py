@@ -1,0 +1,104 @@
+"""The finite-difference judge: scratch_cnn passes (kinks included); wrong gradients are caught."""
+import numpy as np
+import pytest
+from hypothesis import assume, given, settings
+
+from reference import finite_diff as fd
+from reference.cases import Case, grid, strategies
+from reference.faults import FAULTS_BY_NAME
+from reference.protocol import load_impl
+
+GRID = grid()
+IMPL = load_impl()
+
+
+def rows_of(impl, layer, adjoint=True):
+    rows = []
+    for case in (c for c in GRID if c.layer == layer):
+        rows += fd.run_case(impl, case, attribution=False)
+        if adjoint and layer in fd.ADJOINT_LAYERS:
+            rows += fd.adjoint_rows(impl, case)
+    return rows
+
+
+def test_scratch_cnn_passes_every_row_including_kinks_and_attribution_blames_no_one():
+    df = fd.run_finite_diff(IMPL, GRID, networks={"tiny": 2})
+    assert (df["status"] == "pass").all(), df[df["status"] != "pass"].head().to_string()
+    assert set(df["kind"]) == {"element", "adjoint", "network"}
+    assert df[df.layer.isin(["ReLU", "MaxPool2D"])]["kinks"].sum() > 100  # kinks were met and judged, not skipped
+    assert set(df["attribution"].dropna()) == {"none"}
+
+
+def test_the_whole_seed_network_gradient_matches_finite_differences():
+    rows = fd.network_rows(IMPL, "seed", 2)
+    assert len(rows) == 12 and all(r["status"] == "pass" for r in rows), [(r["tensor"], r["note"]) for r in rows]
+    assert all("/" in r["checked"] for r in rows)  # subset recorded as n/N seed=...
+
+
+@pytest.mark.parametrize(
+    "fault, layer, tensor",
+    [
+        ("conv_dW_sign_flip", "Conv2D", "dW"),
+        ("conv_bias_grad_dropped", "Conv2D", "db"),
+        ("dense_dx_scaled", "Dense", "dx"),
+        ("conv_backward_off_by_one_pad", "Conv2D", "dx"),
+        ("maxpool_ties_to_every_max", "MaxPool2D", "dx"),
+    ],
+)
+def test_a_wrong_gradient_is_caught(fault, layer, tensor):
+    rows = rows_of(FAULTS_BY_NAME[fault].impl(), layer)
+    caught = [r for r in rows if r["status"] == "fail" and r["tensor"] == tensor]
+    assert caught, f"{fault} passed every {layer} row"
+    assert all(r["status"] == "pass" for r in rows if r["tensor"] not in (tensor,) and not r["tensor"].startswith("<"))
+
+
+def test_the_window_rule_catches_ties_routed_to_every_maximum():
+    rows = rows_of(FAULTS_BY_NAME["maxpool_ties_to_every_max"].impl(), "MaxPool2D")
+    assert any("window rule" in r["note"] for r in rows)
+
+
+def test_a_vacuous_layer_is_flagged_not_passed():
+    rows = rows_of(FAULTS_BY_NAME["vacuous_dense"].impl(), "Dense")
+    assert rows and all(r["status"] == "vacuous" for r in rows)
+
+
+def test_three_way_attribution_blames_the_implementation_when_it_alone_disagrees():
+    case = next(c for c in GRID if c.layer == "Dense" and c.input_shape[0] > 1)
+    rows = fd.run_case(FAULTS_BY_NAME["dense_dx_scaled"].impl(), case)
+    assert {r["tensor"]: r["attribution"] for r in rows} == {"dx": "ours", "dW": "none", "db": "none"}
+
+
+def test_adjoint_identities_hold_to_rounding_for_every_linear_layer():
+    for layer in fd.ADJOINT_LAYERS:
+        rows = [r for case in GRID if case.layer == layer for r in fd.adjoint_rows(IMPL, case)]
+        assert rows and all(r["status"] == "pass" for r in rows), layer
+        assert max(r["max_abs_err"] for r in rows) < 1e-10
+
+
+def test_gradcheck_agrees_on_kink_free_cases_and_fails_where_ours_finds_kinks():
+    tie = next(c for c in GRID if c.id == "MaxPool2D[kernel_size=2,stride=1] x1x6x7x3 ties s10")
+    smooth = Case("Conv2D", {"in_ch": 2, "out_ch": 2, "kernel_size": 3, "stride": 1, "padding": "same", "bias": True}, (1, 5, 5, 2), "noise", 4)
+    cross = fd.gradcheck_crosscheck(IMPL, [tie, smooth]).set_index("layer")
+    assert cross.loc["Conv2D", "kinks"] == 0 and cross.loc["Conv2D", "gradcheck"] == "pass" and cross.loc["Conv2D", "ours"] == "pass"
+    assert cross.loc["MaxPool2D", "kinks"] > 0 and cross.loc["MaxPool2D", "gradcheck"] == "fail" and cross.loc["MaxPool2D", "ours"] == "pass"
+
+
+def test_the_step_is_scaled_to_the_value_and_exactly_representable():
+    arr = np.array([0.0, 3.0, -10.0])
+    p = fd.probe(lambda: float(np.sum(arr**3)), arr, [(0,), (1,), (2,)], scale=1e3, checked="3/3")
+    assert p.h[0] == pytest.approx(1e-6) and p.h[2] == pytest.approx(1e-5, rel=1e-6)
+    exact = 3 * np.array([0.0, 9.0, 100.0])
+    assert np.all(np.abs(p.central - exact) <= p.bound)  # the error estimate covers the true error
+    assert np.all(p.bound < 1e-4 * np.maximum(np.abs(exact), 1))  # and is not vacuous
+    assert list(arr) == [0.0, 3.0, -10.0]  # restored
+    assert not p.kink.any()
+    q = fd.probe(lambda: float(np.abs(arr).sum()), arr, [(0,)], scale=1e3, checked="1/3")
+    assert q.kink[0] and (q.left[0], q.right[0]) == pytest.approx((-1.0, 1.0))
+
+
+@settings(max_examples=30)
+@given(strategies())
+def test_scratch_cnn_passes_hypothesis_cases(case):
+    rows = fd.run_case(IMPL, case, attribution=False)
+    assume(not any(r["status"] == "vacuous" for r in rows))  # e.g. a ReLU whose inputs are all negative
+    assert all(r["status"] == "pass" for r in rows), [(r["tensor"], r["note"], r["worst_index"]) for r in rows]
