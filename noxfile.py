@@ -3,6 +3,7 @@
 nox uses the venv backend with pip (never uv): torch is pinned to the CPU wheel (torch==2.13.0),
 and uv would ignore the local pip configuration and download a multi-GB CUDA build.
 """
+
 import os
 
 import nox
@@ -28,6 +29,7 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
-    """ruff over every package."""
+    """ruff lint and format check over every package."""
     session.install("ruff")
     session.run("ruff", "check", "scratch_cnn", "reference", "tests", "noxfile.py")
+    session.run("ruff", "format", "--check", "scratch_cnn", "reference", "tests", "noxfile.py")

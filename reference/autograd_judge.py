@@ -4,6 +4,7 @@ For each case: the same input, parameters and random upstream gradient go throug
 judgement and its torch twin; the forward output, dx and every parameter gradient are compared
 through reference.compare with the autograd tolerance of the dtype.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -72,7 +73,11 @@ def run_case(impl: Any, case: Case, dtype: str) -> list[dict[str, Any]]:
         layer = build_case_layer(impl, case.layer, case.config, inputs["params"], dtype)
         ours = impl_run(layer, case, inputs, ref.get("g"))
     except Exception as err:  # the implementation failed: one error row, the run goes on
-        return [error_row(judge=JUDGE, layer=case.layer, case=case.id, tensor="*", message=f"{type(err).__name__}: {err}", **extra)]
+        return [
+            error_row(
+                judge=JUDGE, layer=case.layer, case=case.id, tensor="*", message=f"{type(err).__name__}: {err}", **extra
+            )
+        ]
     rows = []
     for tensor, ref_value in ref.items():
         if tensor == "g":
@@ -81,7 +86,9 @@ def run_case(impl: Any, case: Case, dtype: str) -> list[dict[str, Any]]:
             rows.append(error_row(judge=JUDGE, layer=case.layer, case=case.id, tensor=tensor,
                                   message=f"the implementation produced no {tensor}", **extra))  # fmt: skip
             continue
-        rows.append(compare(ours[tensor], ref_value, tol, layer=case.layer, case=case.id, tensor=tensor, judge=JUDGE, **extra))
+        rows.append(
+            compare(ours[tensor], ref_value, tol, layer=case.layer, case=case.id, tensor=tensor, judge=JUDGE, **extra)
+        )
     return rows
 
 

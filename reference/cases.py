@@ -1,5 +1,6 @@
 """The cases every judge runs: a fixed grid over every layer option, hypothesis strategies over the
 same space, and input values that exercise the kinks (exact zeros, exact ties, near-ties)."""
+
 from __future__ import annotations
 
 import itertools
@@ -135,7 +136,9 @@ def pool_grid(layer: str) -> list[Case]:
     cases = []
     for i, (k, s, H) in enumerate(itertools.product([1, 2, 3, (2, 3)], [None, 1, 2, 3], [6, 7])):
         config = {"kernel_size": k, "stride": s}
-        cases.append(Case(layer, config, (_cycle([1, 2], i), H, H + 1, _cycle([1, 3], i // 2)), _cycle(kinds, i), seed=i))
+        cases.append(
+            Case(layer, config, (_cycle([1, 2], i), H, H + 1, _cycle([1, 3], i // 2)), _cycle(kinds, i), seed=i)
+        )
     return cases
 
 
@@ -149,7 +152,9 @@ def elementwise_grid() -> list[Case]:
 def dense_grid() -> list[Case]:
     cases = []
     for i, (n_in, n_out, m, bias) in enumerate(itertools.product([1, 7], [1, 5], [1, 4], [True, False])):
-        cases.append(Case("Dense", {"n_in": n_in, "n_out": n_out, "bias": bias}, (m, n_in), _cycle(list(VALUE_KINDS), i), i))
+        cases.append(
+            Case("Dense", {"n_in": n_in, "n_out": n_out, "bias": bias}, (m, n_in), _cycle(list(VALUE_KINDS), i), i)
+        )
     return cases
 
 
@@ -191,7 +196,14 @@ def strategies() -> Any:
         H = draw(st.integers(max(1, k[0] - 2 * pads[0]), 8))
         W = draw(st.integers(max(1, k[1] - 2 * pads[1]), 8))
         c_in, c_out, m = draw(st.integers(1, 3)), draw(st.integers(1, 3)), draw(st.integers(1, 3))
-        config = {"in_ch": c_in, "out_ch": c_out, "kernel_size": k, "stride": s, "padding": p, "bias": draw(st.booleans())}
+        config = {
+            "in_ch": c_in,
+            "out_ch": c_out,
+            "kernel_size": k,
+            "stride": s,
+            "padding": p,
+            "bias": draw(st.booleans()),
+        }
         return Case("Conv2D", config, (m, H, W, c_in), draw(kind), draw(seed))
 
     @st.composite

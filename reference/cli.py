@@ -1,4 +1,5 @@
 """`python -m reference {autograd, finite-diff, curves, verify, gate}`: the judges from the command line."""
+
 from __future__ import annotations
 
 import argparse
@@ -29,7 +30,9 @@ def progress_bar(desc: str) -> Callable[[int, int], None]:
 
 def _common(p: argparse.ArgumentParser, default_out: str) -> None:
     p.add_argument("--impl", default=DEFAULT_IMPL, help="module that follows the layer protocol (default %(default)s)")
-    p.add_argument("--out", type=Path, default=Path(default_out), help="directory for the CSV and Markdown (default %(default)s)")
+    p.add_argument(
+        "--out", type=Path, default=Path(default_out), help="directory for the CSV and Markdown (default %(default)s)"
+    )
     p.add_argument("--quick", action="store_true", help="a fixed sample of the grid")
 
 
@@ -75,7 +78,9 @@ def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m reference", description=__doc__)
     sub = ap.add_subparsers(dest="command", required=True)
     _common(sub.add_parser("autograd", help="every layer against its PyTorch twin"), "reports/latest")
-    _common(sub.add_parser("finite-diff", help="every gradient against central differences (float64)"), "reports/latest")
+    _common(
+        sub.add_parser("finite-diff", help="every gradient against central differences (float64)"), "reports/latest"
+    )
     return ap
 
 

@@ -1,4 +1,5 @@
 """The one comparison primitive: two arrays in, one discrepancy row out."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -82,7 +83,9 @@ def compare(
             "note": row["note"] or ("" if passed else f"{int((~within).sum())} of {a.size} elements out of tolerance")}  # fmt: skip
 
 
-def error_row(*, judge: str, layer: str, case: str, tensor: str, dtype: str, message: str, **extra: Any) -> dict[str, Any]:
+def error_row(
+    *, judge: str, layer: str, case: str, tensor: str, dtype: str, message: str, **extra: Any
+) -> dict[str, Any]:
     """A row for a case that could not be compared at all (the implementation raised, say)."""
     row = {c: np.nan for c in ROW_COLUMNS}
     row.update(judge=judge, layer=layer, case=case, dtype=dtype, tensor=tensor, shape="", worst_index="",

@@ -5,6 +5,7 @@ except for one deliberately wrong piece, plus ``should_fail(case, tensor, stats)
 autograd rows it must fail (all others must still pass). ``nox -s verify`` runs every fault through
 the judges and the gate requires each one to be caught.
 """
+
 from __future__ import annotations
 
 import types

@@ -25,6 +25,7 @@ also held to the window rule: a window's gradient sums to its upstream gradient 
 its tied maxima. (The rule cannot tell which subgradient a layer picks at 0 or at a tie; that
 convention is the autograd judge's to hold.)
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -80,7 +81,9 @@ def choose_elements(shape: tuple[int, ...], limit: int, seed: Any) -> tuple[list
     return [tuple(int(i) for i in np.unravel_index(k, shape)) for k in flat], f"{limit}/{size} seed={seed}"
 
 
-def probe(f: Callable[[], float], arr: np.ndarray, elements: list[tuple[int, ...]], scale: float, checked: str) -> Probe:
+def probe(
+    f: Callable[[], float], arr: np.ndarray, elements: list[tuple[int, ...]], scale: float, checked: str
+) -> Probe:
     """Central/one-sided differences of ``f`` w.r.t. ``arr[e]`` for each element e (arr is modified
     in place and restored)."""
     f0 = f()
@@ -282,7 +285,16 @@ def adjoint_rows(impl: Any, case: Case) -> list[dict[str, Any]]:
         if "W" in params:
             pairs["W"] = (layer.params["W"], layer.grads["W"])
     except Exception as err:
-        return [error_row(judge=JUDGE, layer=case.layer, case=case.id, tensor="adjoint", message=f"{type(err).__name__}: {err}", **extra)]
+        return [
+            error_row(
+                judge=JUDGE,
+                layer=case.layer,
+                case=case.id,
+                tensor="adjoint",
+                message=f"{type(err).__name__}: {err}",
+                **extra,
+            )
+        ]
     lhs = float(np.sum(out * y))
     rows = []
     for name, (v, adj) in pairs.items():
@@ -316,7 +328,9 @@ def network_rows(impl: Any, arch: str, n_images: int, seed: int = 0) -> list[dic
             if "b" in layer.params:
                 layer.params["b"][...] = rng.uniform(-0.1, 0.1, layer.params["b"].shape)
     except Exception as err:
-        return [error_row(judge=JUDGE, layer=arch, case=case, tensor="*", message=f"{type(err).__name__}: {err}", **extra)]
+        return [
+            error_row(judge=JUDGE, layer=arch, case=case, tensor="*", message=f"{type(err).__name__}: {err}", **extra)
+        ]
     x = make_values(rng, (n_images, 28, 28, 1), "mnist")
     labels = rng.integers(0, 10, n_images)
 

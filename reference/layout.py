@@ -7,6 +7,7 @@
 | dense weight | `(n_in, n_out)` | `nn.Linear.weight` `(n_out, n_in)` |
 | flatten | NHWC order, channels fastest | the twin permutes NCHW -> NHWC before flattening |
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -20,6 +20,7 @@ weights ``(kh, kw, C_in, C_out)``, dense ``W (n_in, n_out)``. A layer computes i
 Conventions at kinks: ReLU'(0) = 0; a max-pool window's gradient goes to its first maximum in
 row-major window order. The loss gradient is ``(softmax - onehot) / m`` (mean over the batch).
 """
+
 from __future__ import annotations
 
 import importlib
@@ -80,7 +81,9 @@ def build_case_layer(impl: Any, layer_type: str, config: dict[str, Any], params:
         if key not in layer.params:
             raise ValueError(f"{layer_type} has no parameter {key!r} (params: {sorted(layer.params)})")
         if layer.params[key].shape != value.shape:
-            raise ValueError(f"{layer_type}.params[{key!r}] has shape {layer.params[key].shape}, expected {value.shape}")
+            raise ValueError(
+                f"{layer_type}.params[{key!r}] has shape {layer.params[key].shape}, expected {value.shape}"
+            )
         layer.params[key][...] = value
     return layer
 
@@ -89,7 +92,9 @@ def check_impl(impl: Any, name: str) -> None:
     """Raise ImplError naming every missing class, bad signature or wrong output shape."""
     missing = [n for n in REQUIRED if not inspect.isclass(getattr(impl, n, None))]
     if missing:
-        raise ImplError(f"implementation {name!r} lacks {', '.join(missing)} (the layer protocol needs {', '.join(REQUIRED)})")
+        raise ImplError(
+            f"implementation {name!r} lacks {', '.join(missing)} (the layer protocol needs {', '.join(REQUIRED)})"
+        )
     problems = []
     for cls_name, (args, kwargs) in SIGNATURE_PROBES.items():
         try:
@@ -115,7 +120,9 @@ def check_impl(impl: Any, name: str) -> None:
             problems.append(f"{cls_name}: forward on an input of shape {in_shape} raised {type(err).__name__}: {err}")
             continue
         if getattr(out, "shape", None) != out_shape:
-            problems.append(f"{cls_name}: forward on {in_shape} returned shape {getattr(out, 'shape', type(out).__name__)}, expected {out_shape}")
+            problems.append(
+                f"{cls_name}: forward on {in_shape} returned shape {getattr(out, 'shape', type(out).__name__)}, expected {out_shape}"
+            )
     if problems:
         raise ImplError(f"implementation {name!r} does not follow the layer protocol:\n  " + "\n  ".join(problems))
 

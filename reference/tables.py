@@ -1,4 +1,5 @@
 """Writing judge tables: CSV (the machine-readable truth) and Markdown, and one-line verdicts."""
+
 from __future__ import annotations
 
 import os
@@ -86,7 +87,13 @@ def verdict_lines(df: pd.DataFrame) -> list[str]:
             lines.append(f"{layer}: PASS ({len(rows)} rows)")
             continue
         w = bad.iloc[0]
-        where = f"{w['tensor']}{w['worst_index']}" if isinstance(w.get("worst_index"), str) and w["worst_index"] else w["tensor"]
+        where = (
+            f"{w['tensor']}{w['worst_index']}"
+            if isinstance(w.get("worst_index"), str) and w["worst_index"]
+            else w["tensor"]
+        )
         values = "" if pd.isna(w.get("ours")) else f" ours={w['ours']:.10g} ref={w['ref']:.10g}"
-        lines.append(f"{layer}: FAIL {len(bad)} of {len(rows)} rows; first: {w['case']} {w['dtype']} {where}{values} ({w['note']})")
+        lines.append(
+            f"{layer}: FAIL {len(bad)} of {len(rows)} rows; first: {w['case']} {w['dtype']} {where}{values} ({w['note']})"
+        )
     return lines

@@ -8,6 +8,7 @@ i.e. ``atol`` is *relative to the tensor's largest magnitude*. A bare absolute a
 tensors of tiny magnitude (1e-5 passes anything at scale 1e-6) and over-strict for large ones, while
 the rounding error of a sum is bounded by eps * sum|terms|, which scales with the tensor.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

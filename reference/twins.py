@@ -4,6 +4,7 @@ The twins use torch's own semantics for everything a layer decides (padding="sam
 sizes, max-pool tie-breaking), never scratch_cnn's code, so they judge it independently. Layout
 conversion goes through reference.layout only.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -78,7 +79,7 @@ def twin_network(spec_layers: list[dict[str, Any]], dtype: Any = torch.float32) 
 
 def copy_network_params(layers: list[Any], spec_layers: list[dict[str, Any]], twin: nn.Sequential) -> None:
     """Copy every parameter of the protocol ``layers`` into ``twin`` (same index, converted layout)."""
-    for i, (layer, entry) in enumerate(zip(layers, spec_layers)):
+    for i, (layer, entry) in enumerate(zip(layers, spec_layers, strict=True)):
         if layer.params:
             load_params(twin[i], entry["type"], layer.params)
 

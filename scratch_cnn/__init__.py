@@ -1,4 +1,5 @@
 """scratch_cnn: a convolutional network from scratch in NumPy (NHWC, batch first)."""
+
 from .activations import ReLU
 from .architectures import ARCHITECTURES, build
 from .conv import Conv2D

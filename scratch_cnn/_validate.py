@@ -1,4 +1,5 @@
 """Input checks shared by every layer: each failure is a ValueError naming the layer."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,5 @@
 """Element-wise activations."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,5 @@
 """Named networks: ``lenet`` (the default) and ``seed`` (the blog's network), plus ``tiny`` for tests."""
+
 from __future__ import annotations
 
 from collections.abc import Callable

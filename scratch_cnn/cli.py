@@ -1,4 +1,5 @@
 """`python -m scratch_cnn {fetch-data, train, evaluate, predict}`."""
+
 from __future__ import annotations
 
 import argparse

@@ -3,6 +3,7 @@
 Notation of the derivation: ``Z[m, i, j, k] = sum_{a,b,c} Xp[m, s*i+a, s*j+b, c] * W[a, b, c, k] + b[k]``
 where ``Xp`` is the zero-padded input and ``s`` the stride.
 """
+
 from __future__ import annotations
 
 from typing import Any, NamedTuple

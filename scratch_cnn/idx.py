@@ -1,4 +1,5 @@
 """The IDX file format of MNIST: a big-endian header (magic, dims) followed by raw bytes."""
+
 from __future__ import annotations
 
 import struct

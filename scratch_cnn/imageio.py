@@ -1,4 +1,5 @@
 """Read one digit image for `predict`: .npy, or an 8-bit non-interlaced PNG (decoded with zlib)."""
+
 from __future__ import annotations
 
 import struct

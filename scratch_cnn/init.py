@@ -1,4 +1,5 @@
 """Weight initialisation from an explicit numpy.random.Generator."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,5 @@
 """The layer protocol's base class: params/grads dicts, forward/backward, a cache between them."""
+
 from __future__ import annotations
 
 from typing import Any

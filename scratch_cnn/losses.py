@@ -1,4 +1,5 @@
 """Mean softmax cross-entropy over the batch, via log-sum-exp."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,5 @@
 """Sequential model: a list of layers with stable parameter names, saved to .npz without pickle."""
+
 from __future__ import annotations
 
 import json
@@ -132,8 +133,7 @@ class Sequential:
         expected = model.params
         if set(expected) != set(params):
             raise ValueError(
-                f"model file {path}: parameters {sorted(params)} do not match its layers, "
-                f"which need {sorted(expected)}"
+                f"model file {path}: parameters {sorted(params)} do not match its layers, which need {sorted(expected)}"
             )
         for name, value in params.items():
             if value.shape != expected[name].shape:

@@ -1,4 +1,5 @@
 """Stochastic gradient descent with momentum and weight decay (torch.optim.SGD semantics)."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,5 @@
 """Max and average pooling over NHWC images, no padding, floor output size (as torch)."""
+
 from __future__ import annotations
 
 from typing import Any, NamedTuple

@@ -1,4 +1,5 @@
 """The training loop: deterministic batches, SGD, per-epoch evaluation, CSV history, checkpoints."""
+
 from __future__ import annotations
 
 import csv

@@ -1,4 +1,5 @@
 """Naive loop oracles, written element by element from the derivation's equations (float64, small shapes)."""
+
 from __future__ import annotations
 
 import numpy as np

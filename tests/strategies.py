@@ -1,4 +1,5 @@
 """Hypothesis strategies shared by the tests: layer configurations and inputs with zeros and ties."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,5 @@
 """The autograd judge: scratch_cnn passes every row; each injected fault fails exactly its rows."""
+
 import sys
 import textwrap
 
@@ -16,7 +17,15 @@ GRID = grid()
 
 def test_scratch_cnn_passes_every_row_of_the_grid():
     df = run_autograd(cases=GRID)
-    assert len(df) > 900 and set(df["layer"]) == {"Conv2D", "ReLU", "MaxPool2D", "AvgPool2D", "Flatten", "Dense", "SoftmaxCrossEntropy"}
+    assert len(df) > 900 and set(df["layer"]) == {
+        "Conv2D",
+        "ReLU",
+        "MaxPool2D",
+        "AvgPool2D",
+        "Flatten",
+        "Dense",
+        "SoftmaxCrossEntropy",
+    }
     assert (df["status"] == "pass").all(), df[df["status"] != "pass"].head().to_string()
 
 
@@ -78,21 +87,33 @@ def test_an_implementation_missing_layers_is_named(tmp_path, monkeypatch):
 
 
 def test_wrong_signatures_and_wrong_output_shapes_are_named(tmp_path, monkeypatch):
-    write_module(tmp_path, monkeypatch, "bad_sig", """
+    write_module(
+        tmp_path,
+        monkeypatch,
+        "bad_sig",
+        """
         from scratch_cnn import *
         class Dense(Dense):
             def __init__(self, n_in, n_out):
                 super().__init__(n_in, n_out)
-    """)
+    """,
+    )
     with pytest.raises(ImplError, match=r"Dense\(n_in, n_out\) cannot be called"):
         load_impl("bad_sig")
-    write_module(tmp_path, monkeypatch, "bad_shape", """
+    write_module(
+        tmp_path,
+        monkeypatch,
+        "bad_shape",
+        """
         from scratch_cnn import *
         class Flatten(Flatten):
             def forward(self, x):
                 return super().forward(x)[:, :-1]
-    """)
-    with pytest.raises(ImplError, match=r"Flatten: forward on \(2, 3, 4, 5\) returned shape \(2, 59\), expected \(2, 60\)"):
+    """,
+    )
+    with pytest.raises(
+        ImplError, match=r"Flatten: forward on \(2, 3, 4, 5\) returned shape \(2, 59\), expected \(2, 60\)"
+    ):
         load_impl("bad_shape")
 
 
@@ -106,10 +127,15 @@ def test_the_cli_gives_one_clear_error_for_a_bad_impl_and_a_verdict_per_layer(tm
 
 
 def test_the_cli_exits_nonzero_and_names_the_element_when_a_row_fails(tmp_path, monkeypatch, capsys):
-    write_module(tmp_path, monkeypatch, "relu_at_zero_impl", """
+    write_module(
+        tmp_path,
+        monkeypatch,
+        "relu_at_zero_impl",
+        """
         from scratch_cnn import *
         from reference.faults import ReLUGradOneAtZero as ReLU
-    """)
+    """,
+    )
     assert main(["autograd", "--impl", "relu_at_zero_impl", "--out", str(tmp_path)]) == 1
-    line = next(l for l in capsys.readouterr().out.splitlines() if l.startswith("ReLU:"))
+    line = next(s for s in capsys.readouterr().out.splitlines() if s.startswith("ReLU:"))
     assert "FAIL" in line and "dx(" in line and "ours=" in line and "ref=" in line

@@ -1,4 +1,5 @@
 """The one comparison primitive: shape and dtype first, then errors, worst element, status."""
+
 import numpy as np
 
 from reference.compare import compare

@@ -1,4 +1,5 @@
 """IDX parsing and the fetch/cache/checksum logic, on small fake files and fake sources (no network)."""
+
 import gzip
 import hashlib
 

@@ -1,4 +1,5 @@
 """dtype preservation and the documented errors for bad input."""
+
 import numpy as np
 import pytest
 
@@ -42,17 +43,39 @@ def test_bad_inputs_raise_value_errors_that_name_the_layer():
     raises(r"Conv2D: expected input of rank 4, got rank 3", conv.forward, X32[0])
     raises(r"Conv2D: expected 3 input channels", conv.forward, X32[..., :2])
     raises(r"Conv2D: expected input dtype float32 or float64, got int64", conv.forward, X32.astype(np.int64))
-    raises(r"Conv2D: input contains non-finite values \(1 NaN, 0 Inf\)", conv.forward, np.where(X32 == X32[0, 0, 0, 0], np.nan, X32))
-    raises(r"Conv2D: input contains non-finite values \(0 NaN, 1 Inf\)", conv.forward, np.where(X32 == X32[0, 0, 0, 0], np.inf, X32))
+    raises(
+        r"Conv2D: input contains non-finite values \(1 NaN, 0 Inf\)",
+        conv.forward,
+        np.where(X32 == X32[0, 0, 0, 0], np.nan, X32),
+    )
+    raises(
+        r"Conv2D: input contains non-finite values \(0 NaN, 1 Inf\)",
+        conv.forward,
+        np.where(X32 == X32[0, 0, 0, 0], np.inf, X32),
+    )
     raises(r"Conv2D: input dtype float64 does not match parameter dtype float32", conv.forward, X32.astype(np.float64))
     raises(r"Conv2D: input spatial size \(2, 2\) is too small for kernel \(3, 3\)",
            sc.Conv2D(3, 4, 3, padding="valid").forward, X32[:, :2, :2])  # fmt: skip
-    raises(r"MaxPool2D: input spatial size \(1, 8\) is smaller than the window \(2, 2\)", sc.MaxPool2D(2).forward, X32[:, :1])
+    raises(
+        r"MaxPool2D: input spatial size \(1, 8\) is smaller than the window \(2, 2\)",
+        sc.MaxPool2D(2).forward,
+        X32[:, :1],
+    )
     raises(r"AvgPool2D: expected input of rank 4", sc.AvgPool2D(2).forward, X32[0])
     raises(r"Dense: expected 10 input features, got shape \(2, 192\)", sc.Dense(10, 2).forward, X32.reshape(2, -1))
     raises(r"ReLU: expected input to be a numpy.ndarray, got list", sc.ReLU().forward, [1.0])
-    raises(r"SoftmaxCrossEntropy: expected labels in \[0, 2\]", sc.SoftmaxCrossEntropy().forward, np.zeros((2, 3)), np.array([0, 3]))
-    raises(r"SoftmaxCrossEntropy: expected labels as a 1-D integer array", sc.SoftmaxCrossEntropy().forward, np.zeros((2, 3)), np.array([0.0, 1.0]))
+    raises(
+        r"SoftmaxCrossEntropy: expected labels in \[0, 2\]",
+        sc.SoftmaxCrossEntropy().forward,
+        np.zeros((2, 3)),
+        np.array([0, 3]),
+    )
+    raises(
+        r"SoftmaxCrossEntropy: expected labels as a 1-D integer array",
+        sc.SoftmaxCrossEntropy().forward,
+        np.zeros((2, 3)),
+        np.array([0.0, 1.0]),
+    )
     raises(r"SoftmaxCrossEntropy: expected 2 labels", sc.SoftmaxCrossEntropy().forward, np.zeros((2, 3)), np.array([0]))
 
 
@@ -61,7 +84,11 @@ def test_backward_before_forward_or_with_wrong_gradient_is_an_error():
     raises(r"SoftmaxCrossEntropy: backward called before forward", sc.SoftmaxCrossEntropy().backward)
     pool = sc.MaxPool2D(2)
     pool.forward(X32)
-    raises(r"MaxPool2D: expected upstream gradient of shape \(2, 4, 4, 3\), got \(2, 4, 4, 2\)", pool.backward, np.zeros((2, 4, 4, 2), np.float32))
+    raises(
+        r"MaxPool2D: expected upstream gradient of shape \(2, 4, 4, 3\), got \(2, 4, 4, 2\)",
+        pool.backward,
+        np.zeros((2, 4, 4, 2), np.float32),
+    )
     raises(r"MaxPool2D: expected upstream gradient dtype float32, got float64", pool.backward, np.zeros((2, 4, 4, 3)))
 
 

@@ -1,4 +1,5 @@
 """The finite-difference judge: scratch_cnn passes (kinks included); wrong gradients are caught."""
+
 import numpy as np
 import pytest
 from hypothesis import assume, given, settings
@@ -77,10 +78,24 @@ def test_adjoint_identities_hold_to_rounding_for_every_linear_layer():
 
 def test_gradcheck_agrees_on_kink_free_cases_and_fails_where_ours_finds_kinks():
     tie = next(c for c in GRID if c.id == "MaxPool2D[kernel_size=2,stride=1] x1x6x7x3 ties s10")
-    smooth = Case("Conv2D", {"in_ch": 2, "out_ch": 2, "kernel_size": 3, "stride": 1, "padding": "same", "bias": True}, (1, 5, 5, 2), "noise", 4)
+    smooth = Case(
+        "Conv2D",
+        {"in_ch": 2, "out_ch": 2, "kernel_size": 3, "stride": 1, "padding": "same", "bias": True},
+        (1, 5, 5, 2),
+        "noise",
+        4,
+    )
     cross = fd.gradcheck_crosscheck(IMPL, [tie, smooth]).set_index("layer")
-    assert cross.loc["Conv2D", "kinks"] == 0 and cross.loc["Conv2D", "gradcheck"] == "pass" and cross.loc["Conv2D", "ours"] == "pass"
-    assert cross.loc["MaxPool2D", "kinks"] > 0 and cross.loc["MaxPool2D", "gradcheck"] == "fail" and cross.loc["MaxPool2D", "ours"] == "pass"
+    assert (
+        cross.loc["Conv2D", "kinks"] == 0
+        and cross.loc["Conv2D", "gradcheck"] == "pass"
+        and cross.loc["Conv2D", "ours"] == "pass"
+    )
+    assert (
+        cross.loc["MaxPool2D", "kinks"] > 0
+        and cross.loc["MaxPool2D", "gradcheck"] == "fail"
+        and cross.loc["MaxPool2D", "ours"] == "pass"
+    )
 
 
 def test_the_step_is_scaled_to_the_value_and_exactly_representable():

@@ -1,4 +1,5 @@
 """Each vectorised kernel against the naive loop oracle, forward and backward, float64 to ~1e-12."""
+
 import numpy as np
 from hypothesis import given
 from numpy.testing import assert_allclose

@@ -1,4 +1,5 @@
 """Sequential, SGD, save/load, architectures, and a short training run whose loss falls."""
+
 import numpy as np
 import pytest
 from numpy.testing import assert_array_equal

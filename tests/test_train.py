@@ -1,4 +1,5 @@
 """Training loop determinism, interruption and resume, and the CLI's errors (small synthetic data)."""
+
 import numpy as np
 import pytest
 
@@ -112,9 +113,13 @@ def test_evaluate_and_predict_refuse_files_that_are_not_models_or_digits(tmp_pat
     assert "is not a readable .npz archive" in cli_error(capsys, "evaluate", str(tmp_path / "x.npz"))
     run_model(tmp_path)
     np.save(tmp_path / "big.npy", np.zeros((32, 32), np.uint8))
-    assert "expected a 28x28 image, got shape (32, 32)" in cli_error(capsys, "predict", str(tmp_path / "m/model.npz"), str(tmp_path / "big.npy"))
+    assert "expected a 28x28 image, got shape (32, 32)" in cli_error(
+        capsys, "predict", str(tmp_path / "m/model.npz"), str(tmp_path / "big.npy")
+    )
     (tmp_path / "fake.png").write_bytes(b"GIF89a")
-    assert "is not a PNG file" in cli_error(capsys, "predict", str(tmp_path / "m/model.npz"), str(tmp_path / "fake.png"))
+    assert "is not a PNG file" in cli_error(
+        capsys, "predict", str(tmp_path / "m/model.npz"), str(tmp_path / "fake.png")
+    )
 
 
 def run_model(tmp_path):
