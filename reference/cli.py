@@ -11,6 +11,8 @@ from typing import Any
 from .protocol import DEFAULT_IMPL, ImplError, load_impl
 from .tables import failed, verdict_lines, write_table
 
+DEFAULT_EPOCHS = 2  # the float32 lenet curves: sized so the pair trains in under 10 minutes on 2 cores
+
 
 def progress_bar(desc: str) -> Callable[[int, int], None]:
     """A tqdm bar driven by (done, total) callbacks; silent when stderr is not a terminal."""
@@ -33,7 +35,7 @@ def _common(p: argparse.ArgumentParser, default_out: str) -> None:
     p.add_argument(
         "--out", type=Path, default=Path(default_out), help="directory for the CSV and Markdown (default %(default)s)"
     )
-    p.add_argument("--quick", action="store_true", help="a fixed sample of the grid")
+    p.add_argument("--quick", action="store_true", help="a reduced run (a sample of the grid; lockstep only)")
 
 
 def cmd_autograd(args: argparse.Namespace) -> int:
@@ -63,6 +65,39 @@ def cmd_finite_diff(args: argparse.Namespace) -> int:
     return code or (1 if len(bad) else 0)
 
 
+def cmd_curves(args: argparse.Namespace) -> int:
+    from scratch_cnn.data import DataError, load_mnist
+
+    from .curves import curve_judge
+
+    impl = load_impl(args.impl)
+    if args.epochs < 1 or args.steps < 1:
+        print("error: --epochs and --steps must be >= 1", file=sys.stderr)
+        return 2
+    try:
+        data = load_mnist(args.data_dir)
+    except DataError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    bars: dict[str, Callable[[int, int], None]] = {}
+
+    def progress(desc: str, done: int, total: int) -> None:
+        bars.setdefault(desc, progress_bar(desc))(done, total)
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    result = curve_judge(
+        impl, data, args.out, epochs=args.epochs, steps=args.steps, quick=args.quick, progress=progress
+    )
+    for _, row in result["checks"].iterrows():
+        print(f"{row['status'].upper():4} {row['check']}: {row['value']:.6g} (bound {row['bound']}) {row['note']}")
+    print(
+        f"wrote {args.out / 'curves.md'}, lockstep.csv, curve_checks.csv"
+        + (", curves.csv" if not args.quick else "")
+        + " and plots"
+    )
+    return 0 if result["ok"] else 1
+
+
 def report(df: Any, csv_path: Path, md_path: Path) -> int:
     for line in verdict_lines(df):
         print(line)
@@ -71,7 +106,11 @@ def report(df: Any, csv_path: Path, md_path: Path) -> int:
     return 1 if len(bad) else 0
 
 
-COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"autograd": cmd_autograd, "finite-diff": cmd_finite_diff}
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "autograd": cmd_autograd,
+    "finite-diff": cmd_finite_diff,
+    "curves": cmd_curves,
+}
 
 
 def parser() -> argparse.ArgumentParser:
@@ -81,6 +120,13 @@ def parser() -> argparse.ArgumentParser:
     _common(
         sub.add_parser("finite-diff", help="every gradient against central differences (float64)"), "reports/latest"
     )
+    p = sub.add_parser("curves", help="training beside the twin: lockstep (float64) and MNIST curves (float32)")
+    _common(p, "reports/latest")
+    p.add_argument(
+        "--epochs", type=int, default=DEFAULT_EPOCHS, help="epochs of the float32 lenet run (default %(default)s)"
+    )
+    p.add_argument("--steps", type=int, default=200, help="lockstep steps (default %(default)s)")
+    p.add_argument("--data-dir", help="directory holding the MNIST IDX files (else the cache, else download)")
     return ap
 
 

@@ -192,3 +192,59 @@ FAULTS = [
           lambda c, t, s: c.layer == "Dense"),
 ]  # fmt: skip
 FAULTS_BY_NAME = {f.name: f for f in FAULTS}
+
+
+# --- training-loop faults, for the curve judge ----------------------------------------------------
+
+
+class SGDMomentumTwice(scratch_cnn.SGD):
+    """The velocity decayed by the momentum twice per step."""
+
+    def step(self, grads: dict[str, np.ndarray]) -> None:
+        for v in self.velocity.values():
+            v *= self.momentum
+        super().step(grads)
+
+
+class SGDDecayingBiases(scratch_cnn.SGD):
+    """Weight decay applied to biases too (the twin, like scratch_cnn, decays weights only)."""
+
+    def step(self, grads: dict[str, np.ndarray]) -> None:
+        grads = {k: (g + self.weight_decay * self.params[k] if k.endswith(".b") else g) for k, g in grads.items()}
+        super().step(grads)
+
+
+class FlattenNCHW(scratch_cnn.Flatten):
+    """Flattens in NCHW order (width fastest) where the protocol says NHWC (channels fastest)."""
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return self._remember(x.transpose(0, 3, 1, 2).reshape(x.shape[0], -1), x.shape)
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        m, H, W, C = self._recall(dout)
+        return dout.reshape(m, C, H, W).transpose(0, 2, 3, 1)
+
+
+@dataclass(frozen=True)
+class CurveFault:
+    name: str
+    description: str
+    impl: Callable[[], Any]
+    labels_for_impl: Callable[[np.ndarray], np.ndarray] | None = None
+
+
+CURVE_FAULTS = [
+    CurveFault("sgd_momentum_twice", "momentum applied twice per step", lambda: _impl(SGD=SGDMomentumTwice)),
+    CurveFault(
+        "weight_decay_on_biases",
+        "weight decay on biases, which the twin does not decay",
+        lambda: _impl(SGD=SGDDecayingBiases),
+    ),
+    CurveFault("flatten_nchw_order", "flatten in NCHW order, not the twin's NHWC", lambda: _impl(Flatten=FlattenNCHW)),
+    CurveFault(
+        "shuffled_labels",
+        "each batch's labels rolled by one against its images",
+        lambda: _impl(),
+        lambda y: np.roll(y, 1),
+    ),
+]

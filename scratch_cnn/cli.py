@@ -33,7 +33,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size)
     p.add_argument("--lr", type=float, default=DEFAULTS.lr)
     p.add_argument("--momentum", type=float, default=DEFAULTS.momentum)
-    p.add_argument("--weight-decay", type=float, default=DEFAULTS.weight_decay)
+    p.add_argument("--weight-decay", type=float, default=DEFAULTS.weight_decay, help="L2 on weights, not biases")
+    p.add_argument("--lr-decay", type=float, default=DEFAULTS.lr_decay, help="lr of epoch e is lr * lr_decay**e")
     p.add_argument("--seed", type=int, default=DEFAULTS.seed)
     p.add_argument("--dtype", default=DEFAULTS.dtype, help="float32 (default) or float64")
     p.add_argument("--limit", type=int, default=None, help="train on the first N training images only")
@@ -61,7 +62,8 @@ def cmd_train(args: argparse.Namespace) -> None:
         out = args.resume
     else:
         config = TrainConfig(arch=args.arch, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                             momentum=args.momentum, weight_decay=args.weight_decay, seed=args.seed,
+                             momentum=args.momentum, weight_decay=args.weight_decay,
+            lr_decay=args.lr_decay, seed=args.seed,
                              dtype=args.dtype, limit=args.limit, log_every=args.log_every)  # fmt: skip
         config.validate()  # before any data is fetched or directory made
         out = args.out if args.out is not None else Path("runs") / args.arch

@@ -35,6 +35,7 @@ class TrainConfig:
     lr: float = 0.05
     momentum: float = 0.9
     weight_decay: float = 5e-4
+    lr_decay: float = 0.6  # the learning rate of epoch e (0-based) is lr * lr_decay**e
     seed: int = 0
     dtype: str = "float32"
     limit: int | None = None
@@ -51,6 +52,8 @@ class TrainConfig:
             raise ValueError(f"--lr must be > 0, got {self.lr}")
         if not 0 <= self.momentum < 1:
             raise ValueError(f"--momentum must be in [0, 1), got {self.momentum}")
+        if not 0 < self.lr_decay <= 1:
+            raise ValueError(f"--lr-decay must be in (0, 1], got {self.lr_decay}")
         if not self.weight_decay >= 0:
             raise ValueError(f"--weight-decay must be >= 0, got {self.weight_decay}")
         if self.dtype not in ("float32", "float64"):
@@ -73,6 +76,11 @@ def batches(n: int, batch_size: int, seed: int, epoch: int) -> Iterator[np.ndarr
     order = epoch_order(n, seed, epoch)
     for start in range(0, n, batch_size):
         yield order[start : start + batch_size]
+
+
+def epoch_lr(config: TrainConfig, epoch: int) -> float:
+    """The step size of ``epoch`` (0-based): ``lr * lr_decay**epoch``."""
+    return config.lr * config.lr_decay**epoch
 
 
 def init_rng(seed: int) -> np.random.Generator:
@@ -201,6 +209,7 @@ def run_training(
     loss_fn, dtype = SoftmaxCrossEntropy(), np.dtype(config.dtype)
     result: dict[str, Any] = {}
     for epoch in range(epochs_done, config.epochs):
+        opt.lr = epoch_lr(config, epoch)
         start, seen, loss_sum, correct, window = time.perf_counter(), 0, 0.0, 0, []
         n_batches = -(-len(x_train) // config.batch_size)
         with _progress(n_batches, f"epoch {epoch + 1}/{config.epochs}") as bar:

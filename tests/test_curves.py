@@ -1,0 +1,50 @@
+"""The curve judge: lockstep holds its bound for scratch_cnn; wrong training pieces break it."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from reference.curves import curve_checks, lockstep_verdict, plot_curves, run_curves, run_lockstep
+from reference.faults import CURVE_FAULTS
+from reference.protocol import load_impl
+from scratch_cnn.train import TrainConfig
+from tests.test_train import fake_mnist
+
+DATA = fake_mnist(n_train=400, n_test=200)
+
+
+def test_lockstep_of_scratch_cnn_and_its_twin_stays_within_rounding_for_tens_of_steps():
+    df = run_lockstep(load_impl(), DATA, steps=30)
+    verdict = lockstep_verdict(df)
+    assert verdict["status"] == "pass" and verdict["steps"] == 30
+    assert verdict["max_param_rel_diff"] < 1e-12  # rounding, far inside the 1e-6 bound
+    assert df["loss"].iloc[-1] < df["loss"].iloc[0]  # it did train
+
+
+@pytest.mark.parametrize("fault", CURVE_FAULTS, ids=lambda f: f.name)
+def test_a_wrong_training_piece_breaks_the_lockstep_bound_and_is_named(fault):
+    df = run_lockstep(fault.impl(), DATA, steps=6, labels_for_impl=fault.labels_for_impl)
+    verdict = lockstep_verdict(df)
+    assert verdict["status"] == "fail"
+    assert verdict["first_broken_step"] in (1, 2) and verdict["broken_by"]
+
+
+def test_the_verdict_names_the_first_step_and_the_parameter_that_broke_the_bound():
+    df = pd.DataFrame({"step": [1, 2, 3], "loss_rel_diff": [1e-16, 1e-15, 1e-3], "param_rel_diff": [1e-16, 2e-6, 1e-3],
+                       "worst_param": ["0.W", "3.b", "3.b"]})  # fmt: skip
+    verdict = lockstep_verdict(df)
+    assert (verdict["first_broken_step"], verdict["broken_by"]) == (2, "parameter 3.b")
+
+
+def test_side_by_side_curves_record_both_runs_and_the_checks_hold_bounds(tmp_path):
+    config = TrainConfig(arch="lenet", epochs=1, batch_size=50, lr=0.05)
+    curves = run_curves(load_impl(), DATA, config, log_every=2)
+    epochs = curves[curves["kind"] == "epoch"]
+    assert set(epochs["run"]) == {"impl", "torch"} and epochs["seconds"].gt(0).all()
+    assert len(curves[curves["kind"] == "step"]) == 2 * (8 // 2)
+    checks = curve_checks(curves, min_accuracy=0.5).set_index("check")
+    assert checks.loc["final test accuracy (ours)", "status"] == "pass"
+    assert checks.loc["final test accuracy gap |ours - twin|", "value"] <= 0.02
+    assert curve_checks(curves, min_accuracy=1.01).set_index("check").loc["final test accuracy (ours)", "status"] == "fail"
+    paths = plot_curves(curves, run_lockstep(load_impl(), DATA, steps=3), tmp_path)
+    assert [p.name for p in paths] == ["curves_lenet.png", "lockstep.png"]
+    assert all(p.stat().st_size > 1000 for p in paths)
