@@ -1,4 +1,4 @@
-"""The pipeline. Each session is a verb: tests, verify, lint, train, fetch_data.
+"""The pipeline. Each session is a verb: verify, tests, lint, train.
 
 nox uses the venv backend with pip (never uv): torch is pinned to the CPU wheel (torch==2.13.0),
 and uv would ignore the local pip configuration and download a multi-GB CUDA build.
@@ -10,7 +10,7 @@ import nox
 
 nox.options.default_venv_backend = "venv"
 nox.options.reuse_existing_virtualenvs = True
-nox.options.sessions = ["tests"]
+nox.options.sessions = ["tests", "verify"]
 
 PYTHON = "3.11"
 
@@ -25,6 +25,24 @@ def tests(session: nox.Session) -> None:
     install(session, "test,reference")
     os.makedirs("reports/latest", exist_ok=True)
     session.run("pytest", "--junitxml=reports/latest/junit-tests.xml", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def verify(session: nox.Session) -> None:
+    """The proof: MNIST, the three judges, the fault catalogue, reports/latest/, then the gate.
+
+    `nox -s verify -- --quick` for a reduced run; `nox -s verify -- --update-baseline` to accept
+    this run's figures as reports/baseline/ (only when every judge passed).
+    """
+    install(session, "reference")
+    session.run("python", "-m", "reference", "verify", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def train(session: nox.Session) -> None:
+    """Train on MNIST with NumPy alone: `nox -s train -- --arch lenet --epochs 5`."""
+    session.install("-e", ".")
+    session.run("python", "-m", "scratch_cnn", "train", *session.posargs)
 
 
 @nox.session(python=PYTHON)

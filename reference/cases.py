@@ -170,12 +170,12 @@ def grid() -> list[Case]:
 
 
 def sample(cases: list[Case], fraction: float, seed: int = 0) -> list[Case]:
-    """A fixed random subset (at least one case per layer type), for quick runs."""
+    """A fixed random subset, for quick runs, that still holds every (layer, value kind) pair."""
     rng = np.random.default_rng(seed)
     keep = [c for c in cases if rng.random() < fraction]
-    for layer in dict.fromkeys(c.layer for c in cases):
-        if not any(c.layer == layer for c in keep):
-            keep.append(next(c for c in cases if c.layer == layer))
+    for key in dict.fromkeys((c.layer, c.values) for c in cases):
+        if not any((c.layer, c.values) == key for c in keep):
+            keep.append(next(c for c in cases if (c.layer, c.values) == key))
     return keep
 
 

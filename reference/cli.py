@@ -106,7 +106,31 @@ def report(df: Any, csv_path: Path, md_path: Path) -> int:
     return 1 if len(bad) else 0
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    from .verify import run
+
+    if args.epochs < 1:
+        print("error: --epochs must be >= 1", file=sys.stderr)
+        return 2
+    return run(args)
+
+
+def cmd_gate(args: argparse.Namespace) -> int:
+    from .gate import run_gate
+
+    if not args.latest.is_dir():
+        print(f"error: no run at {args.latest}; run 'nox -s verify' first", file=sys.stderr)
+        return 2
+    table, code, message = run_gate(args.latest, args.baseline)
+    if table is not None:
+        print(table.to_markdown(index=False, floatfmt=".3g"))
+    print(message, file=sys.stderr if code == 2 else sys.stdout)
+    return code
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "verify": cmd_verify,
+    "gate": cmd_gate,
     "autograd": cmd_autograd,
     "finite-diff": cmd_finite_diff,
     "curves": cmd_curves,
@@ -127,6 +151,20 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--steps", type=int, default=200, help="lockstep steps (default %(default)s)")
     p.add_argument("--data-dir", help="directory holding the MNIST IDX files (else the cache, else download)")
+    p = sub.add_parser("verify", help="the whole proof: every judge, the fault catalogue, the reports, the gate")
+    p.add_argument("--impl", default=DEFAULT_IMPL, help="module that follows the layer protocol (default %(default)s)")
+    p.add_argument("--quick", action="store_true", help="a sample of the grid, lockstep only, a few thousand images")
+    p.add_argument(
+        "--epochs", type=int, default=DEFAULT_EPOCHS, help="epochs of the float32 lenet run (default %(default)s)"
+    )
+    p.add_argument("--update-baseline", action="store_true", help="accept this run's figures as reports/baseline")
+    p.add_argument("--reports", type=Path, default=Path("reports"), help="reports directory (default %(default)s)")
+    p.add_argument("--data-dir", help="directory holding the MNIST IDX files (else the cache, else download)")
+    p = sub.add_parser(
+        "gate", help="compare a run's reports with the baseline (exit 0 pass, 1 regression, 2 no baseline)"
+    )
+    p.add_argument("--latest", type=Path, default=Path("reports/latest"))
+    p.add_argument("--baseline", type=Path, default=Path("reports/baseline"))
     return ap
 
 

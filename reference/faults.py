@@ -166,6 +166,12 @@ class Fault:
     impl: Callable[[], Any]
     should_fail: Callable[[Case, str, dict[str, int]], bool]
 
+    @property
+    def layer(self) -> str:
+        """The layer type this fault replaces."""
+        impl = self.impl()
+        return next(n for n in vars(impl) if getattr(impl, n) is not getattr(scratch_cnn, n))
+
 
 FAULTS = [
     Fault("relu_grad_one_at_zero", "ReLU'(0) = 1 instead of 0", lambda: _impl(ReLU=ReLUGradOneAtZero),
