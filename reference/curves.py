@@ -42,32 +42,22 @@ BLOG_SEED_ACCURACY = 0.882  # the blog's dev accuracy of its network after one e
 SEED_SETTINGS = TrainConfig(arch="seed", epochs=1, batch_size=32, lr=0.01, momentum=0.0, weight_decay=0.0, lr_decay=1.0)
 
 
-class ProtocolNet:
-    """A network of protocol layers (any implementation), parameters named ``"{index}.{key}"``."""
+class ProtocolNet(scratch_cnn.Sequential):
+    """A network of any implementation's protocol layers, parameters named ``"{index}.{key}"``.
+
+    The container (forward, backward, params/grads by name) is scratch_cnn's Sequential, which
+    touches layers only through the protocol; the layers, the loss and the optimiser are the
+    implementation's.
+    """
 
     def __init__(self, impl: Any, spec: list[dict[str, Any]], rng: np.random.Generator, dtype: Any) -> None:
-        self.spec = spec
-        self.layers = [construct(impl, e["type"], e["config"], rng=rng, dtype=np.dtype(dtype)) for e in spec]
+        super().__init__([construct(impl, e["type"], e["config"], rng=rng, dtype=np.dtype(dtype)) for e in spec])
+        self.layer_spec = spec
         self.loss = impl.SoftmaxCrossEntropy()
-
-    @property
-    def params(self) -> dict[str, np.ndarray]:
-        return {f"{i}.{k}": v for i, layer in enumerate(self.layers) for k, v in layer.params.items()}
-
-    @property
-    def grads(self) -> dict[str, np.ndarray]:
-        return {f"{i}.{k}": v for i, layer in enumerate(self.layers) for k, v in layer.grads.items()}
-
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        for layer in self.layers:
-            x = layer.forward(x)
-        return x
 
     def train_step(self, opt: Any, x: np.ndarray, y: np.ndarray) -> float:
         loss, _ = self.loss.forward(self.forward(x), y)
-        d = self.loss.backward()
-        for layer in reversed(self.layers):
-            d = layer.backward(d)
+        self.backward(self.loss.backward())
         opt.step(self.grads)
         return float(loss)
 
@@ -145,7 +135,7 @@ def run_lockstep(
             loss = pair.net.train_step(pair.opt, x, labels_for_impl(y) if labels_for_impl else y)
             loss_twin = twin_step(pair, x, y)
             ours = pair.net.params
-            theirs = twins.network_params_from_twin(pair.twin, pair.net.spec, pair.names)
+            theirs = twins.network_params_from_twin(pair.twin, pair.net.layer_spec, pair.names)
             diffs = {
                 n: float(np.abs(ours[n] - theirs[n]).max() / max(np.abs(theirs[n]).max(), 1e-300)) for n in pair.names
             }
