@@ -1,5 +1,5 @@
 """The curve judge: lockstep holds its bound for scratch_cnn; wrong training pieces break it."""
-import numpy as np
+
 import pandas as pd
 import pytest
 
@@ -44,7 +44,9 @@ def test_side_by_side_curves_record_both_runs_and_the_checks_hold_bounds(tmp_pat
     checks = curve_checks(curves, min_accuracy=0.5).set_index("check")
     assert checks.loc["final test accuracy (ours)", "status"] == "pass"
     assert checks.loc["final test accuracy gap |ours - twin|", "value"] <= 0.02
-    assert curve_checks(curves, min_accuracy=1.01).set_index("check").loc["final test accuracy (ours)", "status"] == "fail"
+    assert (
+        curve_checks(curves, min_accuracy=1.01).set_index("check").loc["final test accuracy (ours)", "status"] == "fail"
+    )
     paths = plot_curves(curves, run_lockstep(load_impl(), DATA, steps=3), tmp_path)
     assert [p.name for p in paths] == ["curves_lenet.png", "lockstep.png"]
     assert all(p.stat().st_size > 1000 for p in paths)

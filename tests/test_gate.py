@@ -1,5 +1,6 @@
 """The gate on crafted runs: a regressed row, a missing layer and a drifted figure fail it (exit 1);
 a missing or malformed baseline is exit 2."""
+
 import json
 
 import pandas as pd
@@ -13,10 +14,23 @@ def write_run(latest, *, autograd_rows, lockstep=1e-14, accuracy=0.99):
     latest.mkdir(parents=True, exist_ok=True)
     cols = ["judge", "layer", "case", "dtype", "tensor", "max_abs_err", "status"]
     pd.DataFrame(autograd_rows, columns=cols).to_csv(latest / "autograd.csv", index=False)
-    pd.DataFrame([["finite_diff", "Dense", "c", "float64", "dW", 1e-10, "pass"]], columns=cols).to_csv(latest / "finite_diff.csv", index=False)
-    pd.DataFrame({"step": [1, 2], "loss_rel_diff": [1e-16, lockstep], "param_rel_diff": [1e-16, lockstep]}).to_csv(latest / "lockstep.csv", index=False)
-    pd.DataFrame({"check": ["final test accuracy (ours)", "final test accuracy gap |ours - twin|", "largest test loss gap |ours - twin|"],
-                  "value": [accuracy, 0.001, 0.002], "status": ["pass", "pass", "pass"]}).to_csv(latest / "curve_checks.csv", index=False)
+    pd.DataFrame([["finite_diff", "Dense", "c", "float64", "dW", 1e-10, "pass"]], columns=cols).to_csv(
+        latest / "finite_diff.csv", index=False
+    )
+    pd.DataFrame({"step": [1, 2], "loss_rel_diff": [1e-16, lockstep], "param_rel_diff": [1e-16, lockstep]}).to_csv(
+        latest / "lockstep.csv", index=False
+    )
+    pd.DataFrame(
+        {
+            "check": [
+                "final test accuracy (ours)",
+                "final test accuracy gap |ours - twin|",
+                "largest test loss gap |ours - twin|",
+            ],
+            "value": [accuracy, 0.001, 0.002],
+            "status": ["pass", "pass", "pass"],
+        }
+    ).to_csv(latest / "curve_checks.csv", index=False)
     pd.DataFrame({"fault": ["dense_dx_scaled"], "status": ["pass"]}).to_csv(latest / "faults.csv", index=False)
     (latest / "run.json").write_text(json.dumps({"quick": False}))
 
@@ -67,7 +81,10 @@ def test_broken_curve_and_lockstep_bounds_fail_the_gate(tmp_path, baseline):
     assert code == 1 and failed == {"lockstep max relative difference", "final test accuracy (ours)"}
 
 
-@pytest.mark.parametrize("content", [None, "{not json", json.dumps({"format": "other"}), json.dumps({"format": "scratch-cnn-baseline", "version": 1})])
+@pytest.mark.parametrize(
+    "content",
+    [None, "{not json", json.dumps({"format": "other"}), json.dumps({"format": "scratch-cnn-baseline", "version": 1})],
+)
 def test_a_missing_or_malformed_baseline_is_exit_2_with_how_to_create_it(tmp_path, content, capsys):
     write_run(tmp_path / "latest", autograd_rows=GOOD)
     (tmp_path / "baseline").mkdir()
@@ -78,7 +95,9 @@ def test_a_missing_or_malformed_baseline_is_exit_2_with_how_to_create_it(tmp_pat
 
 
 def test_the_gate_cli_prints_the_table_and_exits_1_on_regression(tmp_path, baseline, capsys):
-    write_run(tmp_path / "latest", autograd_rows=[GOOD[0], GOOD[2], ["autograd", "ReLU", "c2", "float64", "dx", 0.0, "fail"]])
+    write_run(
+        tmp_path / "latest", autograd_rows=[GOOD[0], GOOD[2], ["autograd", "ReLU", "c2", "float64", "dx", 0.0, "fail"]]
+    )
     assert main(["gate", "--latest", str(tmp_path / "latest"), "--baseline", str(baseline)]) == 1
     out = capsys.readouterr().out
     assert "| check" in out and "autograd: rows failing" in out and "FAIL" in out
