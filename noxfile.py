@@ -39,6 +39,13 @@ def verify(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    """A training step's time as a ratio against PyTorch, same machine, same run (target <= 1.5x)."""
+    install(session, "reference")
+    session.run("python", "-m", "reference.bench", *session.posargs)
+
+
+@nox.session(python=PYTHON)
 def train(session: nox.Session) -> None:
     """Train on MNIST with NumPy alone: `nox -s train -- --arch lenet --epochs 5`."""
     session.install("-e", ".")

@@ -71,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
     impl = load_impl(args.impl)
     stages = Stages()
     staging = Path(tempfile.mkdtemp(prefix=".latest-", dir=reports))
+    staging.chmod(0o755)  # mkdtemp makes it private; a report directory is for reading
     bars: dict[str, Any] = {}
 
     def progress(desc: str, done: int, total: int) -> None:
