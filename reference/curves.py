@@ -356,7 +356,7 @@ def curve_judge(
     data: dict[str, tuple[np.ndarray, np.ndarray]],
     out: Any,
     *,
-    epochs: int = 2,
+    epochs: int = 3,
     steps: int = 200,
     quick: bool = False,
     progress: Callable[[str, int, int], None] | None = None,

@@ -12,11 +12,12 @@ def relu_forward(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """x (any shape, float) -> (max(x, 0), mask of x > 0)."""
     # NOTE: the mask is x > 0, not x >= 0: ReLU'(0) = 0, torch's convention at the kink.
     mask = x > 0
-    return np.where(mask, x, x.dtype.type(0)), mask
+    return np.maximum(x, x.dtype.type(0)), mask
 
 
 def relu_backward(dout: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    return np.where(mask, dout, dout.dtype.type(0))
+    """dout * 1[x > 0] (a multiply by the boolean mask: np.where is several times slower here)."""
+    return dout * mask
 
 
 class ReLU(Layer):

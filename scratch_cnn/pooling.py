@@ -39,25 +39,29 @@ class PoolCache(NamedTuple):
 def maxpool_forward(x: np.ndarray, kernel: Pair, stride: Pair) -> tuple[np.ndarray, PoolCache]:
     """x (m, H, W, C) -> out (m, Ho, Wo, C) with each window's maximum.
 
-    # NOTE: ties go to the FIRST maximum in row-major window order (torch's rule): offsets are
-    # visited in row-major order and a later offset wins only if strictly greater.
+    # NOTE: ties go to the FIRST maximum in row-major window order (torch's rule): after the maximum
+    # is known, offsets are visited in row-major order and the first one equal to it takes the window.
     """
     m, H, W, C = x.shape
     (kh, kw), (sh, sw) = kernel, stride
     Ho, Wo = pool_output_size(H, kh, sh), pool_output_size(W, kw, sw)
     blocks = _blocks(x, kernel, (Ho, Wo)) if kernel == stride else None
-    out: np.ndarray | None = None
+    views = [
+        blocks[:, :, a, :, b, :] if blocks is not None else _offset_view(x, a, b, stride, (Ho, Wo))
+        for a in range(kh)
+        for b in range(kw)
+    ]
+    out = views[0].copy()
+    for v in views[1:]:
+        np.maximum(out, v, out=out)
     winner = np.zeros((m, Ho, Wo, C), dtype=np.int32)
-    for a in range(kh):
-        for b in range(kw):
-            v = blocks[:, :, a, :, b, :] if blocks is not None else _offset_view(x, a, b, stride, (Ho, Wo))
-            if out is None:
-                out = v.copy()
-                continue
-            better = v > out
-            np.copyto(out, v, where=better)
-            winner[better] = a * kw + b
-    assert out is not None
+    taken = np.zeros((m, Ho, Wo, C), dtype=bool)
+    for k, v in enumerate(views):
+        first = v == out
+        first &= ~taken
+        taken |= first
+        if k:
+            winner += first * np.int32(k)
     return out, PoolCache(x.shape, kernel, stride, winner)
 
 
@@ -67,11 +71,10 @@ def maxpool_backward(dout: np.ndarray, cache: PoolCache) -> np.ndarray:
     assert winner is not None
     Ho, Wo = dout.shape[1:3]
     dx = np.zeros(cache.x_shape, dtype=dout.dtype)
-    zero = dout.dtype.type(0)
     blocks = _blocks(dx, cache.kernel, (Ho, Wo)) if cache.kernel == stride else None
     for a in range(kh):
         for b in range(kw):
-            routed = np.where(winner == a * kw + b, dout, zero)
+            routed = dout * (winner == a * kw + b)
             if blocks is not None:
                 blocks[:, :, a, :, b, :] = routed
             else:  # overlapping windows accumulate
