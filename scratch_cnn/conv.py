@@ -11,8 +11,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from ._validate import check_array, check_dtype_matches, float_dtype, pair, positive_int
-from .init import INITIALISERS, init_weight
+from ._validate import check_array, check_dtype_matches, pair, positive_int
 from .layer import Layer
 
 Pads = tuple[tuple[int, int], tuple[int, int]]
@@ -122,16 +121,9 @@ class Conv2D(Layer):
         self.padding = padding if isinstance(padding, str) else pair("Conv2D", "padding", padding, minimum=0)
         self.pads = resolve_padding("Conv2D", padding, self.kernel_size, self.stride)
         self.bias = bool(bias)
-        if init not in INITIALISERS:
-            raise ValueError(f"Conv2D: unknown init {init!r}; expected one of {INITIALISERS}")
-        self.init = init
-        dt = float_dtype("Conv2D", dtype)
-        rng = rng if rng is not None else np.random.default_rng()
         kh, kw = self.kernel_size
         shape = (kh, kw, self.in_ch, self.out_ch)
-        self.params["W"] = init_weight(init, rng, shape, kh * kw * self.in_ch, kh * kw * self.out_ch, dt)
-        if self.bias:
-            self.params["b"] = np.zeros(self.out_ch, dtype=dt)
+        self._init_weights(shape, kh * kw * self.in_ch, kh * kw * self.out_ch, self.bias, init, rng, dtype)
 
     def config(self) -> dict[str, Any]:
         padding = self.padding if isinstance(self.padding, str) else list(self.padding)

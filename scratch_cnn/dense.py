@@ -6,8 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from ._validate import check_array, check_dtype_matches, float_dtype, positive_int
-from .init import INITIALISERS, init_weight
+from ._validate import check_array, check_dtype_matches, positive_int
 from .layer import Layer
 
 
@@ -59,13 +58,7 @@ class Dense(Layer):
         self.n_in = positive_int("Dense", "n_in", n_in)
         self.n_out = positive_int("Dense", "n_out", n_out)
         self.bias = bool(bias)
-        if init not in INITIALISERS:
-            raise ValueError(f"Dense: unknown init {init!r}; expected one of {INITIALISERS}")
-        dt = float_dtype("Dense", dtype)
-        rng = rng if rng is not None else np.random.default_rng()
-        self.params["W"] = init_weight(init, rng, (self.n_in, self.n_out), self.n_in, self.n_out, dt)
-        if self.bias:
-            self.params["b"] = np.zeros(self.n_out, dtype=dt)
+        self._init_weights((self.n_in, self.n_out), self.n_in, self.n_out, self.bias, init, rng, dtype)
 
     def config(self) -> dict[str, Any]:
         return {"n_in": self.n_in, "n_out": self.n_out, "bias": self.bias}

@@ -6,7 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from ._validate import check_grad
+from ._validate import check_grad, float_dtype
+from .init import INITIALISERS, init_weight
 
 
 class Layer:
@@ -38,6 +39,19 @@ class Layer:
             self.params[key] = value.astype(dtype)
         self.grads = {}
         return self
+
+    def _init_weights(
+        self, shape: tuple[int, ...], fan_in: int, fan_out: int, bias: bool, init: str, rng: Any, dtype: Any
+    ) -> None:
+        """Fill ``params``: ``W`` of ``shape`` drawn by ``init`` ("he" or "glorot") from ``rng`` (a
+        fresh Generator when None), and a zero bias ``b`` of ``shape[-1]`` when ``bias``."""
+        if init not in INITIALISERS:
+            raise ValueError(f"{self.name}: unknown init {init!r}; expected one of {INITIALISERS}")
+        dt = float_dtype(self.name, dtype)
+        rng = rng if rng is not None else np.random.default_rng()
+        self.params["W"] = init_weight(init, rng, shape, fan_in, fan_out, dt)
+        if bias:
+            self.params["b"] = np.zeros(shape[-1], dtype=dt)
 
     def _remember(self, out: np.ndarray, cache: Any) -> np.ndarray:
         self._cache = cache
