@@ -103,7 +103,7 @@ def gate_table(latest: Path, baseline: dict[str, Any]) -> pd.DataFrame:
                 _row(f"{judge}: rows failing", 0, "missing", "0", None if quick and judge == "curves" else False)
             )
             continue
-        bad = int((~df["status"].isin(["pass", "kink"])).sum())
+        bad = int((df["status"] != "pass").sum())
         rows.append(_row(f"{judge}: rows failing", 0, bad, "0", bad == 0))
     current = {tuple(e[k] for k in ERROR_KEYS): e["max_abs_err"] for e in now["errors"]}
     for e in baseline["errors"]:

@@ -10,7 +10,7 @@ import pandas as pd
 
 from .compare import ROW_COLUMNS
 
-PASSING = {"pass", "kink"}  # a kink row judged by the subgradient rule and found right passes
+PASSING = {"pass"}  # kink elements are judged inside a row (subgradient rule); the row is pass or fail
 
 
 def ordered(df: pd.DataFrame) -> pd.DataFrame:
