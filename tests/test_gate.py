@@ -101,3 +101,32 @@ def test_the_gate_cli_prints_the_table_and_exits_1_on_regression(tmp_path, basel
     assert main(["gate", "--latest", str(tmp_path / "latest"), "--baseline", str(baseline)]) == 1
     out = capsys.readouterr().out
     assert "| check" in out and "autograd: rows failing" in out and "FAIL" in out
+
+
+def test_a_new_run_replaces_latest_whole_and_keeps_the_junit_xml(tmp_path):
+    from reference.verify import swap_into_place
+
+    latest, staging = tmp_path / "latest", tmp_path / ".latest-new"
+    latest.mkdir()
+    (latest / "junit-tests.xml").write_text("<testsuite/>")
+    (latest / "stale.csv").write_text("old")
+    staging.mkdir()
+    (staging / "autograd.csv").write_text("new")
+    swap_into_place(staging, latest)
+    assert sorted(p.name for p in latest.iterdir()) == ["autograd.csv", "junit-tests.xml"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["latest"]  # nothing half-written left beside it
+
+
+def test_the_baseline_moves_only_when_allowed_and_says_what_changed(tmp_path, baseline, capsys):
+    from reference.verify import update_baseline
+
+    write_run(
+        tmp_path / "latest",
+        autograd_rows=[GOOD[0], GOOD[1], ["autograd", "MaxPool2D", "c3", "float32", "dx", 2e-7, "pass"]],
+    )
+    before = (baseline / BASELINE_FILE).read_text()
+    assert update_baseline(tmp_path / "latest", baseline, allowed=False) == 1
+    assert (baseline / BASELINE_FILE).read_text() == before
+    assert update_baseline(tmp_path / "latest", baseline, allowed=True) == 0
+    assert "autograd MaxPool2D dx float32: 1e-07 -> 2e-07" in capsys.readouterr().out
+    assert run_gate(tmp_path / "latest", baseline)[1] == 0
