@@ -215,8 +215,17 @@ def run_case(impl: Any, case: Case, attribution: bool = True) -> list[dict[str, 
                           message=f"{type(err).__name__}: {err}", **extra)]  # fmt: skip
     rows, probes = [], {}
     for tensor, arr in tensors.items():
+        if grads[tensor].shape != arr.shape:
+            rows.append(error_row(judge=JUDGE, layer=case.layer, case=case.id, tensor=tensor, kind="element",
+                                  message=f"gradient shape {grads[tensor].shape}, expected {arr.shape}", **extra))  # fmt: skip
+            continue
         elements, checked = choose_elements(arr.shape, MAX_ELEMENTS, [case.seed, 99, len(tensor)])
-        p = probe(f, arr, elements, scale, checked)
+        try:
+            p = probe(f, arr, elements, scale, checked)
+        except Exception as err:  # forward failed on a perturbed input
+            rows.append(error_row(judge=JUDGE, layer=case.layer, case=case.id, tensor=tensor, kind="element",
+                                  message=f"{type(err).__name__} while probing: {err}", **extra))  # fmt: skip
+            continue
         probes[tensor] = p
         if case.layer == "MaxPool2D" and g is not None:
             kernel = _as_pair(case.config.get("kernel_size", 2))
