@@ -119,3 +119,17 @@ def test_scratch_cnn_passes_hypothesis_cases(case):
     rows = fd.run_case(IMPL, case, attribution=False)
     assume(not any(r["status"] == "vacuous" for r in rows))  # e.g. a ReLU whose inputs are all negative
     assert all(r["status"] == "pass" for r in rows), [(r["tensor"], r["note"], r["worst_index"]) for r in rows]
+
+
+def test_a_gradient_of_the_wrong_shape_is_an_error_row_not_a_crash():
+    import scratch_cnn
+    from reference.faults import _impl
+
+    class ShortDx(scratch_cnn.Dense):
+        def backward(self, dout):
+            return super().backward(dout)[:, :-1]
+
+    case = next(c for c in GRID if c.layer == "Dense" and c.config["n_in"] > 1)
+    rows = {r["tensor"]: r for r in fd.run_case(_impl(Dense=ShortDx), case, attribution=False)}
+    assert rows["dx"]["status"] == "error" and "gradient shape" in rows["dx"]["note"]
+    assert rows["dW"]["status"] == "pass"
