@@ -56,7 +56,7 @@ def cmd_finite_diff(args: argparse.Namespace) -> int:
     impl = load_impl(args.impl)
     cases = sample(grid(), 0.25) if args.quick else grid()
     df = run_finite_diff(impl, cases, progress=progress_bar("finite-difference judge"))
-    cross = gradcheck_crosscheck(impl, gradcheck_cases(cases))
+    cross = gradcheck_crosscheck(impl, gradcheck_cases(cases), df)
     csv_path, md_path = write_table(df, args.out, "finite_diff", f"Finite-difference judge: {args.impl}",
                                     extra={"gradcheck": ("gradcheck cross-check (torch.autograd.gradcheck beside ours)", cross)})  # fmt: skip
     code = report(df, csv_path, md_path)

@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
             print("\n".join("  " + line for line in verdict_lines(ag)))
         with stages.stage("finite_diff", "central differences (float64), adjoints, networks, gradcheck cross-check"):
             fd = run_finite_diff(impl, cases, progress=lambda d, t: progress("finite differences", d, t))
-            cross = gradcheck_crosscheck(impl, gradcheck_cases(cases))
+            cross = gradcheck_crosscheck(impl, gradcheck_cases(cases), fd)
             write_table(fd, staging, "finite_diff", f"Finite-difference judge: {args.impl}",
                         extra={"gradcheck": ("gradcheck cross-check", cross)})  # fmt: skip
             print("\n".join("  " + line for line in verdict_lines(fd)))
