@@ -15,10 +15,9 @@ import numpy as np
 import pandas as pd
 import torch
 
+from reference.impl.protocol import DEFAULT_IMPL, load_impl
+from reference.judges.curves import make_pair, twin_step
 from scratch_cnn.train import TrainConfig
-
-from .curves import make_pair, twin_step
-from .protocol import DEFAULT_IMPL, load_impl
 
 TARGET_RATIO = 1.5
 

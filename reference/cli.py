@@ -8,8 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .protocol import DEFAULT_IMPL, ImplError, load_impl
-from .tables import failed, verdict_lines, write_table
+from reference.impl.protocol import DEFAULT_IMPL, ImplError, load_impl
+from reference.report.tables import failed, verdict_lines, write_table
 
 DEFAULT_EPOCHS = 3  # the float32 lenet curves: the pair trains in about 7 minutes on 2 cores (under 10)
 
@@ -39,8 +39,8 @@ def _common(p: argparse.ArgumentParser, default_out: str) -> None:
 
 
 def cmd_autograd(args: argparse.Namespace) -> int:
-    from .autograd_judge import run_autograd
-    from .cases import grid, sample
+    from reference.cases.grid import grid, sample
+    from reference.judges.autograd import run_autograd
 
     impl = load_impl(args.impl)
     cases = sample(grid(), 0.25) if args.quick else grid()
@@ -50,8 +50,8 @@ def cmd_autograd(args: argparse.Namespace) -> int:
 
 
 def cmd_finite_diff(args: argparse.Namespace) -> int:
-    from .cases import grid, sample
-    from .finite_diff import gradcheck_cases, gradcheck_crosscheck, run_finite_diff
+    from reference.cases.grid import grid, sample
+    from reference.judges.finite_diff import gradcheck_cases, gradcheck_crosscheck, run_finite_diff
 
     impl = load_impl(args.impl)
     cases = sample(grid(), 0.25) if args.quick else grid()
@@ -66,9 +66,8 @@ def cmd_finite_diff(args: argparse.Namespace) -> int:
 
 
 def cmd_curves(args: argparse.Namespace) -> int:
+    from reference.judges.curves import curve_judge
     from scratch_cnn.data import DataError, load_mnist
-
-    from .curves import curve_judge
 
     impl = load_impl(args.impl)
     if args.epochs < 1 or args.steps < 1:
@@ -107,7 +106,7 @@ def report(df: Any, csv_path: Path, md_path: Path) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from .verify import run
+    from reference.verify import run
 
     if args.epochs < 1:
         print("error: --epochs must be >= 1", file=sys.stderr)
@@ -116,7 +115,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_gate(args: argparse.Namespace) -> int:
-    from .gate import run_gate
+    from reference.report.gate import run_gate
 
     if not args.latest.is_dir():
         print(f"error: no run at {args.latest}; run 'nox -s verify' first", file=sys.stderr)

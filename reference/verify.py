@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from .tables import write_atomic
+from reference.report.tables import write_atomic
 
 
 class Stages:
@@ -52,18 +52,17 @@ def swap_into_place(staging: Path, latest: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from reference.cases.grid import grid, sample
+    from reference.cli import progress_bar
+    from reference.impl.protocol import load_impl
+    from reference.judges.autograd import run_autograd
+    from reference.judges.catalogue import run_catalogue
+    from reference.judges.curves import curve_judge
+    from reference.judges.finite_diff import gradcheck_cases, gradcheck_crosscheck, run_finite_diff
+    from reference.report.gate import run_gate
+    from reference.report.summary import write_summary
+    from reference.report.tables import failed, verdict_lines, write_table
     from scratch_cnn.data import DataError, load_mnist
-
-    from .autograd_judge import run_autograd
-    from .cases import grid, sample
-    from .catalogue import run_catalogue
-    from .cli import progress_bar
-    from .curves import curve_judge
-    from .finite_diff import gradcheck_cases, gradcheck_crosscheck, run_finite_diff
-    from .gate import run_gate
-    from .protocol import load_impl
-    from .summary import write_summary
-    from .tables import failed, verdict_lines, write_table
 
     reports: Path = args.reports
     latest, baseline_dir = reports / "latest", reports / "baseline"
@@ -128,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
 
 def update_baseline(latest: Path, baseline_dir: Path, allowed: bool) -> int:
     """Write a new baseline from this run: only from a full run in which every judge passed."""
-    from .gate import BASELINE_FILE, BaselineError, baseline_changes, baseline_from, load_baseline
+    from reference.report.gate import BASELINE_FILE, BaselineError, baseline_changes, baseline_from, load_baseline
 
     if not allowed:
         print("[verify] baseline NOT updated: it is written only from a full run in which every judge passed")

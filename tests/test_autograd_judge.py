@@ -6,11 +6,11 @@ import textwrap
 import pytest
 from hypothesis import given, settings
 
-from reference.autograd_judge import run_autograd, run_case
-from reference.cases import grid, strategies
+from reference.cases.grid import grid, strategies
 from reference.cli import main
-from reference.faults import FAULTS_BY_NAME
-from reference.protocol import ImplError, load_impl
+from reference.impl.faults import FAULTS_BY_NAME
+from reference.impl.protocol import ImplError, load_impl
+from reference.judges.autograd import run_autograd, run_case
 
 GRID = grid()
 
@@ -133,7 +133,7 @@ def test_the_cli_exits_nonzero_and_names_the_element_when_a_row_fails(tmp_path, 
         "relu_at_zero_impl",
         """
         from scratch_cnn import *
-        from reference.faults import ReLUGradOneAtZero as ReLU
+        from reference.impl.faults import ReLUGradOneAtZero as ReLU
     """,
     )
     assert main(["autograd", "--impl", "relu_at_zero_impl", "--out", str(tmp_path)]) == 1

@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from reference.compare import compare
-from reference.tolerances import AUTOGRAD, Tolerance
+from reference.report.compare import compare
+from reference.report.tolerances import AUTOGRAD, Tolerance
 
 TOL = Tolerance(atol=1e-6, rtol=1e-6, reason="test")
 

@@ -3,9 +3,9 @@
 import pandas as pd
 import pytest
 
-from reference.curves import curve_checks, lockstep_verdict, plot_curves, run_curves, run_lockstep
-from reference.faults import CURVE_FAULTS
-from reference.protocol import load_impl
+from reference.impl.faults import CURVE_FAULTS
+from reference.impl.protocol import load_impl
+from reference.judges.curves import curve_checks, lockstep_verdict, plot_curves, run_curves, run_lockstep
 from scratch_cnn.train import TrainConfig
 from tests.test_train import fake_mnist
 

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 from hypothesis import assume, given, settings
 
-from reference import finite_diff as fd
-from reference.cases import Case, grid, strategies
-from reference.faults import FAULTS_BY_NAME
-from reference.protocol import load_impl
+from reference.cases.grid import Case, grid, strategies
+from reference.impl.faults import FAULTS_BY_NAME
+from reference.impl.protocol import load_impl
+from reference.judges import finite_diff as fd
 
 GRID = grid()
 IMPL = load_impl()
@@ -123,7 +123,7 @@ def test_scratch_cnn_passes_hypothesis_cases(case):
 
 def test_a_gradient_of_the_wrong_shape_is_an_error_row_not_a_crash():
     import scratch_cnn
-    from reference.faults import _impl
+    from reference.impl.faults import _impl
 
     class ShortDx(scratch_cnn.Dense):
         def backward(self, dout):

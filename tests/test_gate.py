@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from reference.cli import main
-from reference.gate import BASELINE_FILE, baseline_from, run_gate
+from reference.report.gate import BASELINE_FILE, baseline_from, run_gate
 
 
 def write_run(latest, *, autograd_rows, lockstep=1e-14, accuracy=0.99):

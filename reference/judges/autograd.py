@@ -15,12 +15,12 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from . import layout, twins
-from .cases import Case, case_inputs, grid, input_stats, upstream_gradient
-from .compare import compare, error_row
-from .protocol import DEFAULT_IMPL, build_case_layer, load_impl
-from .tables import failures_first
-from .tolerances import autograd_tolerance
+from reference.cases import layout, twins
+from reference.cases.grid import Case, case_inputs, grid, input_stats, upstream_gradient
+from reference.impl.protocol import DEFAULT_IMPL, build_case_layer, load_impl
+from reference.report.compare import compare, error_row
+from reference.report.tables import failures_first
+from reference.report.tolerances import autograd_tolerance
 
 JUDGE = "autograd"
 DTYPES = ("float64", "float32")

@@ -27,12 +27,11 @@ import torch
 import torch.nn.functional as F
 
 import scratch_cnn
+from reference.cases import layout, twins
+from reference.impl.protocol import construct
+from reference.report.tolerances import LOCKSTEP_BOUND
 from scratch_cnn.data import to_float
 from scratch_cnn.train import TrainConfig, batches, epoch_lr, init_rng
-
-from . import layout, twins
-from .protocol import construct
-from .tolerances import LOCKSTEP_BOUND
 
 # Bounds of the float32 curves (the gate holds them; the reasons are in reports/README.md too).
 MIN_TEST_ACCURACY = 0.988  # lenet after the default epochs; measured ~0.99, see README
@@ -363,7 +362,7 @@ def curve_judge(
 ) -> dict[str, Any]:
     """Run the lockstep and (unless ``quick``) the full float32 curves; write CSV, Markdown and PNGs
     into ``out``. Returns the tables and ``ok`` (every bound held)."""
-    from .tables import markdown, write_atomic
+    from reference.report.tables import markdown, write_atomic
 
     lock = run_lockstep(impl, data, steps=QUICK_STEPS if quick else steps,
                         progress=(lambda d, t: progress("lockstep (float64)", d, t)) if progress else None)  # fmt: skip

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .compare import ROW_COLUMNS
+from reference.report.compare import ROW_COLUMNS
 
 PASSING = {"pass"}  # kink elements are judged inside a row (subgradient rule); the row is pass or fail
 

@@ -174,8 +174,8 @@ def run_gate(latest: Path, baseline_dir: Path) -> tuple[pd.DataFrame | None, int
 
 def baseline_from(latest: Path) -> dict[str, Any]:
     """A new baseline from a (passing, full) run's figures."""
-    from .curves import MAX_ACCURACY_GAP, MAX_TEST_LOSS_GAP, MIN_TEST_ACCURACY
-    from .tolerances import LOCKSTEP_BOUND
+    from reference.judges.curves import MAX_ACCURACY_GAP, MAX_TEST_LOSS_GAP, MIN_TEST_ACCURACY
+    from reference.report.tolerances import LOCKSTEP_BOUND
 
     now = figures(latest)
     return {

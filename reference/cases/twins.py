@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import layout
+from reference.cases import layout
 
 # torch warns that even kernels with padding="same" need a padded copy: that copy is the point here.
 warnings.filterwarnings("ignore", message="Using padding='same' with even kernel lengths")

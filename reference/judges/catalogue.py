@@ -13,12 +13,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .autograd_judge import run_case as autograd_case
-from .cases import Case
-from .curves import lockstep_verdict, run_lockstep
-from .faults import CURVE_FAULTS, FAULTS
-from .finite_diff import ADJOINT_LAYERS, adjoint_rows
-from .finite_diff import run_case as fd_case
+from reference.cases.grid import Case
+from reference.impl.faults import CURVE_FAULTS, FAULTS
+from reference.judges.autograd import run_case as autograd_case
+from reference.judges.curves import lockstep_verdict, run_lockstep
+from reference.judges.finite_diff import ADJOINT_LAYERS, adjoint_rows
+from reference.judges.finite_diff import run_case as fd_case
 
 LOCKSTEP_FAULT_STEPS = 6
 

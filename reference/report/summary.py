@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from .tables import PASSING, layer_summary, markdown, write_atomic
+from reference.report.tables import PASSING, layer_summary, markdown, write_atomic
 
 
 def worst_per_tensor(df: pd.DataFrame) -> pd.DataFrame:

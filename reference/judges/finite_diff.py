@@ -35,11 +35,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .cases import Case, _as_pair, case_inputs, grid, input_stats, make_values, upstream_gradient
-from .compare import compare, error_row
-from .protocol import DEFAULT_IMPL, build_case_layer, construct, load_impl
-from .tables import failures_first
-from .tolerances import ADJOINT_RTOL, FD_RTOL, FD_SAFETY, Tolerance
+from reference.cases.grid import Case, _as_pair, case_inputs, grid, input_stats, make_values, upstream_gradient
+from reference.impl.protocol import DEFAULT_IMPL, build_case_layer, construct, load_impl
+from reference.report.compare import compare, error_row
+from reference.report.tables import failures_first
+from reference.report.tolerances import ADJOINT_RTOL, FD_RTOL, FD_SAFETY, Tolerance
 
 JUDGE = "finite_diff"
 H0 = 1e-6
@@ -246,8 +246,8 @@ def attribute(case: Case, inputs: dict[str, Any], grads: dict[str, np.ndarray], 
               rows: list[dict[str, Any]]) -> None:  # fmt: skip
     """Three-way attribution: which of ours, torch autograd and finite differences disagrees with the
     other two. Adds an ``attribution`` column: none / ours / torch / finite_diff / ambiguous."""
-    from .autograd_judge import twin_run
-    from .tolerances import autograd_tolerance
+    from reference.judges.autograd import twin_run
+    from reference.report.tolerances import autograd_tolerance
 
     ref = twin_run(case, inputs)
     for row in rows:
@@ -370,7 +370,7 @@ def gradcheck_crosscheck(impl: Any, cases: list[Case], fd: pd.DataFrame | None =
     already computed for these cases (their ``dx`` rows are reused rather than probed again)."""
     import torch
 
-    from . import layout, twins
+    from reference.cases import layout, twins
 
     rows = []
     for case in cases:

@@ -1,0 +1,1 @@
+"""The judges: each turns (an implementation, cases) into discrepancy rows."""
