@@ -22,11 +22,56 @@ class Case:
     input_shape: tuple[int, ...]
     values: str = "noise"
     seed: int = 0
+    tag: str = ""  # where the case comes from when not the plain grid: "lenet", "seed", "tiny" (a layer's shape there)
+    then: tuple[tuple[int, ...], str, int] | None = None  # lifecycle: the second round's (input_shape, values, seed)
 
     @property
     def id(self) -> str:
         parts = [f"{k}={_short(v)}" for k, v in self.config.items()]
-        return f"{self.layer}[{','.join(parts)}] x{'x'.join(map(str, self.input_shape))} {self.values} s{self.seed}"
+        text = f"{self.layer}[{','.join(parts)}] x{'x'.join(map(str, self.input_shape))} {self.values} s{self.seed}"
+        if self.then is not None:
+            shape, values, seed = self.then
+            text += f" then x{'x'.join(map(str, shape))} {values} s{seed}"
+        return text
+
+    @property
+    def lifecycle(self) -> bool:
+        return self.then is not None
+
+    def second(self) -> Case:
+        """The second round of a lifecycle case, as a case of its own (what a fresh instance sees)."""
+        assert self.then is not None
+        shape, values, seed = self.then
+        return Case(self.layer, self.config, shape, values, seed, self.tag)
+
+    @property
+    def family(self) -> str:
+        """The configuration family the coverage table groups by."""
+        if self.lifecycle:
+            return "lifecycle: two rounds on one instance"
+        if self.tag:
+            return f"{self.tag} layer shapes"
+        return config_family(self.layer, self.config, self.input_shape)
+
+
+def config_family(layer: str, config: dict[str, Any], shape: tuple[int, ...]) -> str:
+    if layer == "Conv2D":
+        p = config.get("padding", "same")
+        pad = p if isinstance(p, str) else "explicit pad"
+        return f"{pad}, stride {'1' if _as_pair(config.get('stride', 1)) == (1, 1) else '> 1'}"
+    if layer in ("MaxPool2D", "AvgPool2D"):
+        k = _as_pair(config.get("kernel_size", 2))
+        s = _as_pair(config["stride"]) if config.get("stride") is not None else k
+        overlap = "non-overlapping" if s == k else ("overlapping" if s[0] < k[0] or s[1] < k[1] else "gapped")
+        divides = (shape[1] - k[0]) % s[0] == 0 and (shape[2] - k[1]) % s[1] == 0
+        return f"{overlap}, {'windows cover the input' if divides else 'a remainder left over'}"
+    if layer == "ReLU":
+        return f"rank {len(shape)}"
+    if layer == "Dense":
+        return "with bias" if config.get("bias", True) else "without bias"
+    if layer == "SoftmaxCrossEntropy":
+        return "batch of 1" if shape[0] == 1 else "batch > 1"
+    return layer.lower()
 
 
 def _short(v: Any) -> str:
@@ -131,22 +176,112 @@ def conv_grid() -> list[Case]:
     return cases
 
 
+POOL_KINDS = ["ties", "noise", "near_ties", "mnist", "zeros"]
+# (H, W): square and not, sides that every window configuration below divides or leaves a remainder
+POOL_SIZES = [(6, 6), (7, 7), (6, 8), (9, 7)]
+
+
 def pool_grid(layer: str) -> list[Case]:
-    kinds = ["ties", "noise", "near_ties", "mnist", "zeros"]
+    """Every window x stride on square and non-square inputs whose sides windows do and do not cover,
+    plus 2x2/2 (the pooling real networks use) on even sides with exact ties and near-ties, in int
+    and tuple forms."""
     cases = []
-    for i, (k, s, H) in enumerate(itertools.product([1, 2, 3, (2, 3)], [None, 1, 2, 3], [6, 7])):
+    for i, (k, s, hw) in enumerate(itertools.product([1, 2, 3, (2, 3)], [None, 1, 2, 3], POOL_SIZES)):
         config = {"kernel_size": k, "stride": s}
-        cases.append(
-            Case(layer, config, (_cycle([1, 2], i), H, H + 1, _cycle([1, 3], i // 2)), _cycle(kinds, i), seed=i)
-        )
+        shape = (_cycle([1, 2], i), *hw, _cycle([1, 3], i // 4))
+        cases.append(Case(layer, config, shape, _cycle(POOL_KINDS, i + i // 4), seed=i))
+    n = len(cases)
+    for j, (config, hw, kind) in enumerate(itertools.product(
+        [{"kernel_size": 2, "stride": None}, {"kernel_size": 2, "stride": 2}, {"kernel_size": (2, 2), "stride": (2, 2)}],
+        [(8, 8), (4, 6)], ["ties", "near_ties", "mnist"],
+    )):  # fmt: skip
+        cases.append(Case(layer, config, (2, *hw, 3), kind, seed=n + j))
     return cases
+
+
+RELU_SHAPES = [(7,), (4, 7), (2, 3, 5), (2, 5, 5, 3), (2, 3, 2, 4, 3)]  # rank 1 to 5
 
 
 def elementwise_grid() -> list[Case]:
     relu = [Case("ReLU", {}, shape, kind, seed=i)
-            for i, (shape, kind) in enumerate(itertools.product([(2, 5, 5, 3), (4, 7)], VALUE_KINDS))]  # fmt: skip
-    flatten = [Case("Flatten", {}, (1, 3, 4, 2), "noise", 0), Case("Flatten", {}, (3, 5, 2, 4), "mnist", 1)]
+            for i, (shape, kind) in enumerate(itertools.product(RELU_SHAPES, VALUE_KINDS))]  # fmt: skip
+    flatten = [Case("Flatten", {}, (1, 3, 4, 2), "noise", 0), Case("Flatten", {}, (3, 5, 2, 4), "mnist", 1),
+               Case("Flatten", {}, (2, 4, 4, 3), "zeros", 2)]  # fmt: skip
     return relu + flatten
+
+
+def conv_square_grid() -> list[Case]:
+    """What blog-style convolutions support: odd square kernels, stride 1, 'valid' and 'same', square
+    input; and the tuple forms of kernel, stride and padding beside the int forms."""
+    cases = []
+    for i, (k, p, H) in enumerate(itertools.product([1, 3, 5], ["same", "valid"], [6, 8])):
+        c_in, c_out = _cycle([1, 3], i), _cycle([2, 4], i // 2)
+        config = {"in_ch": c_in, "out_ch": c_out, "kernel_size": k, "stride": 1, "padding": p, "bias": True}
+        cases.append(Case("Conv2D", config, (2, H, H, c_in), _cycle(["noise", "mnist", "zeros"], i), seed=200 + i))
+    for j, (k, s, p) in enumerate([((3, 3), (1, 1), (1, 1)), ((3, 3), (2, 2), (0, 0)), (3, 2, 1), ((5, 5), 1, (2, 2))]):
+        config = {"in_ch": 2, "out_ch": 3, "kernel_size": k, "stride": s, "padding": p, "bias": True}
+        cases.append(Case("Conv2D", config, (2, 8, 8, 2), "noise", seed=220 + j))
+    return cases
+
+
+ARCH_BATCH = 2  # > 1, so a gradient that forgets (or repeats) the 1/m of the mean shows
+
+
+def plain_config(config: dict[str, Any]) -> dict[str, Any]:
+    """A model spec's config in the simplest form a user's layer takes: [a, a] -> a, [a, b] -> (a, b)."""
+    out = {}
+    for key, value in config.items():
+        if isinstance(value, (list, tuple)) and len(value) == 2:
+            value = value[0] if value[0] == value[1] else tuple(value)
+        out[key] = value
+    return out
+
+
+def arch_grid(archs: tuple[str, ...] = ("lenet", "seed", "tiny")) -> list[Case]:
+    """The exact layer shapes of each built-in network on 28x28 MNIST-like input (batch ARCH_BATCH)."""
+    import scratch_cnn
+
+    cases: dict[str, Case] = {}
+    for arch in archs:
+        model = scratch_cnn.build(arch, np.random.default_rng(0), np.float64)
+        h = np.zeros((ARCH_BATCH, 28, 28, 1))
+        for i, (layer, entry) in enumerate(zip(model.layers, model.spec()["layers"], strict=True)):
+            config = plain_config(entry["config"])
+            values = "mnist" if i == 0 else ("zeros" if entry["type"] in ("ReLU", "Dense") else "ties")
+            case = Case(entry["type"], config, tuple(h.shape), values, seed=300 + i, tag=arch)
+            cases.setdefault(case.id, case)
+            h = layer.forward(h)
+        case = Case("SoftmaxCrossEntropy", {}, tuple(h.shape), "noise", seed=399, tag=arch)
+        cases.setdefault(case.id, case)
+    return list(cases.values())
+
+
+def lifecycle_grid() -> list[Case]:
+    """Two forward/backward rounds on one instance, the second with other values and, where the
+    configuration allows, another batch size, spatial size and channel count. Round two must equal
+    a fresh instance's: this catches gradients accumulated across calls, caches kept from the first
+    call, and shapes fixed at the first call."""
+    conv = {"in_ch": 2, "out_ch": 3, "kernel_size": 3, "stride": 1, "padding": "same", "bias": True}
+    dense = {"n_in": 6, "n_out": 4, "bias": True}
+    pool = {"kernel_size": 2, "stride": None}
+    rounds = [
+        ("Conv2D", conv, (2, 6, 6, 2), ((2, 6, 6, 2), "noise", 501)),
+        ("Conv2D", conv, (2, 6, 6, 2), ((3, 8, 8, 2), "mnist", 502)),
+        ("Dense", dense, (3, 6), ((3, 6), "noise", 503)),
+        ("Dense", dense, (3, 6), ((5, 6), "zeros", 504)),
+        ("MaxPool2D", pool, (2, 4, 4, 3), ((2, 4, 4, 3), "ties", 505)),
+        ("MaxPool2D", pool, (2, 4, 4, 3), ((3, 6, 8, 5), "ties", 506)),
+        ("AvgPool2D", pool, (2, 4, 4, 3), ((2, 4, 4, 3), "noise", 507)),
+        ("AvgPool2D", pool, (2, 4, 4, 3), ((3, 6, 8, 5), "noise", 508)),
+        ("ReLU", {}, (2, 4, 4, 3), ((2, 4, 4, 3), "zeros", 509)),
+        ("ReLU", {}, (2, 4, 4, 3), ((3, 5), "zeros", 510)),
+        ("Flatten", {}, (2, 4, 4, 3), ((2, 4, 4, 3), "noise", 511)),
+        ("Flatten", {}, (2, 4, 4, 3), ((3, 2, 6, 5), "noise", 512)),
+        ("SoftmaxCrossEntropy", {}, (4, 10), ((4, 10), "noise", 513)),
+        ("SoftmaxCrossEntropy", {}, (4, 10), ((6, 10), "large", 514)),
+    ]
+    return [Case(layer, config, shape, "noise", seed=500 + i, then=then)
+            for i, (layer, config, shape, then) in enumerate(rounds)]  # fmt: skip
 
 
 def dense_grid() -> list[Case]:
@@ -164,18 +299,23 @@ def loss_grid() -> list[Case]:
 
 
 def grid() -> list[Case]:
-    """The fixed grid: every option of every layer."""
-    return [*conv_grid(), *pool_grid("MaxPool2D"), *pool_grid("AvgPool2D"), *elementwise_grid(), *dense_grid(),
-            *loss_grid()]  # fmt: skip
+    """The fixed grid: every option of every layer, the layer shapes of the built-in networks, and the
+    lifecycle cases (two rounds on one instance)."""
+    cases = [*conv_grid(), *conv_square_grid(), *pool_grid("MaxPool2D"), *pool_grid("AvgPool2D"),
+             *elementwise_grid(), *dense_grid(), *loss_grid(), *arch_grid(), *lifecycle_grid()]  # fmt: skip
+    return list({c.id: c for c in cases}.values())
 
 
 def sample(cases: list[Case], fraction: float, seed: int = 0) -> list[Case]:
-    """A fixed random subset, for quick runs, that still holds every (layer, value kind) pair."""
+    """A fixed random subset, for quick runs, that still holds every (layer, value kind, family) triple."""
     rng = np.random.default_rng(seed)
     keep = [c for c in cases if rng.random() < fraction]
-    for key in dict.fromkeys((c.layer, c.values) for c in cases):
-        if not any((c.layer, c.values) == key for c in keep):
-            keep.append(next(c for c in cases if (c.layer, c.values) == key))
+    key = lambda c: (c.layer, c.values, c.family)  # noqa: E731
+    have = {key(c) for c in keep}
+    for c in cases:
+        if key(c) not in have:
+            keep.append(c)
+            have.add(key(c))
     return keep
 
 
@@ -223,7 +363,7 @@ def strategies() -> Any:
 
     @st.composite
     def relu(draw: Any) -> Case:
-        shape = tuple(draw(st.lists(st.integers(1, 5), min_size=2, max_size=4)))
+        shape = tuple(draw(st.lists(st.integers(1, 5), min_size=1, max_size=5)))
         return Case("ReLU", {}, shape, draw(kind), draw(seed))
 
     @st.composite

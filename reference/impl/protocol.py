@@ -19,12 +19,25 @@ Dense; empty otherwise). ``params`` holds the live arrays: the judges write into
 weights ``(kh, kw, C_in, C_out)``, dense ``W (n_in, n_out)``. A layer computes in its input's dtype.
 Conventions at kinks: ReLU'(0) = 0; a max-pool window's gradient goes to its first maximum in
 row-major window order. The loss gradient is ``(softmax - onehot) / m`` (mean over the batch).
+
+``grads`` keep the last backward's gradients until the next backward (a later forward leaves them
+alone), and a layer used for a second round (new input, new batch size, new spatial size or channel
+count where its configuration allows) gives what a fresh instance would.
+
+A partial implementation is judged for what it has. A class the module lacks makes its layer's rows
+``missing``; a constructor or forward that raises ``NotImplementedError`` declares a limit (the row
+is ``unsupported``, with the message); any other exception is an ``error`` row (a failure). Code in
+other layouts or styles goes through ``reference.impl.adapters`` first.
 """
 
 from __future__ import annotations
 
 import importlib
-import inspect
+import importlib.util
+import os
+import sys
+import traceback
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -34,31 +47,64 @@ LAYERS = ("Conv2D", "ReLU", "MaxPool2D", "AvgPool2D", "Flatten", "Dense")
 PARAMETRIC = ("Conv2D", "Dense")
 REQUIRED = (*LAYERS, "SoftmaxCrossEntropy")
 DEFAULT_IMPL = "scratch_cnn"
+REFERENCE_DIR = str(Path(__file__).resolve().parents[1])
 
 
 class ImplError(ValueError):
-    """An implementation that cannot be judged: the message names what is missing or wrong."""
+    """An implementation that cannot be judged at all (it does not import, or defines no protocol
+    class): the message names the problem."""
 
 
-# One call per class that the judges will make, checked with inspect.signature().bind().
-SIGNATURE_PROBES: dict[str, tuple[tuple[Any, ...], dict[str, Any]]] = {
-    "Conv2D": ((1, 1, 3), {"stride": 1, "padding": "same", "bias": True, "rng": None, "dtype": np.float64}),
-    "ReLU": ((), {}),
-    "MaxPool2D": ((2,), {"stride": None}),
-    "AvgPool2D": ((2,), {"stride": None}),
-    "Flatten": ((), {}),
-    "Dense": ((2, 2), {"bias": True, "rng": None, "dtype": np.float64}),
-    "SoftmaxCrossEntropy": ((), {}),
-}
-# name -> (constructor args, input shape, expected output shape) for a smoke run of forward
-SMOKE = {
-    "Conv2D": (((2, 3, 3), {}), (2, 5, 5, 2), (2, 5, 5, 3)),
-    "ReLU": (((), {}), (2, 4, 4, 2), (2, 4, 4, 2)),
-    "MaxPool2D": (((2,), {}), (2, 5, 5, 2), (2, 2, 2, 2)),
-    "AvgPool2D": (((2,), {}), (2, 5, 5, 2), (2, 2, 2, 2)),
-    "Flatten": (((), {}), (2, 3, 4, 5), (2, 60)),
-    "Dense": (((6, 3), {}), (2, 6), (2, 3)),
-}
+class ProtocolViolation(RuntimeError):
+    """The implementation broke a rule of the protocol (params that are copies, say); the judges turn
+    it into an ``error`` row whose message names the rule."""
+
+
+def load_impl(name: str = DEFAULT_IMPL) -> ModuleType:
+    """Import an implementation by module name (``pkg.module``) or by file path (``path/to/file.py``).
+
+    A file's directory goes on ``sys.path`` first, so the file can import its siblings. Only a module
+    that cannot be imported, or that defines none of the protocol's classes, is refused (ImplError);
+    anything less is judged layer by layer.
+    """
+    try:
+        if name.endswith(".py") or os.sep in name or "/" in name:
+            module = _import_file(Path(name))
+        else:
+            module = importlib.import_module(name)
+    except ImplError:
+        raise
+    except Exception as err:
+        raise ImplError(f"cannot import implementation {name!r}: {type(err).__name__}: {err}") from err
+    if not any(available(module, n) for n in REQUIRED):
+        raise ImplError(f"implementation {name!r} defines none of the protocol's classes ({', '.join(REQUIRED)}): "
+                        "nothing to judge; code in other layouts or styles can be wrapped with reference.impl.adapters")  # fmt: skip
+    return module
+
+
+def _import_file(path: Path) -> ModuleType:
+    if not path.is_file():
+        raise ImplError(f"cannot import implementation {str(path)!r}: no such file")
+    directory = str(path.resolve().parent)
+    if directory not in sys.path:
+        sys.path.insert(0, directory)
+    module_name = f"_judged_{path.stem}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise ImplError(f"cannot import implementation {str(path)!r}: not a Python file")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def available(impl: Any, layer_type: str) -> bool:
+    """Whether the implementation defines ``layer_type`` (a class, or any callable that builds one)."""
+    return callable(getattr(impl, layer_type, None))
+
+
+def missing_layers(impl: Any, layer_types: tuple[str, ...] | list[str] = REQUIRED) -> list[str]:
+    return [n for n in layer_types if not available(impl, n)]
 
 
 def construct(impl: Any, layer_type: str, config: dict[str, Any], *, rng: np.random.Generator | None = None,
@@ -71,67 +117,72 @@ def construct(impl: Any, layer_type: str, config: dict[str, Any], *, rng: np.ran
     return cls(**kwargs)
 
 
+def write_params(layer: Any, layer_type: str, params: dict[str, np.ndarray]) -> None:
+    """Write ``params`` into the layer's live arrays and read them back.
+
+    # NOTE: the protocol's params are the arrays the layer computes with. A ``params`` property that
+    # returns copies (or converted arrays) swallows the write: without the read-back the judges would
+    # compare the layer's own random weights with the reference's and report a maths bug.
+    """
+    own = layer.params
+    for key, value in params.items():
+        if key not in own:
+            raise ProtocolViolation(f"{layer_type}.params has no key {key!r} (keys: {sorted(own)}); "
+                                    "the protocol names the weight 'W' and the bias 'b'")  # fmt: skip
+        if np.shape(own[key]) != value.shape:
+            raise ProtocolViolation(f"{layer_type}.params[{key!r}] has shape {np.shape(own[key])}, expected "
+                                    f"{value.shape} (the protocol's layout; see reference.impl.adapters for others)")  # fmt: skip
+        own[key][...] = value
+        back = layer.params[key]
+        if not np.array_equal(np.asarray(back), value):
+            raise ProtocolViolation(f"{layer_type}.params[{key!r}] is not live: a value written into it in place "
+                                    "is not there when read back (does `params` return copies?); the protocol needs "
+                                    "the arrays the layer computes with")  # fmt: skip
+
+
+def read_grads(layer: Any, layer_type: str, keys: list[str]) -> dict[str, np.ndarray]:
+    """Copies of ``layer.grads[k]`` for each parameter key, right after a backward."""
+    grads = getattr(layer, "grads", None)
+    if not isinstance(grads, dict):
+        raise ProtocolViolation(f"{layer_type}.grads is {type(grads).__name__}, not a dict keyed like params")
+    absent = [k for k in keys if grads.get(k) is None]
+    if absent:
+        raise ProtocolViolation(f"{layer_type}.grads has no {', '.join(map(repr, absent))} after backward "
+                                f"(keys: {sorted(grads)}); backward must fill a gradient for every key of params")  # fmt: skip
+    return {k: np.array(grads[k], copy=True) for k in keys}
+
+
 def build_case_layer(impl: Any, layer_type: str, config: dict[str, Any], params: dict[str, np.ndarray],
                      dtype: Any) -> Any:  # fmt: skip
-    """Construct the implementation's layer and write ``params`` into it in place (shapes checked)."""
+    """Construct the implementation's layer and write ``params`` into it in place (checked)."""
     if layer_type == "SoftmaxCrossEntropy":
         return impl.SoftmaxCrossEntropy()
     layer = construct(impl, layer_type, config, dtype=np.dtype(dtype))
-    for key, value in params.items():
-        if key not in layer.params:
-            raise ValueError(f"{layer_type} has no parameter {key!r} (params: {sorted(layer.params)})")
-        if layer.params[key].shape != value.shape:
-            raise ValueError(
-                f"{layer_type}.params[{key!r}] has shape {layer.params[key].shape}, expected {value.shape}"
-            )
-        layer.params[key][...] = value
+    write_params(layer, layer_type, params)
     return layer
 
 
-def check_impl(impl: Any, name: str) -> None:
-    """Raise ImplError naming every missing class, bad signature or wrong output shape."""
-    missing = [n for n in REQUIRED if not inspect.isclass(getattr(impl, n, None))]
-    if missing:
-        raise ImplError(
-            f"implementation {name!r} lacks {', '.join(missing)} (the layer protocol needs {', '.join(REQUIRED)})"
-        )
-    problems = []
-    for cls_name, (args, kwargs) in SIGNATURE_PROBES.items():
-        try:
-            inspect.signature(getattr(impl, cls_name)).bind(*args, **kwargs)
-        except TypeError as err:
-            problems.append(f"{cls_name}{inspect.signature(getattr(impl, cls_name))} cannot be called as "
-                            f"{cls_name}(*{args}, **{kwargs}): {err}")  # fmt: skip
-    if problems:
-        raise ImplError(f"implementation {name!r} has wrong signatures:\n  " + "\n  ".join(problems))
-    for cls_name, ((args, kwargs), in_shape, out_shape) in SMOKE.items():
-        try:
-            cls = getattr(impl, cls_name)
-            extra = {"rng": np.random.default_rng(0), "dtype": np.float64} if cls_name in PARAMETRIC else {}
-            layer = cls(*args, **kwargs, **extra)
-            for attr in ("forward", "backward", "params", "grads"):
-                if not hasattr(layer, attr):
-                    raise ImplError(f"{cls_name} instances have no {attr!r}")
-            out = layer.forward(np.random.default_rng(0).standard_normal(in_shape))
-        except ImplError as err:
-            problems.append(str(err))
-            continue
-        except Exception as err:  # the implementation's own failure: report it, don't crash the judge
-            problems.append(f"{cls_name}: forward on an input of shape {in_shape} raised {type(err).__name__}: {err}")
-            continue
-        if getattr(out, "shape", None) != out_shape:
-            problems.append(
-                f"{cls_name}: forward on {in_shape} returned shape {getattr(out, 'shape', type(out).__name__)}, expected {out_shape}"
-            )
-    if problems:
-        raise ImplError(f"implementation {name!r} does not follow the layer protocol:\n  " + "\n  ".join(problems))
+def classify(err: BaseException) -> tuple[str, str]:
+    """(status, message) for an exception raised by the implementation.
+
+    ``NotImplementedError`` is a declared limit: ``unsupported``. A ProtocolViolation names the rule
+    broken. Anything else is an ``error``, with the implementation's last frame.
+    """
+    if isinstance(err, NotImplementedError):
+        return "unsupported", f"NotImplementedError: {err}" if str(err) else "NotImplementedError"
+    if isinstance(err, ProtocolViolation):
+        return "error", f"protocol: {err}"
+    where = implementation_frame(err)
+    return "error", f"{type(err).__name__}: {err}" + (f" (at {where})" if where else "")
 
 
-def load_impl(name: str = DEFAULT_IMPL) -> ModuleType:
-    """Import and check an implementation module; ImplError says what is wrong."""
-    try:
-        module = importlib.import_module(name)
-    except Exception as err:
-        raise ImplError(f"cannot import implementation {name!r}: {type(err).__name__}: {err}") from err
-    check_impl(module, name)
-    return module
+def implementation_frame(err: BaseException) -> str:
+    """``file:line in function`` of the last frame outside the judges, NumPy and the standard library."""
+    frames = traceback.extract_tb(err.__traceback__)
+    skip = (REFERENCE_DIR + os.sep, os.path.dirname(np.__file__) + os.sep, os.path.dirname(os.__file__) + os.sep)
+    adapters = os.path.join(REFERENCE_DIR, "impl", "adapters.py")
+    own = [f for f in frames if not f.filename.startswith(skip) or f.filename == adapters]
+    if not own:
+        return ""
+    f = own[-1]
+    return f"{os.path.basename(f.filename)}:{f.lineno} in {f.name}"

@@ -17,9 +17,9 @@ import torch.nn.functional as F
 
 from reference.cases import layout, twins
 from reference.cases.grid import Case, case_inputs, grid, input_stats, upstream_gradient
-from reference.impl.protocol import DEFAULT_IMPL, build_case_layer, load_impl
-from reference.report.compare import compare, error_row
-from reference.report.tables import failures_first
+from reference.impl.protocol import DEFAULT_IMPL, build_case_layer, load_impl, read_grads
+from reference.judges.base import Context, Judge, Result, case_rows
+from reference.report.compare import compare, error_row, raised_row
 from reference.report.tolerances import autograd_tolerance
 
 JUDGE = "autograd"
@@ -58,8 +58,8 @@ def impl_run(layer: Any, case: Case, inputs: dict[str, Any], g: np.ndarray | Non
     result: dict[str, Any] = {"out": out}
     if g is not None and getattr(out, "shape", None) == g.shape:
         result["dx"] = layer.backward(g.copy())
-        for key in inputs["params"]:
-            result[f"d{key}"] = layer.grads.get(key)
+        for key, value in read_grads(layer, case.layer, list(inputs["params"])).items():
+            result[f"d{key}"] = value
     return result
 
 
@@ -72,12 +72,8 @@ def run_case(impl: Any, case: Case, dtype: str) -> list[dict[str, Any]]:
     try:
         layer = build_case_layer(impl, case.layer, case.config, inputs["params"], dtype)
         ours = impl_run(layer, case, inputs, ref.get("g"))
-    except Exception as err:  # the implementation failed: one error row, the run goes on
-        return [
-            error_row(
-                judge=JUDGE, layer=case.layer, case=case.id, tensor="*", message=f"{type(err).__name__}: {err}", **extra
-            )
-        ]
+    except Exception as err:  # the implementation raised: one row (error / unsupported), the run goes on
+        return [raised_row(err, judge=JUDGE, layer=case.layer, case=case.id, tensor="*", **extra)]
     rows = []
     for tensor, ref_value in ref.items():
         if tensor == "g":
@@ -100,11 +96,19 @@ def run_autograd(
 ) -> pd.DataFrame:
     """Run every case in every dtype; a DataFrame of rows, failures first."""
     impl = impl if impl is not None else load_impl(DEFAULT_IMPL)
-    cases = cases if cases is not None else grid()
-    rows: list[dict[str, Any]] = []
-    total = len(cases) * len(dtypes)
-    for i, (case, dtype) in enumerate((c, d) for c in cases for d in dtypes):
-        rows.extend(run_case(impl, case, dtype))
-        if progress:
-            progress(i + 1, total)
-    return failures_first(pd.DataFrame(rows))
+    ctx = Context(impl, "", cases if cases is not None else grid(),
+                  progress=(lambda _d, done, total: progress(done, total)) if progress else None)  # fmt: skip
+    return AutogradJudge(dtypes).run(ctx).rows
+
+
+class AutogradJudge(Judge):
+    name = JUDGE
+    title = "Autograd judge (vs PyTorch)"
+
+    def __init__(self, dtypes: tuple[str, ...] = DTYPES) -> None:
+        self.dtypes = dtypes
+
+    def run(self, ctx: Context) -> Result:
+        cases = [c for c in ctx.cases if not c.lifecycle]
+        run_one = lambda c: [r for d in self.dtypes for r in run_case(ctx.impl, c, d)]  # noqa: E731
+        return Result(self.name, case_rows(ctx, JUDGE, cases, run_one, "autograd"))

@@ -83,12 +83,28 @@ def compare(
             "note": row["note"] or ("" if passed else f"{int((~within).sum())} of {a.size} elements out of tolerance")}  # fmt: skip
 
 
+STATUSES = ("pass", "fail", "vacuous", "error", "unsupported", "missing")
+FAILING = ("fail", "vacuous", "error")  # always a failure
+DECLARED = ("unsupported", "missing")  # a declared limit or an absent class: a failure only when strict
+
+
 def error_row(
-    *, judge: str, layer: str, case: str, tensor: str, dtype: str, message: str, **extra: Any
+    *, judge: str, layer: str, case: str, tensor: str, dtype: str, message: str, status: str = "error", **extra: Any
 ) -> dict[str, Any]:
-    """A row for a case that could not be compared at all (the implementation raised, say)."""
+    """A row for a case that could not be compared at all: the implementation raised (``error``),
+    declared a limit (``unsupported``) or lacks the class (``missing``)."""
+    assert status in STATUSES, status
     row = {c: np.nan for c in ROW_COLUMNS}
     row.update(judge=judge, layer=layer, case=case, dtype=dtype, tensor=tensor, shape="", worst_index="",
-               status="error", note=message)  # fmt: skip
+               status=status, note=message)  # fmt: skip
     row.update(extra)
     return row
+
+
+def raised_row(err: BaseException, **fields: Any) -> dict[str, Any]:
+    """The row for an exception the implementation raised (its status from reference.impl.protocol.classify)."""
+    from reference.impl.protocol import classify
+
+    status, message = classify(err)
+    prefix = fields.pop("prefix", "")
+    return error_row(message=prefix + message, status=status, **fields)

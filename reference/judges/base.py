@@ -1,0 +1,88 @@
+"""The one interface every judge has, and the loop over cases they share.
+
+A judge has a ``name`` (the ``judge`` column of its rows and the stem of its files), a ``title``,
+``run(ctx) -> Result`` (rows of the discrepancy schema, plus any extra tables) and ``write(result,
+out)``. The commands ``autograd``, ``finite-diff``, ``curves``, ``judge`` and ``verify`` are loops
+over judges.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from reference.cases.grid import Case
+from reference.impl.protocol import available
+from reference.report.compare import error_row
+from reference.report.tables import failures_first, write_table
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class Context:
+    """What a judge runs on: the implementation, its cases and the run's options."""
+
+    impl: Any
+    impl_name: str
+    cases: list[Case]
+    quick: bool = False
+    progress: Progress | None = None
+    data: Callable[[], dict[str, Any]] | None = None  # MNIST, loaded on first use (curve judges only)
+    epochs: int = 3
+    steps: int = 200
+    networks: dict[str, int] | None = None  # whole-network checks of the finite-difference judge
+    full_curves: bool = True  # the float32 MNIST curves beside the lockstep
+
+    def tick(self, desc: str, done: int, total: int) -> None:
+        if self.progress:
+            self.progress(desc, done, total)
+
+
+@dataclass
+class Result:
+    """A judge's rows (the discrepancy schema), extra tables ({suffix: (title, table)}), and for judges
+    whose verdict is not row by row (curves) an explicit ``ok``."""
+
+    name: str
+    rows: pd.DataFrame
+    extra: dict[str, tuple[str, pd.DataFrame]] = field(default_factory=dict)
+    ok: bool | None = None
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+class Judge:
+    name = ""
+    title = ""
+
+    def run(self, ctx: Context) -> Result:  # pragma: no cover - the interface
+        raise NotImplementedError
+
+    def write(self, result: Result, out: Path, impl_name: str) -> None:
+        write_table(result.rows, out, self.name, f"{self.title}: {impl_name}", extra=result.extra)
+
+
+def missing_row(judge: str, layer: str) -> dict[str, Any]:
+    return error_row(judge=judge, layer=layer, case="*", tensor="*", dtype="", status="missing",
+                     message=f"the implementation has no {layer} class", family="*")  # fmt: skip
+
+
+def case_rows(ctx: Context, judge: str, cases: list[Case], run_one: Callable[[Case], list[dict[str, Any]]],
+              desc: str) -> pd.DataFrame:  # fmt: skip
+    """Run ``run_one`` on every case whose layer the implementation has; one ``missing`` row per
+    layer it lacks. Failures first."""
+    rows: list[dict[str, Any]] = []
+    missing: set[str] = set()
+    for i, case in enumerate(cases):
+        if not available(ctx.impl, case.layer):
+            if case.layer not in missing:
+                rows.append(missing_row(judge, case.layer))
+                missing.add(case.layer)
+        else:
+            rows.extend({"family": case.family, **r} for r in run_one(case))
+        ctx.tick(desc, i + 1, len(cases))
+    return failures_first(pd.DataFrame(rows)) if rows else pd.DataFrame(rows)

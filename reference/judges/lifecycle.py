@@ -1,0 +1,96 @@
+"""Judge: one instance used twice gives what a fresh instance gives.
+
+A layer is built once and run forward/backward on a first input, then on a second one (other
+values; another batch size, spatial size or channel count where its configuration allows). The
+second round's output, dx and parameter gradients must equal those of a fresh instance with the same
+parameters on the second input. Real code fails this with gradients accumulated across calls
+(``self.dW += ...`` never reset), a cache kept from the first call (``if self.x is None: self.x = x``),
+or a shape fixed at the first call (a pool that allocates its channel count once). float64 only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from reference.cases.grid import Case, case_inputs, upstream_gradient
+from reference.impl.protocol import build_case_layer, read_grads
+from reference.report.compare import compare, raised_row
+from reference.report.tolerances import autograd_tolerance
+
+from .base import Context, Judge, Result, case_rows
+
+JUDGE = "lifecycle"
+
+
+def one_round(layer: Any, layer_type: str, inputs: dict[str, Any]) -> dict[str, np.ndarray]:
+    """Forward and backward once; copies of everything (a returned buffer may be reused later)."""
+    x = inputs["x"]
+    if layer_type == "SoftmaxCrossEntropy":
+        loss, probs = layer.forward(x.copy(), inputs["labels"])
+        return {
+            "loss": np.asarray(loss, dtype=x.dtype),
+            "probs": np.array(probs),
+            "dlogits": np.array(layer.backward()),
+        }
+    out = np.array(layer.forward(x.copy()))
+    dx = np.array(layer.backward(upstream_gradient(inputs, out.shape)))
+    grads = read_grads(layer, layer_type, list(inputs["params"]))
+    return {"out": out, "dx": dx, **{f"d{k}": v for k, v in grads.items()}}
+
+
+def explain(reused: np.ndarray, fresh: np.ndarray, first: np.ndarray | None) -> str:
+    """What the second round's wrong value looks like (accumulated, or the first round's again)."""
+    if first is None or first.shape != reused.shape or fresh.shape != reused.shape:
+        return ""
+    tol = 1e-9 * max(float(np.abs(reused).max(initial=0)), 1e-300)
+    if np.allclose(reused, first + fresh, rtol=0, atol=tol):
+        return "round 2 = round 1 + a fresh round 2: gradients accumulate across calls (reset them in backward)"
+    if np.allclose(reused, first, rtol=0, atol=tol):
+        return "round 2 repeats round 1: a cache (input or result) kept from the first call"
+    return "round 2 differs from a fresh instance's: state kept from round 1 (a cache, an accumulator, a fixed shape)"
+
+
+def run_case(impl: Any, case: Case) -> list[dict[str, Any]]:
+    """Rows comparing round 2 of a used instance with a fresh instance, tensor by tensor."""
+    first, second = case_inputs(case, "float64"), case_inputs(case.second(), "float64")
+    second["params"] = first["params"]  # one set of weights for both rounds and both instances
+    extra = {"dtype": "float64", "values": case.values}
+    fields = {"judge": JUDGE, "layer": case.layer, "case": case.id, "tensor": "*", **extra}
+    try:
+        fresh = one_round(
+            build_case_layer(impl, case.layer, case.config, first["params"], "float64"), case.layer, second
+        )
+    except Exception as err:  # the second input alone is beyond the implementation: not a lifecycle finding
+        return [raised_row(err, prefix="a fresh instance on the round-2 input: ", **fields)]
+    try:
+        used = build_case_layer(impl, case.layer, case.config, first["params"], "float64")
+        round1 = one_round(used, case.layer, first)
+    except Exception as err:
+        return [raised_row(err, prefix="round 1: ", **fields)]
+    try:
+        round2 = one_round(used, case.layer, second)
+    except Exception as err:  # a fresh instance managed this input: the first round left something behind
+        row = raised_row(err, prefix="round 2 raised where a fresh instance did not: ", **fields)
+        return [{**row, "status": "error"}]  # even a NotImplementedError: the declared limit is not this input
+    rows = []
+    tol = autograd_tolerance("float64")
+    for tensor, want in fresh.items():
+        row = compare(
+            round2.get(tensor), want, tol, judge=JUDGE, layer=case.layer, case=case.id, tensor=tensor, **extra
+        )
+        if row["status"] == "fail" and isinstance(round2.get(tensor), np.ndarray):
+            why = explain(round2[tensor], want, round1.get(tensor))
+            row["note"] = f"{why}; {row['note']}" if why else row["note"]
+        rows.append(row)
+    return rows
+
+
+class LifecycleJudge(Judge):
+    name = JUDGE
+    title = "Lifecycle judge (two rounds on one instance vs a fresh instance)"
+
+    def run(self, ctx: Context) -> Result:
+        cases = [c for c in ctx.cases if c.lifecycle]
+        return Result(self.name, case_rows(ctx, JUDGE, cases, lambda c: run_case(ctx.impl, c), "lifecycle"))

@@ -1,0 +1,161 @@
+"""Judge: the protocol's rules, checked where they bite, one line each.
+
+Run first, at load: a rule broken here would otherwise surface later as a wrong number with the
+wrong explanation (a ``params`` property that returns copies makes every comparison look like a
+maths bug). Per layer class the module defines:
+
+| check | what must hold |
+|---|---|
+| runs | the layer constructs, runs forward and backward on a small input (NotImplementedError: unsupported) |
+| params and grads are dicts with the same keys | after a backward |
+| params are live | a value written into ``params[k][...]`` reads back and is what forward computes with |
+| grads survive a later forward | a forward after the backward leaves ``grads`` as they were |
+| dtype kept, float32 / float64 | the output, dx and every parameter gradient have the input's dtype |
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from reference.impl.protocol import PARAMETRIC, REQUIRED, available, construct
+
+from .base import Context, Judge, Result, missing_row
+
+JUDGE = "protocol"
+# name -> (constructor config, input shape): small, even-sided, square (what every partial layer takes)
+SMOKE: dict[str, tuple[dict[str, Any], tuple[int, ...]]] = {
+    "Conv2D": ({"in_ch": 2, "out_ch": 3, "kernel_size": 3, "stride": 1, "padding": "same", "bias": True}, (2, 4, 4, 2)),
+    "ReLU": ({}, (2, 4, 4, 2)),
+    "MaxPool2D": ({"kernel_size": 2, "stride": None}, (2, 4, 4, 2)),
+    "AvgPool2D": ({"kernel_size": 2, "stride": None}, (2, 4, 4, 2)),
+    "Flatten": ({}, (2, 3, 4, 5)),
+    "Dense": ({"n_in": 6, "n_out": 3, "bias": True}, (2, 6)),
+    "SoftmaxCrossEntropy": ({}, (3, 5)),
+}
+
+
+def _row(layer: str, check: str, ok: bool | str, note: str = "") -> dict[str, Any]:
+    status = ok if isinstance(ok, str) else ("pass" if ok else "fail")
+    return {"judge": JUDGE, "layer": layer, "case": check, "dtype": "", "tensor": "-", "status": status,
+            "note": note, "family": "protocol"}  # fmt: skip
+
+
+def _round(layer: Any, layer_type: str, x: np.ndarray, rng: np.random.Generator) -> dict[str, Any]:
+    if layer_type == "SoftmaxCrossEntropy":
+        _, probs = layer.forward(x, rng.integers(0, x.shape[1], x.shape[0]))  # the loss may be a Python float
+        return {"probs": probs, "dlogits": layer.backward()}
+    out = layer.forward(x)
+    return {"out": out, "dx": layer.backward(rng.standard_normal(np.shape(out)).astype(x.dtype))}
+
+
+def check_layer(impl: Any, layer_type: str) -> list[dict[str, Any]]:
+    from reference.impl.protocol import classify
+
+    config, shape = SMOKE[layer_type]
+    rng = np.random.default_rng(0)
+    try:
+        layer = construct(impl, layer_type, config, dtype=np.float64)
+        needs = (
+            ("forward", "backward")
+            if layer_type == "SoftmaxCrossEntropy"
+            else ("forward", "backward", "params", "grads")
+        )
+        for attr in needs:
+            if not hasattr(layer, attr):
+                return [_row(layer_type, "runs", False, f"instances have no {attr!r} (the protocol needs {', '.join(needs)})")]  # fmt: skip
+        _round(layer, layer_type, rng.standard_normal(shape), rng)
+    except Exception as err:
+        status, message = classify(err)
+        return [_row(layer_type, "runs", status, f"config {config} on input {shape}: {message}")]
+    rows = [_row(layer_type, "runs", True, f"config {config} on input {shape}")]
+    if layer_type == "SoftmaxCrossEntropy":
+        return rows + _dtypes(impl, layer_type, config, shape)
+    params, grads = layer.params, layer.grads
+    same = isinstance(params, dict) and isinstance(grads, dict) and set(params) == set(grads)
+    rows.append(_row(layer_type, "params and grads are dicts with the same keys", same,
+                     "" if same else f"params {_keys(params)}, grads {_keys(grads)} after backward"))  # fmt: skip
+    if layer_type in PARAMETRIC and same:
+        rows.append(_live(layer, layer_type, shape, rng))
+        rows.append(_grads_survive(layer, layer_type, shape, rng))
+    rows += _dtypes(impl, layer_type, config, shape)
+    return rows
+
+
+def _keys(d: Any) -> str:
+    return str(sorted(d)) if isinstance(d, dict) else type(d).__name__
+
+
+def _live(layer: Any, layer_type: str, shape: tuple[int, ...], rng: np.random.Generator) -> dict[str, Any]:
+    check = "params are live"
+    for key in list(layer.params):
+        layer.params[key][...] = 0.0
+        if np.any(np.asarray(layer.params[key]) != 0):
+            return _row(layer_type, check, False, f"params[{key!r}][...] = 0 does not read back as zeros: "
+                        "`params` returns copies, so nothing written into it reaches the layer")  # fmt: skip
+    out = np.asarray(layer.forward(rng.standard_normal(shape)))
+    if np.any(out != 0):
+        return _row(layer_type, check, False, "with every parameter written to zero in place, forward still gives "
+                    "nonzero output: the layer computes with arrays other than those in `params`")  # fmt: skip
+    return _row(layer_type, check, True, "zeros written in place read back and zero the output")
+
+
+def _grads_survive(layer: Any, layer_type: str, shape: tuple[int, ...], rng: np.random.Generator) -> dict[str, Any]:
+    check = "grads survive a later forward"
+    for key in list(layer.params):
+        layer.params[key][...] = rng.standard_normal(np.shape(layer.params[key]))
+    _round(layer, layer_type, rng.standard_normal(shape), rng)
+    kept = {k: np.array(v, copy=True) for k, v in layer.grads.items()}
+    layer.forward(rng.standard_normal(shape))
+    changed = [k for k in kept if k not in layer.grads or not np.array_equal(np.asarray(layer.grads[k]), kept[k])]
+    return _row(layer_type, check, not changed, f"forward changed or cleared grads {changed}; the protocol keeps "
+                "them until the next backward (optimisers and checkers read them after later forwards)" if changed else "")  # fmt: skip
+
+
+def _dtypes(impl: Any, layer_type: str, config: dict[str, Any], shape: tuple[int, ...]) -> list[dict[str, Any]]:
+    from reference.impl.protocol import classify, read_grads
+
+    rows = []
+    for dtype in (np.float32, np.float64):
+        check = f"dtype kept, {np.dtype(dtype).name}"
+        rng = np.random.default_rng(1)
+        try:
+            layer = construct(impl, layer_type, config, dtype=dtype)
+            got = _round(layer, layer_type, rng.standard_normal(shape).astype(dtype), rng)
+            if layer_type in PARAMETRIC:
+                got.update({f"d{k}": v for k, v in read_grads(layer, layer_type, list(layer.params)).items()})
+        except Exception as err:
+            status, message = classify(err)
+            rows.append(_row(layer_type, check, status, message))
+            continue
+        wrong = {k: np.asarray(v).dtype.name for k, v in got.items() if np.asarray(v).dtype != dtype}
+        note = ", ".join(f"{k} is {d}" for k, d in wrong.items())
+        rows.append(_row(layer_type, check, not wrong, f"{note} for {np.dtype(dtype).name} input" if wrong else ""))
+    return rows
+
+
+def check_protocol(impl: Any, layers: tuple[str, ...] | list[str] = REQUIRED) -> pd.DataFrame:
+    rows: list[dict[str, Any]] = []
+    for layer_type in layers:
+        rows += check_layer(impl, layer_type) if available(impl, layer_type) else [missing_row(JUDGE, layer_type)]
+    return pd.DataFrame(rows)
+
+
+def protocol_lines(df: pd.DataFrame) -> list[str]:
+    """One line per broken rule (and per layer that is missing or does not run)."""
+    bad = df[df["status"] != "pass"]
+    return [
+        f"protocol: {r.layer}: {r.status.upper()} {r.case}" + (f": {r.note}" if r.note else "")
+        for r in bad.itertuples()
+    ]
+
+
+class ProtocolJudge(Judge):
+    name = JUDGE
+    title = "Protocol rules"
+
+    def run(self, ctx: Context) -> Result:
+        layers = list(dict.fromkeys(c.layer for c in ctx.cases))
+        return Result(self.name, check_protocol(ctx.impl, layers))
