@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from reference.cases.grid import grid, strategies
 from reference.cli import main
 from reference.impl.faults import FAULTS_BY_NAME
-from reference.impl.protocol import ImplError, load_impl
+from reference.impl.protocol import load_impl
 from reference.judges.autograd import run_autograd, run_case
 
 GRID = grid()
@@ -80,43 +80,6 @@ def write_module(tmp_path, monkeypatch, name, source):
     sys.modules.pop(name, None)
 
 
-def test_an_implementation_missing_layers_is_named(tmp_path, monkeypatch):
-    write_module(tmp_path, monkeypatch, "half_impl", "from scratch_cnn import Conv2D, ReLU\n")
-    with pytest.raises(ImplError, match="lacks MaxPool2D, AvgPool2D, Flatten, Dense, SoftmaxCrossEntropy"):
-        load_impl("half_impl")
-
-
-def test_wrong_signatures_and_wrong_output_shapes_are_named(tmp_path, monkeypatch):
-    write_module(
-        tmp_path,
-        monkeypatch,
-        "bad_sig",
-        """
-        from scratch_cnn import *
-        class Dense(Dense):
-            def __init__(self, n_in, n_out):
-                super().__init__(n_in, n_out)
-    """,
-    )
-    with pytest.raises(ImplError, match=r"Dense\(n_in, n_out\) cannot be called"):
-        load_impl("bad_sig")
-    write_module(
-        tmp_path,
-        monkeypatch,
-        "bad_shape",
-        """
-        from scratch_cnn import *
-        class Flatten(Flatten):
-            def forward(self, x):
-                return super().forward(x)[:, :-1]
-    """,
-    )
-    with pytest.raises(
-        ImplError, match=r"Flatten: forward on \(2, 3, 4, 5\) returned shape \(2, 59\), expected \(2, 60\)"
-    ):
-        load_impl("bad_shape")
-
-
 def test_the_cli_gives_one_clear_error_for_a_bad_impl_and_a_verdict_per_layer(tmp_path, capsys):
     assert main(["autograd", "--impl", "no.such.module", "--out", str(tmp_path)]) == 2
     assert "cannot import implementation 'no.such.module'" in capsys.readouterr().err
@@ -137,5 +100,7 @@ def test_the_cli_exits_nonzero_and_names_the_element_when_a_row_fails(tmp_path, 
     """,
     )
     assert main(["autograd", "--impl", "relu_at_zero_impl", "--out", str(tmp_path)]) == 1
-    line = next(s for s in capsys.readouterr().out.splitlines() if s.startswith("ReLU:"))
+    out = capsys.readouterr().out
+    line = next(s for s in out.splitlines() if s.strip().startswith("ReLU:"))
     assert "FAIL" in line and "dx(" in line and "ours=" in line and "ref=" in line
+    assert "rerun: python -m reference judge --impl relu_at_zero_impl --case 'ReLU[]" in out

@@ -309,7 +309,7 @@ def grid() -> list[Case]:
 def sample(cases: list[Case], fraction: float, seed: int = 0) -> list[Case]:
     """A fixed random subset, for quick runs, that still holds every (layer, value kind, family) triple."""
     rng = np.random.default_rng(seed)
-    keep = [c for c in cases if rng.random() < fraction]
+    keep = [c for c in cases if rng.random() < fraction or c.lifecycle]  # lifecycle cases are few and cheap
     key = lambda c: (c.layer, c.values, c.family)  # noqa: E731
     have = {key(c) for c in keep}
     for c in cases:

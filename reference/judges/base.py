@@ -17,7 +17,7 @@ import pandas as pd
 
 from reference.cases.grid import Case
 from reference.impl.protocol import available
-from reference.report.compare import error_row
+from reference.report.compare import ROW_COLUMNS, error_row
 from reference.report.tables import failures_first, write_table
 
 Progress = Callable[[str, int, int], None]
@@ -85,4 +85,4 @@ def case_rows(ctx: Context, judge: str, cases: list[Case], run_one: Callable[[Ca
         else:
             rows.extend({"family": case.family, **r} for r in run_one(case))
         ctx.tick(desc, i + 1, len(cases))
-    return failures_first(pd.DataFrame(rows)) if rows else pd.DataFrame(rows)
+    return failures_first(pd.DataFrame(rows)) if rows else pd.DataFrame(columns=[*ROW_COLUMNS, "family"])

@@ -8,6 +8,7 @@ judge fails at least one row (or breaks the lockstep bound). The gate requires e
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,9 +17,11 @@ import pandas as pd
 from reference.cases.grid import Case
 from reference.impl.faults import CURVE_FAULTS, FAULTS
 from reference.judges.autograd import run_case as autograd_case
+from reference.judges.base import Context, Judge, Result
 from reference.judges.curves import lockstep_verdict, run_lockstep
 from reference.judges.finite_diff import ADJOINT_LAYERS, adjoint_rows
 from reference.judges.finite_diff import run_case as fd_case
+from reference.report.tables import write_atomic
 
 LOCKSTEP_FAULT_STEPS = 6
 
@@ -56,3 +59,20 @@ def run_catalogue(
         if progress:
             progress(len(FAULTS) + j + 1, total)
     return pd.DataFrame(rows)
+
+
+class CatalogueJudge(Judge):
+    """The fault catalogue (scratch_cnn's wrong twins) through the judges: proves the suite can fail.
+    Its rows are faults (``pass`` = caught); they judge the suite, not the implementation."""
+
+    name = "faults"
+    title = "Fault catalogue"
+
+    def run(self, ctx: Context) -> Result:
+        assert ctx.data is not None, "the training-loop faults need MNIST"
+        faults = run_catalogue([c for c in ctx.cases if not c.lifecycle], ctx.data(),
+                               progress=lambda d, t: ctx.tick("fault catalogue", d, t))  # fmt: skip
+        return Result(self.name, faults, ok=bool((faults["status"] == "pass").all()))
+
+    def write(self, result: Result, out: Path, impl_name: str) -> None:
+        write_atomic(out / "faults.csv", result.rows.to_csv(index=False))

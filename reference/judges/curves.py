@@ -19,6 +19,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,6 +30,7 @@ import torch.nn.functional as F
 import scratch_cnn
 from reference.cases import layout, twins
 from reference.impl.protocol import construct
+from reference.judges.base import Context, Judge, Result
 from reference.report.tolerances import LOCKSTEP_BOUND
 from scratch_cnn.data import to_float
 from scratch_cnn.train import TrainConfig, batches, epoch_lr, init_rng
@@ -398,3 +400,48 @@ def curve_judge(
     write_atomic(out / "curves.md", "\n".join(lines) + "\n")
     return {"lockstep": lock, "verdict": verdict, "curves": curves, "checks": checks, "plots": plots,
             "ok": bool((checks["status"] == "pass").all())}  # fmt: skip
+
+
+CURVE_LAYERS = ("Conv2D", "ReLU", "MaxPool2D", "Flatten", "Dense", "SoftmaxCrossEntropy", "SGD")
+
+
+class CurvesJudge(Judge):
+    """Training beside the twin. Its rows are its bounds (lockstep, and unless quick the float32
+    curves); an implementation without SGD or a layer the networks use gets one ``missing`` row."""
+
+    name = "curves"
+    title = "Curve judge"
+
+    def __init__(self, out: Path) -> None:
+        self.out = out  # the judge writes its CSVs, Markdown and plots here as it runs
+
+    def run(self, ctx: Context) -> Result:
+        absent = [n for n in CURVE_LAYERS if not callable(getattr(ctx.impl, n, None))]
+        if absent or ctx.data is None:
+            why = f"needs {', '.join(absent)}, which the implementation lacks" if absent else "no MNIST data given"
+            row = {"judge": self.name, "layer": "training", "case": "lockstep", "tensor": "-", "dtype": "",
+                   "status": "missing", "note": why, "family": "training"}  # fmt: skip
+            return Result(self.name, pd.DataFrame([row]), ok=False)
+        from scratch_cnn.data import DataError
+
+        try:
+            data = ctx.data()
+        except DataError as err:  # no MNIST here: training is not judged, and the row says why
+            row = {"judge": self.name, "layer": "training", "case": "lockstep", "tensor": "-", "dtype": "",
+                   "status": "missing", "note": f"MNIST unavailable: {err}", "family": "training"}  # fmt: skip
+            return Result(self.name, pd.DataFrame([row]), ok=False)
+        self.out.mkdir(parents=True, exist_ok=True)
+        result = curve_judge(ctx.impl, data, self.out, epochs=ctx.epochs, steps=ctx.steps,
+                             quick=ctx.quick or not ctx.full_curves, progress=ctx.progress)  # fmt: skip
+        checks = result["checks"]
+        rows = pd.DataFrame({"judge": self.name, "layer": "training", "case": checks["check"], "tensor": "-",
+                             "dtype": "", "status": checks["status"], "note": checks["note"], "family": "training",
+                             "value": checks["value"], "bound": checks["bound"]})  # fmt: skip
+        return Result(self.name, rows, ok=result["ok"], payload=result)
+
+    def write(self, result: Result, out: Path, impl_name: str) -> None:
+        """curve_judge wrote its own files (curves.md, lockstep.csv, curve_checks.csv, plots) while running."""
+        if result.ok is False and not (out / "curve_checks.csv").exists():
+            from reference.report.tables import write_atomic
+
+            write_atomic(out / "curve_checks.csv", result.rows.rename(columns={"case": "check"}).to_csv(index=False))

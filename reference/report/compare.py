@@ -8,7 +8,7 @@ import numpy as np
 
 from reference.report.tolerances import TINY, Tolerance
 
-ROW_COLUMNS = ["judge", "layer", "case", "dtype", "tensor", "shape", "max_abs_err", "max_rel_err", "worst_index",
+ROW_COLUMNS = ["judge", "layer", "case", "dtype", "tensor", "shape", "max_abs_err", "max_rel_err", "budget", "worst_index",
                "ours", "ref", "atol", "rtol", "status", "note"]  # fmt: skip
 
 
@@ -77,7 +77,9 @@ def compare(
         ratio = np.where(kinks, np.where(within, 0.0, np.inf), ratio)
     worst = np.unravel_index(int(np.argmax(ratio)), a.shape)
     passed = bool(np.all(within))
-    return {**row, "max_abs_err": float(err.max()), "max_rel_err": float(rel.max()),
+    # budget: the fraction of its tolerance the worst element used (<= 1 in a passing row); the gate's
+    # drift figure, comparable across tensors of any size and scale
+    return {**row, "max_abs_err": float(err.max()), "max_rel_err": float(rel.max()), "budget": float(ratio.max()),
             "worst_index": str(tuple(int(i) for i in worst)), "ours": float(a[worst]), "ref": float(b[worst]),
             "status": "pass" if passed else "fail",
             "note": row["note"] or ("" if passed else f"{int((~within).sum())} of {a.size} elements out of tolerance")}  # fmt: skip

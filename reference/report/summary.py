@@ -23,27 +23,53 @@ def worst_per_tensor(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def load_tables(run_dir: Path) -> dict[str, pd.DataFrame]:
-    names = {"autograd": "autograd.csv", "finite_diff": "finite_diff.csv", "gradcheck": "finite_diff_gradcheck.csv",
+    names = {"protocol": "protocol.csv", "autograd": "autograd.csv", "finite_diff": "finite_diff.csv",
+             "lifecycle": "lifecycle.csv", "gradcheck": "finite_diff_gradcheck.csv",
              "faults": "faults.csv", "curve_checks": "curve_checks.csv", "curves": "curves.csv", "stages": "stages.csv",
              "gate": "gate.csv"}  # fmt: skip
     return {k: pd.read_csv(run_dir / v) for k, v in names.items() if (run_dir / v).is_file()}
 
 
-def sections(run_dir: Path, verdict: str) -> list[tuple[str, Any]]:
+def sections(run_dir: Path, verdict: str, impl_name: str = "scratch_cnn") -> list[tuple[str, Any]]:
     """(title, DataFrame or text) in reading order."""
+    from reference.cli import rerun_command
+
+    from .coverage import coverage, layer_verdicts
+    from .tables import failed
+
     t = load_tables(run_dir)
     out: list[tuple[str, Any]] = [("Verdict", verdict)]
+    layer_judges = [t[j] for j in ("protocol", "autograd", "finite_diff", "lifecycle") if j in t]
+    rows = pd.concat(layer_judges, ignore_index=True) if layer_judges else pd.DataFrame()
+    if len(rows):
+        out.append(("Verdict per layer (PASS, weak: passed without meeting its kinks, FAIL, UNSUPPORTED, MISSING)",
+                    layer_verdicts(rows)))  # fmt: skip
+        bad = failed(rows)
+        bad = bad[bad["case"] != "*"].drop_duplicates("case")
+        if len(bad):
+            worst = bad.groupby("layer", sort=True).head(1)
+            out.append(("Failing layers: the command that reruns each one's first failing case alone",
+                        worst.assign(rerun=[rerun_command(impl_name, c) for c in worst["case"]])[
+                            ["layer", "judge", "case", "tensor", "note", "rerun"]]))  # fmt: skip
     if "gate" in t:
         out.append(("Gate", t["gate"]))
-    for judge in ("autograd", "finite_diff"):
+    if "protocol" in t:
+        broken = t["protocol"][t["protocol"]["status"] != "pass"]
+        out.append(
+            ("Protocol rules", broken[["layer", "case", "status", "note"]] if len(broken) else "every rule holds")
+        )
+    if len(rows):
+        out.append(("Coverage per layer and configuration family", coverage(rows)))
+    for judge in ("autograd", "finite_diff", "lifecycle"):
         if judge in t:
             df = t[judge]
             counts = layer_summary(df)
-            out.append((f"{judge}: rows passed / failed / kinks per layer", counts))
-            out.append((f"{judge}: worst discrepancy per layer and tensor", worst_per_tensor(df)))
+            out.append((f"{judge}: rows passed / failed / unsupported / missing per layer", counts))
+            if "max_abs_err" in df.columns and df["max_abs_err"].notna().any():
+                out.append((f"{judge}: worst discrepancy per layer and tensor", worst_per_tensor(df)))
             bad = df[~df["status"].isin(PASSING)]
             if len(bad):
-                out.append((f"{judge}: failing rows", bad.head(50)))
+                out.append((f"{judge}: rows that did not pass", bad.head(50)))
     if "gradcheck" in t:
         out.append(("gradcheck cross-check", t["gradcheck"]))
     if "faults" in t:
@@ -58,15 +84,15 @@ def sections(run_dir: Path, verdict: str) -> list[tuple[str, Any]]:
     return out
 
 
-def write_summary(run_dir: Path, verdict: str, title: str) -> None:
+def write_summary(run_dir: Path, verdict: str, title: str, impl_name: str = "scratch_cnn") -> None:
     parts = [f"# {title}", ""]
-    for name, body in sections(run_dir, verdict):
+    for name, body in sections(run_dir, verdict, impl_name):
         parts += [f"## {name}", "", body if isinstance(body, str) else markdown(body), ""]
     plots = sorted(run_dir.glob("*.png"))
     if plots:
         parts += ["## Plots", "", *(f"![{p.stem}]({p.name})" for p in plots), ""]
     write_atomic(run_dir / "summary.md", "\n".join(parts))
-    write_atomic(run_dir / "index.html", html_page(run_dir, verdict, title))
+    write_atomic(run_dir / "index.html", html_page(run_dir, verdict, title, impl_name))
 
 
 STYLE = """
@@ -87,7 +113,9 @@ def html_table(df: pd.DataFrame) -> str:
     body = []
     for _, row in df.iterrows():
         status = str(row.get("status", "pass"))
-        cls = "bad" if status in ("fail", "error", "vacuous") else ("skip" if status == "skip" else "")
+        verdict = str(row.get("verdict", ""))
+        bad = status in ("fail", "error", "vacuous") or verdict == "FAIL"
+        cls = "bad" if bad else ("skip" if status in ("skip", "unsupported", "missing") or verdict == "weak" else "")
         cells = "".join(f"<td>{html.escape(_fmt(row[c]))}</td>" for c in cols)
         body.append(f'<tr class="{cls}">{cells}</tr>')
     return f"<table><tr>{head}</tr>{''.join(body)}</table>"
@@ -99,10 +127,10 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def html_page(run_dir: Path, verdict: str, title: str) -> str:
+def html_page(run_dir: Path, verdict: str, title: str, impl_name: str = "scratch_cnn") -> str:
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
              f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>"]  # fmt: skip
-    for name, body in sections(run_dir, verdict):
+    for name, body in sections(run_dir, verdict, impl_name):
         parts.append(f"<h2>{html.escape(name)}</h2>")
         parts.append(f"<p class='verdict'>{html.escape(body)}</p>" if isinstance(body, str) else html_table(body))
     for png in sorted(run_dir.glob("*.png")):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from reference.report.compare import ROW_COLUMNS
+from reference.report.compare import FAILING, ROW_COLUMNS
 
 PASSING = {"pass"}  # kink elements are judged inside a row (subgradient rule); the row is pass or fail
 
@@ -20,12 +20,13 @@ def ordered(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def failed(df: pd.DataFrame) -> pd.DataFrame:
-    return df[~df["status"].isin(PASSING)]
+    """Rows that are failures whatever the mode: fail, vacuous, error (not unsupported or missing)."""
+    return df[df["status"].isin(FAILING)]
 
 
 def failures_first(df: pd.DataFrame) -> pd.DataFrame:
     """Errors, then failures, then the rest; stable within each group."""
-    order = df["status"].map({"error": 0, "fail": 1, "vacuous": 1}).fillna(2)
+    order = df["status"].map({"error": 0, "fail": 1, "vacuous": 1, "unsupported": 2, "missing": 2}).fillna(3)
     keys = [k for k in ("layer", "case", "dtype", "tensor") if k in df.columns]
     return df.assign(_o=order).sort_values(["_o", *keys], kind="stable").drop(columns="_o").reset_index(drop=True)
 
@@ -58,9 +59,9 @@ def write_table(df: pd.DataFrame, out: Path, stem: str, title: str,
     df = ordered(df)
     csv_path, md_path = out / f"{stem}.csv", out / f"{stem}.md"
     write_atomic(csv_path, df.to_csv(index=False))
-    bad = failed(df)
+    bad = df[~df["status"].isin(PASSING)]
     body = [f"# {title}", "", *verdict_lines(df), "", "## Per layer", "", markdown(layer_summary(df)), ""]
-    body += ["## Failing rows", "", markdown(bad, 200) if len(bad) else "_none_", ""]
+    body += ["## Rows that did not pass", "", markdown(bad, 200) if len(bad) else "_none_", ""]
     for suffix, (name, table) in (extra or {}).items():
         body += [f"## {name}", "", markdown(table), ""]
         write_atomic(out / f"{stem}_{suffix}.csv", table.to_csv(index=False))
@@ -71,20 +72,36 @@ def write_table(df: pd.DataFrame, out: Path, stem: str, title: str,
 def layer_summary(df: pd.DataFrame) -> pd.DataFrame:
     """Rows, failures and worst errors per layer and dtype."""
     g = df.groupby(["layer", "dtype"], sort=True)
-    summary = g.agg(rows=("status", "size"), failed=("status", lambda s: int((~s.isin(PASSING)).sum())),
-                    max_abs_err=("max_abs_err", "max"), max_rel_err=("max_rel_err", "max"))  # fmt: skip
+    errors = {c: (c, "max") for c in ("max_abs_err", "max_rel_err") if c in df.columns}
+    summary = g.agg(rows=("status", "size"), failed=("status", lambda s: int(s.isin(FAILING).sum())),
+                    unsupported=("status", lambda s: int((s == "unsupported").sum())),
+                    missing=("status", lambda s: int((s == "missing").sum())), **errors)  # fmt: skip
     if "kinks" in df.columns:
         summary["kinks"] = g["kinks"].sum()
     return summary.reset_index()
 
 
+def case_statuses(rows: pd.DataFrame) -> pd.Series:
+    """The status of each case (the worst of its rows), indexed by case."""
+    from .coverage import SEVERITY
+
+    inverse = {v: k for k, v in reversed(list(SEVERITY.items()))}
+    return rows.assign(_s=rows["status"].map(SEVERITY).fillna(0)).groupby("case")["_s"].min().map(inverse)
+
+
 def verdict_lines(df: pd.DataFrame) -> list[str]:
-    """One line per layer: PASS with the row count, or FAIL with the worst failing row spelled out."""
+    """One line per layer, counted in cases (a case is as bad as its worst row), each status apart:
+    PASS, or FAIL with the worst failing row spelled out."""
     lines = []
     for layer, rows in df.groupby("layer", sort=True):
+        counts = case_statuses(rows).value_counts()
+        n = int(counts.sum())
+        parts = [f"{int(counts[s])} {s}" for s in ("fail", "vacuous", "error", "unsupported", "missing") if s in counts]
+        tail = f" ({', '.join(parts)})" if parts else ""
         bad = failed(rows)
         if bad.empty:
-            lines.append(f"{layer}: PASS ({len(rows)} rows)")
+            word = "MISSING" if set(counts.index) == {"missing"} else "PASS"
+            lines.append(f"{layer}: {word} {int(counts.get('pass', 0))} of {n} cases{tail}")
             continue
         w = bad.iloc[0]
         where = (
@@ -94,6 +111,6 @@ def verdict_lines(df: pd.DataFrame) -> list[str]:
         )
         values = "" if pd.isna(w.get("ours")) else f" ours={w['ours']:.10g} ref={w['ref']:.10g}"
         lines.append(
-            f"{layer}: FAIL {len(bad)} of {len(rows)} rows; first: {w['case']} {w['dtype']} {where}{values} ({w['note']})"
+            f"{layer}: FAIL {n - int(counts.get('pass', 0))} of {n} cases{tail}; first: {w['case']} {w['dtype']} {where}{values} ({w['note']})"
         )
     return lines
