@@ -16,10 +16,11 @@ import torch
 import torch.nn.functional as F
 
 from reference.cases import layout, twins
-from reference.cases.grid import Case, case_inputs, grid, input_stats, upstream_gradient
+from reference.cases.grid import Case, _as_pair, case_inputs, grid, input_stats, upstream_gradient
 from reference.impl.protocol import DEFAULT_IMPL, build_case_layer, load_impl, read_grads
 from reference.judges.base import Context, Judge, Result, case_rows
 from reference.report.compare import compare, error_row, raised_row
+from reference.report.diagnosis import Evidence, diagnose
 from reference.report.tolerances import autograd_tolerance
 
 JUDGE = "autograd"
@@ -85,7 +86,32 @@ def run_case(impl: Any, case: Case, dtype: str) -> list[dict[str, Any]]:
         rows.append(
             compare(ours[tensor], ref_value, tol, layer=case.layer, case=case.id, tensor=tensor, judge=JUDGE, **extra)
         )
+    others = {r["tensor"]: r["status"] for r in rows}
+    for row in rows:
+        if row["status"] == "fail":
+            ev = Evidence(case.layer, row["tensor"], ours[row["tensor"]], ref[row["tensor"]], dtype, case.config,
+                          case.values, x=inputs["x"], g=ref.get("g"), others=others,
+                          alternatives=lambda variant: alternative_run(case, inputs, variant))  # fmt: skip
+            row["diagnosis"] = diagnose(ev)
     return rows
+
+
+def alternative_run(case: Case, inputs: dict[str, Any], variant: str) -> dict[str, np.ndarray] | None:
+    """The twin's tensors under a variant of the case that a common bug computes instead:
+    ``flipped_kernel`` (convolution, not correlation) or ``swapped_window`` (a pool's kh x kw read as kw x kh)."""
+    if variant == "flipped_kernel" and "W" in inputs["params"]:
+        flipped = {**inputs["params"], "W": np.ascontiguousarray(inputs["params"]["W"][::-1, ::-1])}
+        return twin_run(case, {**inputs, "params": flipped})
+    if variant == "swapped_window" and case.layer in ("MaxPool2D", "AvgPool2D"):
+        k = _as_pair(case.config.get("kernel_size", 2))
+        s = case.config.get("stride")
+        config = {"kernel_size": k[::-1], "stride": None if s is None else _as_pair(s)[::-1]}
+        swapped = Case(case.layer, config, case.input_shape, case.values, case.seed)
+        try:
+            return twin_run(swapped, inputs)
+        except RuntimeError:  # the swapped window does not fit the input
+            return None
+    return None
 
 
 def run_autograd(

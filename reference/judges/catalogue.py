@@ -7,6 +7,7 @@ judge fails at least one row (or breaks the lockstep bound). The gate requires e
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,9 +22,18 @@ from reference.judges.base import Context, Judge, Result
 from reference.judges.curves import lockstep_verdict, run_lockstep
 from reference.judges.finite_diff import ADJOINT_LAYERS, adjoint_rows
 from reference.judges.finite_diff import run_case as fd_case
+from reference.report.diagnosis import UNEXPLAINED
 from reference.report.tables import write_atomic
 
 LOCKSTEP_FAULT_STEPS = 6
+
+
+def leading_diagnosis(rows: list[dict[str, Any]]) -> str:
+    """The diagnosis most failing rows share (explained ones first), the fault's one-line explanation."""
+    found = [r.get("diagnosis") for r in rows if r["status"] == "fail" and isinstance(r.get("diagnosis"), str)]
+    explained = [d for d in found if d != UNEXPLAINED]
+    pool = explained or found
+    return Counter(pool).most_common(1)[0][0] if pool else ""
 
 
 def run_catalogue(
@@ -44,7 +54,7 @@ def run_catalogue(
         rows.append({"fault": fault.name, "description": fault.description, "layer": fault.layer,
                      "autograd_failed": f"{n_ag}/{len(autograd)}", "finite_diff_failed": f"{n_fd}/{len(fd)}",
                      "lockstep_broken_at": "", "caught_by": ", ".join(j for j, n in (("autograd", n_ag), ("finite_diff", n_fd)) if n),
-                     "status": "pass" if n_ag or n_fd else "fail"})  # fmt: skip
+                     "diagnosis": leading_diagnosis(autograd + fd), "status": "pass" if n_ag or n_fd else "fail"})  # fmt: skip
         if progress:
             progress(i + 1, total)
     for j, fault in enumerate(CURVE_FAULTS):
@@ -55,7 +65,8 @@ def run_catalogue(
         rows.append({"fault": fault.name, "description": fault.description, "layer": "training loop",
                      "autograd_failed": "", "finite_diff_failed": "",
                      "lockstep_broken_at": f"step {broken}: {verdict['broken_by']}" if broken else "",
-                     "caught_by": "curves (lockstep)" if broken else "", "status": "pass" if broken else "fail"})  # fmt: skip
+                     "caught_by": "curves (lockstep)" if broken else "", "diagnosis": verdict["diagnosis"],
+                     "status": "pass" if broken else "fail"})  # fmt: skip
         if progress:
             progress(len(FAULTS) + j + 1, total)
     return pd.DataFrame(rows)

@@ -152,6 +152,7 @@ def run_lockstep(
                     "loss_rel_diff": abs(loss - loss_twin) / max(abs(loss_twin), 1e-300),
                     "param_rel_diff": diffs[worst],
                     "worst_param": worst,
+                    "worst_layer": f"layer {worst.split('.')[0]} ({pair.net.layer_spec[int(worst.split('.')[0])]['type']})",
                 }
             )
             if progress:
@@ -175,10 +176,19 @@ def lockstep_verdict(df: pd.DataFrame, bound: float = LOCKSTEP_BOUND) -> dict[st
         "status": "pass" if broken.empty and len(df) else "fail",
         "first_broken_step": None,
         "broken_by": "",
+        "diagnosis": "",
     }
     if not broken.empty:
         first = broken.iloc[0]
         what = "loss" if first["loss_rel_diff"] >= bound else f"parameter {first['worst_param']}"
+        layer = first.get("worst_layer", "")
+        if what == "loss":
+            diagnosis = (f"the loss left the bound at step {int(first['step'])} before any parameter did: the forward "
+                         "pass or the data differ (labels, batch order, flatten order before a loss)")  # fmt: skip
+        else:
+            diagnosis = (f"the lockstep left the bound at step {int(first['step'])}; the first parameter out was "
+                         f"{first['worst_param']}, of {layer}: its gradient or its optimiser update differs")  # fmt: skip
+        verdict["diagnosis"] = diagnosis
         verdict.update(first_broken_step=int(first["step"]), broken_by=what)
     return verdict
 
@@ -381,7 +391,7 @@ def curve_judge(
     lock_row = pd.DataFrame(
         [{"check": "lockstep max relative difference (loss or parameter)",
           "value": max(verdict["max_loss_rel_diff"], verdict["max_param_rel_diff"]), "bound": f"< {verdict['bound']:g}",
-          "status": verdict["status"],
+          "status": verdict["status"], "diagnosis": verdict["diagnosis"],
           "note": f"{verdict['steps']} steps" + (f"; broken at step {verdict['first_broken_step']} by {verdict['broken_by']}"
                                                   if verdict["first_broken_step"] else "")}])  # fmt: skip
     checks = pd.concat([lock_row, checks], ignore_index=True)
@@ -436,7 +446,8 @@ class CurvesJudge(Judge):
         checks = result["checks"]
         rows = pd.DataFrame({"judge": self.name, "layer": "training", "case": checks["check"], "tensor": "-",
                              "dtype": "", "status": checks["status"], "note": checks["note"], "family": "training",
-                             "value": checks["value"], "bound": checks["bound"]})  # fmt: skip
+                             "value": checks["value"], "bound": checks["bound"],
+                             "diagnosis": checks.get("diagnosis", pd.Series([""] * len(checks))).fillna("")})  # fmt: skip
         return Result(self.name, rows, ok=result["ok"], payload=result)
 
     def write(self, result: Result, out: Path, impl_name: str) -> None:

@@ -56,6 +56,7 @@ from reference.impl.protocol import (
 )
 from reference.judges.base import Context, Judge, Result, case_rows
 from reference.report.compare import compare, error_row, raised_row
+from reference.report.diagnosis import Evidence, diagnose, route_max_pool
 from reference.report.tables import failures_first
 from reference.report.tolerances import ADJOINT_RTOL, FD_RTOL, FD_SAFETY, Tolerance
 
@@ -269,13 +270,42 @@ def run_case(impl: Any, case: Case, attribution: bool = True) -> list[dict[str, 
             if why:
                 row.update(status="fail", note=f"window rule: {why}")
         rows.append(row)
-    if attribution:
-        attribute(case, inputs, grads, probes, rows, forward)
+    ref = attribute(case, inputs, grads, probes, rows, forward) if attribution else None
+    for row in rows:
+        if row["status"] == "fail" and row["tensor"] in probes:
+            row["diagnosis"] = diagnose(fd_evidence(case, inputs, row, grads, probes[row["tensor"]], g, ref))
     return rows
 
 
+# finite differences in float64 are good to ~1e-7 of the scale (truncation and rounding, see above):
+# a hypothesis judged against them must be held to that, not to the autograd tolerance
+FD_EVIDENCE_TOL = Tolerance(atol=1e-6, rtol=1e-6, reason="the accuracy of central differences")
+
+
+def fd_evidence(case: Case, inputs: dict[str, Any], row: dict[str, Any], grads: dict[str, np.ndarray], p: Probe,
+                g: np.ndarray | None, ref: dict[str, np.ndarray] | None) -> Evidence:  # fmt: skip
+    """The evidence for a failing finite-difference row: the whole tensor against torch's where torch
+    sides with the finite differences (or the forward is to blame), max pool's dx against the
+    first-maximum routing, else the probed elements against their central differences."""
+    from reference.judges.autograd import alternative_run
+
+    tensor, x = row["tensor"], inputs["x"]
+    common = {"config": case.config, "values": case.values, "x": x, "g": g, "attribution": row.get("attribution", "")}
+    if ref is not None and tensor in ref and row.get("attribution") in ("ours", "forward"):
+        return Evidence(case.layer, tensor, grads[tensor], ref[tensor], "float64",
+                        alternatives=lambda variant: alternative_run(case, inputs, variant), **common)  # fmt: skip
+    if case.layer == "MaxPool2D" and tensor == "dx" and g is not None:
+        kernel = _as_pair(case.config.get("kernel_size", 2))
+        stride = _as_pair(case.config["stride"]) if case.config.get("stride") is not None else kernel
+        first = route_max_pool(x, g, kernel, stride, "first")
+        return Evidence(case.layer, tensor, grads[tensor], first, "float64", **common)
+    ours = np.array([grads[tensor][e] for e in p.index])
+    return Evidence(case.layer, tensor, ours, p.central, "float64", tol=FD_EVIDENCE_TOL,
+                    **{**common, "x": None, "g": None})  # fmt: skip
+
+
 def attribute(case: Case, inputs: dict[str, Any], grads: dict[str, np.ndarray], probes: dict[str, Probe],
-              rows: list[dict[str, Any]], forward: dict[str, np.ndarray]) -> None:  # fmt: skip
+              rows: list[dict[str, Any]], forward: dict[str, np.ndarray]) -> dict[str, np.ndarray]:  # fmt: skip
     """Three-way attribution: which of ours, torch autograd and finite differences disagrees with the
     other two. Adds an ``attribution`` column: none / ours / torch / forward / finite_diff / ambiguous.
 
@@ -319,6 +349,7 @@ def attribute(case: Case, inputs: dict[str, Any], grads: dict[str, np.ndarray], 
         else:
             verdict = "ambiguous"
         row["attribution"] = verdict
+    return ref
 
 
 ADJOINT_LAYERS = ("Conv2D", "Dense", "AvgPool2D")
@@ -396,8 +427,13 @@ def network_rows(impl: Any, arch: str, n_images: int, seed: int = 0) -> list[dic
             for key, arr in layer.params.items():
                 elements, checked = choose_elements(arr.shape, NETWORK_ELEMENTS, [seed, i, len(key)])
                 p = probe(loss, arr, elements, max(abs(loss0), 1.0), checked)
-                rows.append(judge_probe(analytic[i][key].astype(np.float64), p, layer=arch, case=case,
-                                        tensor=f"{i}.{key}", **extra))  # fmt: skip
+                row = judge_probe(analytic[i][key].astype(np.float64), p, layer=arch, case=case, tensor=f"{i}.{key}",
+                                  **extra)  # fmt: skip
+                if row["status"] == "fail":
+                    row["diagnosis"] = (f"the network's loss gradient w.r.t. {i}.{key} (layer {i}, {spec[i]['type']}) "
+                                        "disagrees with finite differences of its own loss: a layer at or after "
+                                        f"layer {i} computes a wrong gradient (that layer's own rows say which)")  # fmt: skip
+                rows.append(row)
     except Exception as err:
         return [raised_row(err, judge=JUDGE, layer=arch, case=case, tensor="*", **extra)]
     return rows

@@ -17,6 +17,7 @@ import numpy as np
 from reference.cases.grid import Case, case_inputs, upstream_gradient
 from reference.impl.protocol import build_case_layer, read_grads
 from reference.report.compare import compare, raised_row
+from reference.report.diagnosis import UNEXPLAINED, Evidence, diagnose
 from reference.report.tolerances import autograd_tolerance
 
 from .base import Context, Judge, Result, case_rows
@@ -38,18 +39,6 @@ def one_round(layer: Any, layer_type: str, inputs: dict[str, Any]) -> dict[str, 
     dx = np.array(layer.backward(upstream_gradient(inputs, out.shape)))
     grads = read_grads(layer, layer_type, list(inputs["params"]))
     return {"out": out, "dx": dx, **{f"d{k}": v for k, v in grads.items()}}
-
-
-def explain(reused: np.ndarray, fresh: np.ndarray, first: np.ndarray | None) -> str:
-    """What the second round's wrong value looks like (accumulated, or the first round's again)."""
-    if first is None or first.shape != reused.shape or fresh.shape != reused.shape:
-        return ""
-    tol = 1e-9 * max(float(np.abs(reused).max(initial=0)), 1e-300)
-    if np.allclose(reused, first + fresh, rtol=0, atol=tol):
-        return "round 2 = round 1 + a fresh round 2: gradients accumulate across calls (reset them in backward)"
-    if np.allclose(reused, first, rtol=0, atol=tol):
-        return "round 2 repeats round 1: a cache (input or result) kept from the first call"
-    return "round 2 differs from a fresh instance's: state kept from round 1 (a cache, an accumulator, a fixed shape)"
 
 
 def run_case(impl: Any, case: Case) -> list[dict[str, Any]]:
@@ -81,8 +70,11 @@ def run_case(impl: Any, case: Case) -> list[dict[str, Any]]:
             round2.get(tensor), want, tol, judge=JUDGE, layer=case.layer, case=case.id, tensor=tensor, **extra
         )
         if row["status"] == "fail" and isinstance(round2.get(tensor), np.ndarray):
-            why = explain(round2[tensor], want, round1.get(tensor))
-            row["note"] = f"{why}; {row['note']}" if why else row["note"]
+            ev = Evidence(case.layer, tensor, round2[tensor], want, "float64", case.config, case.values,
+                          x=second["x"], prior=round1.get(tensor))  # fmt: skip
+            row["diagnosis"] = diagnose(ev)
+            if row["diagnosis"] == UNEXPLAINED:
+                row["note"] = f"round 2 differs from a fresh instance's: state kept from round 1; {row['note']}"
         rows.append(row)
     return rows
 

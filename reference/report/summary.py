@@ -35,22 +35,21 @@ def sections(run_dir: Path, verdict: str, impl_name: str = "scratch_cnn") -> lis
     from reference.cli import rerun_command
 
     from .coverage import coverage, layer_verdicts
-    from .tables import failed
 
     t = load_tables(run_dir)
-    out: list[tuple[str, Any]] = [("Verdict", verdict)]
     layer_judges = [t[j] for j in ("protocol", "autograd", "finite_diff", "lifecycle") if j in t]
     rows = pd.concat(layer_judges, ignore_index=True) if layer_judges else pd.DataFrame()
+    worst = worst_failures(rows)
+    out: list[tuple[str, Any]] = []
+    if len(worst):
+        lines = [f"- **{r.layer}**: {r.diagnosis} ({r.judge}, {r.tensor}). Rerun: `{rerun_command(impl_name, r.case)}`"
+                 if r.judge != "protocol" else f"- **{r.layer}**: protocol rule broken: {r.case}: {r.note}"
+                 for r in worst.itertuples()]  # fmt: skip
+        out.append(("Failing layers: why, and the command that reruns the worst case alone", "\n".join(lines)))
+    out.append(("Verdict", verdict))
     if len(rows):
         out.append(("Verdict per layer (PASS, weak: passed without meeting its kinks, FAIL, UNSUPPORTED, MISSING)",
                     layer_verdicts(rows)))  # fmt: skip
-        bad = failed(rows)
-        bad = bad[bad["case"] != "*"].drop_duplicates("case")
-        if len(bad):
-            worst = bad.groupby("layer", sort=True).head(1)
-            out.append(("Failing layers: the command that reruns each one's first failing case alone",
-                        worst.assign(rerun=[rerun_command(impl_name, c) for c in worst["case"]])[
-                            ["layer", "judge", "case", "tensor", "note", "rerun"]]))  # fmt: skip
     if "gate" in t:
         out.append(("Gate", t["gate"]))
     if "protocol" in t:
@@ -82,6 +81,25 @@ def sections(run_dir: Path, verdict: str, impl_name: str = "scratch_cnn") -> lis
     if "stages" in t:
         out.append(("Time per stage", t["stages"]))
     return out
+
+
+def worst_failures(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per failing layer, its worst case: an error first, else the failing row that used the most of its
+    tolerance. Columns: layer, judge, case, tensor, note, diagnosis."""
+    from .tables import failed
+
+    if rows.empty:
+        return rows
+    bad = failed(rows)
+    bad = bad[bad["case"] != "*"] if len(bad) else bad
+    if bad.empty:
+        return bad
+    bad = bad.assign(_e=(bad["status"] != "error").astype(int),
+                     _b=-pd.to_numeric(bad.get("budget", pd.Series(0, index=bad.index)), errors="coerce").fillna(0))  # fmt: skip
+    diag = bad["diagnosis"] if "diagnosis" in bad.columns else pd.Series("", index=bad.index)
+    bad = bad.assign(diagnosis=diag.where(diag.notna() & (diag != ""), bad["note"]))
+    bad = bad.sort_values(["layer", "_e", "_b"], kind="stable").groupby("layer", sort=True).head(1)
+    return bad[["layer", "judge", "case", "tensor", "note", "diagnosis"]].reset_index(drop=True)
 
 
 def write_summary(run_dir: Path, verdict: str, title: str, impl_name: str = "scratch_cnn") -> None:

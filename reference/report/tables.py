@@ -110,7 +110,9 @@ def verdict_lines(df: pd.DataFrame) -> list[str]:
             else w["tensor"]
         )
         values = "" if pd.isna(w.get("ours")) else f" ours={w['ours']:.10g} ref={w['ref']:.10g}"
+        why = w.get("diagnosis")
+        why = f"; why: {why}" if isinstance(why, str) and why else ""
         lines.append(
-            f"{layer}: FAIL {n - int(counts.get('pass', 0))} of {n} cases{tail}; first: {w['case']} {w['dtype']} {where}{values} ({w['note']})"
+            f"{layer}: FAIL {n - int(counts.get('pass', 0))} of {n} cases{tail}; first: {w['case']} {w['dtype']} {where}{values} ({w['note']}){why}"
         )
     return lines

@@ -1,0 +1,309 @@
+"""Why a tensor is wrong: hypotheses tested against the evidence a judge already holds.
+
+Each hypothesis is a small pure function ``(Evidence) -> str | None``: it returns a sentence when it
+explains **every** failing element of the tensor (and says what it saw), None otherwise. ``diagnose``
+tries them in order, most specific first, and returns the first that fits, or ``unexplained``: never
+a guess. "Explains" always goes through the one comparison primitive: ours must match the
+hypothesis' prediction within the autograd tolerance of the dtype.
+
+A diagnosis is evidence, not proof: two different bugs can produce the same numbers on one case
+(a dW off by exactly m and a loss summed instead of averaged look alike).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .compare import compare
+from .tolerances import Tolerance, autograd_tolerance
+
+UNEXPLAINED = "unexplained"
+
+
+@dataclass
+class Evidence:
+    """What a judge holds for one failing tensor. Arrays in the protocol's layout."""
+
+    layer: str
+    tensor: str
+    ours: Any
+    ref: np.ndarray
+    dtype: str = "float64"
+    config: dict[str, Any] = field(default_factory=dict)
+    values: str = "noise"
+    x: np.ndarray | None = None  # the layer's input
+    g: np.ndarray | None = None  # the upstream gradient
+    prior: np.ndarray | None = None  # lifecycle: the same tensor from round 1
+    alternatives: Callable[[str], dict[str, np.ndarray] | None] | None = None  # the reference under a variant
+    others: dict[str, str] = field(default_factory=dict)  # the case's other tensors -> status
+    attribution: str = ""  # finite differences: who disagrees with the other two
+    tol: Tolerance | None = None  # what "matches" means; default: the autograd tolerance of the dtype
+
+    @property
+    def arr(self) -> np.ndarray:
+        return np.asarray(self.ours)
+
+    def matches(self, prediction: Any) -> bool:
+        """Ours equals ``prediction`` within the dtype's autograd tolerance (the one comparison)."""
+        pred = np.asarray(prediction)
+        if pred.shape != self.arr.shape:
+            return False
+        row = compare(self.arr.astype(np.float64), pred.astype(np.float64), self.tolerance(),
+                      layer="", case="", tensor="", judge="")  # fmt: skip
+        return row["status"] in ("pass", "vacuous")
+
+    def tolerance(self) -> Tolerance:
+        return self.tol or autograd_tolerance(self.dtype)
+
+    def bad(self) -> np.ndarray:
+        """The failing elements: outside the tolerance against the reference."""
+        a, b = self.arr.astype(np.float64), self.ref.astype(np.float64)
+        tol = self.tolerance()
+        scale = max(float(np.abs(a).max(initial=0)), float(np.abs(b).max(initial=0)), 1e-300)
+        return ~(np.abs(a - b) <= tol.atol * scale + tol.rtol * np.abs(b))
+
+    def batch(self) -> int:
+        return int(self.x.shape[0]) if self.x is not None and self.x.ndim else 1
+
+
+def _pair(v: Any) -> tuple[int, int]:
+    return (int(v[0]), int(v[1])) if isinstance(v, (tuple, list)) else (int(v), int(v))
+
+
+def _window(ev: Evidence) -> tuple[tuple[int, int], tuple[int, int]]:
+    k = _pair(ev.config.get("kernel_size", 2))
+    s = k if ev.config.get("stride") is None else _pair(ev.config["stride"])
+    return k, s
+
+
+# --- the hypotheses ---------------------------------------------------------------------------------
+
+
+def dtype_promotion(ev: Evidence) -> str | None:
+    got = getattr(ev.ours, "dtype", None)
+    if got is not None and got != ev.ref.dtype:
+        return (f"dtype promotion: {ev.ref.dtype} in, {got} out (a float64 constant, np.zeros without dtype=, "
+                "or an astype in the layer)")  # fmt: skip
+    return None
+
+
+def overflow_without_max_shift(ev: Evidence) -> str | None:
+    if ev.layer != "SoftmaxCrossEntropy" or np.all(np.isfinite(ev.arr)):
+        return None
+    where = f" for logits up to {float(np.abs(ev.x).max()):.3g}" if ev.x is not None else " for large logits"
+    return (f"non-finite {ev.tensor}{where}: the softmax exponentiates without subtracting each row's maximum "
+            "first (exp overflows; finite only for small logits)")  # fmt: skip
+
+
+def all_zeros(ev: Evidence) -> str | None:
+    if ev.arr.size and not ev.arr.any() and ev.ref.any():
+        return f"ours is all zeros: {ev.tensor} is never computed, or is reset after being computed (dropped)"
+    return None
+
+
+KNOWN_FACTORS: list[tuple[str, Callable[[Evidence], float], str]] = [
+    ("m", lambda ev: ev.batch(), "the 1/m of the mean loss is missing: a sum where the batch mean is meant"),
+    ("1/m", lambda ev: 1 / ev.batch(), "divided by the batch size twice (an extra 1/m: the upstream gradient already carries it)"),
+    ("-1", lambda ev: -1.0, "the sign is flipped throughout"),
+    ("2", lambda ev: 2.0, "twice the gradient (counted twice, or d(x^2) taken as 2x where x is meant)"),
+    ("1/2", lambda ev: 0.5, "half the gradient"),
+    ("kh*kw", lambda ev: float(np.prod(_window(ev)[0])), "the window's 1/(kh*kw) is missing (a sum pool, not an average)"),
+    ("1/(kh*kw)", lambda ev: 1 / float(np.prod(_window(ev)[0])), "divided by the window size twice"),
+    ("K", lambda ev: float(ev.ref.shape[-1]) if ev.ref.ndim else 1.0, "K (the number of classes) times too large"),
+    ("1/K", lambda ev: 1 / float(ev.ref.shape[-1]) if ev.ref.ndim else 1.0, "divided by K (the number of classes)"),
+]  # fmt: skip
+
+
+def constant_factor(ev: Evidence) -> str | None:
+    """ours = c * ref on every element, for one constant c (a known scale named, else its value)."""
+    a, b = ev.arr.astype(np.float64).ravel(), ev.ref.astype(np.float64).ravel()
+    if a.shape != b.shape or not b.any() or not a.any():
+        return None
+    c = float(a @ b / (b @ b))
+    if not np.isfinite(c) or not ev.matches(c * ev.ref.astype(np.float64)):
+        return None
+    for name, value, meaning in KNOWN_FACTORS:
+        v = value(ev)
+        if v not in (1.0,) and abs(c - v) <= 1e-6 * max(abs(v), 1.0):
+            return f"ours = {name} x ref on every element (c = {c:.6g}): {meaning}"
+    return f"ours = {c:.6g} x ref on every element: a constant factor that is no known scale"
+
+
+def sign_flip_some(ev: Evidence) -> str | None:
+    """Exactly the failing elements have their sign flipped: one element, or one channel."""
+    if ev.arr.shape != ev.ref.shape:
+        return None
+    bad = ev.bad()
+    if not bad.any() or bad.all():
+        return None
+    pred = np.where(bad, -ev.ref, ev.ref)
+    if not ev.matches(pred):
+        return None
+    idx = [tuple(int(i) for i in ix) for ix in np.argwhere(bad)]
+    if len(idx) == 1:
+        return f"the sign of one element is flipped: {ev.tensor}{idx[0]} (ours = -ref there, every other element right)"
+    channels = {ix[-1] for ix in idx}
+    if len(channels) == 1:
+        return f"the sign is flipped on channel {channels.pop()} of {ev.tensor} ({len(idx)} elements), every other channel right"
+    return f"the sign is flipped on {len(idx)} elements of {ev.tensor}, every other element right"
+
+
+def at_input_zeros(ev: Evidence) -> str | None:
+    """ReLU: the failing elements sit exactly where the input is 0 (the kink)."""
+    if ev.layer != "ReLU" or ev.tensor != "dx" or ev.x is None or ev.g is None or ev.arr.shape != ev.x.shape:
+        return None
+    bad = ev.bad()
+    if not bad.any() or np.any(bad & (ev.x != 0)):
+        return None
+    slope = ev.arr[bad] / np.where(ev.g[bad] == 0, np.nan, ev.g[bad])
+    slope = slope[np.isfinite(slope)]
+    value = f"{float(np.median(slope)):.3g}" if slope.size else "nonzero"
+    return (f"every failing element ({int(bad.sum())}) sits at an exact zero of the input: ReLU'(0) taken as {value} "
+            "(torch's convention, and the protocol's, is 0: use x > 0, not x >= 0)")  # fmt: skip
+
+
+def route_max_pool(x: np.ndarray, g: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int],
+                   rule: str) -> np.ndarray:  # fmt: skip
+    """max pool's dx under a routing rule: 'first', 'last', 'every', 'split' (g / number of ties), or
+    'isclose' (every element np.isclose to the window's maximum)."""
+    (kh, kw), (sh, sw) = kernel, stride
+    Ho, Wo = g.shape[1:3]
+    dx = np.zeros(x.shape, dtype=np.float64)
+    for i in range(Ho):
+        for j in range(Wo):
+            win = x[:, i * sh : i * sh + kh, j * sw : j * sw + kw, :]
+            peak = win.max(axis=(1, 2), keepdims=True)
+            hit = np.isclose(win, peak) if rule == "isclose" else win == peak
+            if rule in ("first", "last"):
+                flat = hit.reshape(hit.shape[0], -1, hit.shape[3])
+                k = np.argmax(flat, axis=1) if rule == "first" else flat.shape[1] - 1 - np.argmax(flat[:, ::-1], axis=1)
+                one = np.zeros_like(flat)
+                np.put_along_axis(one, k[:, None, :], True, axis=1)
+                hit = one.reshape(hit.shape)
+            share = g[:, i : i + 1, j : j + 1, :] / (hit.sum(axis=(1, 2), keepdims=True) if rule == "split" else 1)
+            dx[:, i * sh : i * sh + kh, j * sw : j * sw + kw, :] += hit * share
+    return dx
+
+
+ROUTINGS = {
+    "every": "the gradient goes to every tied maximum of a window (torch and the protocol: the first one only)",
+    "split": "the gradient is split evenly across a window's tied maxima (torch and the protocol: all to the first)",
+    "last": "ties go to the last maximum in row-major window order (torch and the protocol: the first)",
+    "isclose": ("the gradient goes to every element within np.isclose of the window's maximum: near-ties (< 1e-5 "
+                "apart) are routed as ties (compare with ==, route to the first maximum)"),
+}  # fmt: skip
+
+
+def pool_tie_routing(ev: Evidence) -> str | None:
+    if ev.layer != "MaxPool2D" or ev.tensor != "dx" or ev.x is None or ev.g is None or ev.arr.shape != ev.x.shape:
+        return None
+    kernel, stride = _window(ev)
+    for rule, meaning in ROUTINGS.items():
+        if ev.matches(route_max_pool(ev.x.astype(np.float64), ev.g.astype(np.float64), kernel, stride, rule)):
+            n = int(ev.bad().sum())
+            return f"{meaning}; that rule explains every failing element ({n})"
+    return None
+
+
+def flipped_kernel(ev: Evidence) -> str | None:
+    """Conv: ours is the reference computed with the kernel flipped in space (convolution, not
+    correlation), or dW is the reference's flipped or with its channel axes transposed."""
+    if ev.layer != "Conv2D":
+        return None
+    alt = ev.alternatives("flipped_kernel") if ev.alternatives else None
+    if alt is not None and ev.tensor in alt and ev.tensor != "dW" and ev.matches(alt[ev.tensor]):
+        return (f"{ev.tensor} equals the reference computed with the kernel flipped in space: a convolution "
+                "(W[kh-1-a, kw-1-b]) where the protocol, like torch, cross-correlates (W[a, b])")  # fmt: skip
+    if ev.tensor == "dW" and ev.arr.shape == ev.ref.shape:
+        if ev.matches(ev.ref[::-1, ::-1]):
+            return "dW is the reference flipped in space (dW[kh-1-a, kw-1-b]): the backward flips the kernel"
+        if ev.ref.shape[2] == ev.ref.shape[3] and ev.matches(ev.ref.transpose(0, 1, 3, 2)):
+            return "dW has its channel axes transposed (C_in and C_out swapped)"
+    return None
+
+
+SHIFTS = [(1, 0), (-1, 0), (0, 1), (0, -1), (1, 1), (-1, -1)]
+
+
+def spatial_shift(ev: Evidence) -> str | None:
+    """ours[i, j] = ref[i + dy, j + dx] wherever both exist: a padding off by one."""
+    a, b = ev.arr, ev.ref
+    if a.ndim != 4 or a.shape != b.shape or ev.layer not in ("Conv2D", "MaxPool2D", "AvgPool2D"):
+        return None
+    H, W = a.shape[1:3]
+    for dy, dx in SHIFTS:
+        if H - abs(dy) < 2 or W - abs(dx) < 2:
+            continue
+        ours = a[:, max(0, -dy) : H - max(0, dy), max(0, -dx) : W - max(0, dx)]
+        ref = b[:, max(0, dy) : H - max(0, -dy), max(0, dx) : W - max(0, -dx)]
+        sub = Evidence(ev.layer, ev.tensor, ours, np.ascontiguousarray(ref), ev.dtype)
+        if ref.any() and sub.matches(ref):
+            where = " and ".join(w for w, d in (("row", dy), ("column", dx)) if d)
+            return (f"{ev.tensor} is the reference shifted by one {where} (ours[i, j] = ref[i{dy:+d}, j{dx:+d}]): "
+                    "the padding is off by one (the input padded, or dx cropped, at the wrong offset)")  # fmt: skip
+    return None
+
+
+def swapped_window(ev: Evidence) -> str | None:
+    if ev.layer not in ("MaxPool2D", "AvgPool2D") or ev.alternatives is None:
+        return None
+    alt = ev.alternatives("swapped_window")
+    if alt is not None and ev.tensor in alt and ev.matches(alt[ev.tensor]):
+        k, _ = _window(ev)
+        return (f"{ev.tensor} equals the reference pooled over a {k[1]}x{k[0]} window: the {k[0]}x{k[1]} window's "
+                "axes are swapped (the reduction runs over the other axes)")  # fmt: skip
+    return None
+
+
+def accumulated(ev: Evidence) -> str | None:
+    if ev.prior is not None and ev.prior.shape == ev.ref.shape and ev.matches(ev.prior + ev.ref):
+        return "round 2 = round 1 + a fresh round 2: gradients accumulate across calls (reset them in backward)"
+    return None
+
+
+def stale_cache(ev: Evidence) -> str | None:
+    if ev.prior is not None and ev.prior.shape == ev.arr.shape and ev.matches(ev.prior):
+        return "round 2 repeats round 1: a cache (input or result) kept from the first call"
+    return None
+
+
+def loss_clamp(ev: Evidence) -> str | None:
+    """The loss differs while its gradient is right (autograd), or the gradient matches torch's but
+    not the finite differences of the implementation's own forward (finite differences)."""
+    if ev.layer != "SoftmaxCrossEntropy":
+        return None
+    clamp = "(a clamp such as -log(p + eps), an epsilon, a different function)"
+    if ev.tensor == "loss" and ev.others.get("dlogits") == "pass" and np.all(np.isfinite(ev.arr)):
+        return f"the loss value differs but its gradient is the reference's: the forward computes something the backward ignores {clamp}"
+    if ev.attribution == "forward":
+        return f"the gradient matches torch's but not the finite differences of this forward: the forward is not the function the backward differentiates {clamp}"
+    return None
+
+
+def forward_mismatch(ev: Evidence) -> str | None:
+    if ev.attribution == "forward":
+        return ("the gradient matches torch's but not the finite differences of this implementation's forward: "
+                "the forward computes a different function than the one its backward differentiates")  # fmt: skip
+    return None
+
+
+HYPOTHESES: list[Callable[[Evidence], str | None]] = [
+    dtype_promotion, overflow_without_max_shift, accumulated, stale_cache, all_zeros, loss_clamp, at_input_zeros,
+    pool_tie_routing, flipped_kernel, swapped_window, constant_factor, sign_flip_some, spatial_shift, forward_mismatch,
+]  # fmt: skip
+
+
+def diagnose(ev: Evidence) -> str:
+    """The first hypothesis that explains every failing element, or ``unexplained``."""
+    for hypothesis in HYPOTHESES:
+        try:
+            found = hypothesis(ev)
+        except Exception:  # a hypothesis that cannot apply to this evidence (odd shapes, say) explains nothing
+            found = None
+        if found:
+            return found
+    return UNEXPLAINED

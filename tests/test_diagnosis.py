@@ -1,0 +1,162 @@
+"""Diagnoses: each hypothesis on its own evidence, every fault of the catalogue explained as expected,
+and a correct implementation explained by nothing (it has nothing to explain)."""
+
+import numpy as np
+import pytest
+
+import scratch_cnn
+from reference.cases.grid import Case, case_inputs, grid, upstream_gradient
+from reference.impl.faults import CURVE_FAULTS, FAULTS_BY_NAME
+from reference.judges.autograd import run_case as autograd_case
+from reference.judges.catalogue import leading_diagnosis
+from reference.judges.curves import lockstep_verdict, run_lockstep
+from reference.judges.finite_diff import run_case as fd_case
+from reference.report import diagnosis as dg
+from tests.test_train import fake_mnist
+
+RNG = np.random.default_rng(0)
+REF = RNG.standard_normal((3, 4, 4, 2))
+
+
+def ev(ours, ref=REF, **kw):
+    kw.setdefault("layer", "Conv2D")
+    kw.setdefault("tensor", "dW")
+    return dg.Evidence(kw.pop("layer"), kw.pop("tensor"), ours, ref, **kw)
+
+
+# --- each hypothesis alone: it fires on its bug and stays silent on the right answer -----------------
+
+
+def test_constant_factors_are_named_by_their_scale():
+    x = np.zeros((3, 5, 5, 1))
+    assert "ours = m x ref" in dg.constant_factor(ev(REF * 3, x=x))
+    assert "divided by the batch size twice" in dg.constant_factor(ev(REF / 3, x=x))
+    assert "sign is flipped throughout" in dg.constant_factor(ev(-REF))
+    assert "1.01 x ref" in dg.constant_factor(ev(REF * 1.01))
+    assert "window's 1/(kh*kw) is missing" in dg.constant_factor(
+        ev(REF * 4, layer="AvgPool2D", config={"kernel_size": 2})
+    )
+    assert dg.constant_factor(ev(REF + 0.1)) is None  # an offset is no factor
+
+
+def test_a_sign_flip_on_one_element_or_one_channel():
+    one = REF.copy()
+    one[1, 2, 3, 0] *= -1
+    assert "one element is flipped: dW(1, 2, 3, 0)" in dg.sign_flip_some(ev(one))
+    chan = REF.copy()
+    chan[..., 1] *= -1
+    assert "flipped on channel 1" in dg.sign_flip_some(ev(chan))
+    assert dg.sign_flip_some(ev(REF * 1.5)) is None
+
+
+def test_failing_elements_at_exact_zeros_of_a_relu_input():
+    x = np.array([[0.0, 1.0, -1.0, 0.0]])
+    g = np.array([[2.0, 3.0, 4.0, 5.0]])
+    right = g * (x > 0)
+    assert "ReLU'(0) taken as 1" in dg.at_input_zeros(ev(g * (x >= 0), right, layer="ReLU", tensor="dx", x=x, g=g))
+    wrong_elsewhere = g * (x >= 0) * np.array([[1, 1, 0, 1]])  # element 2 is wrong too, and not at a zero
+    wrong_elsewhere[0, 2] = 1.0
+    assert dg.at_input_zeros(ev(wrong_elsewhere, right, layer="ReLU", tensor="dx", x=x, g=g)) is None
+
+
+@pytest.mark.parametrize("rule, words", [("every", "every tied maximum"), ("split", "split evenly"),
+                                         ("last", "last maximum"), ("isclose", "np.isclose")])  # fmt: skip
+def test_each_max_pool_tie_routing_is_recognised(rule, words):
+    x = np.array([[1, 1, 0, 2], [0, 1 + 1e-7, 2, 2], [3, 3, 1, 0], [3, 0, 0, 1]], dtype=float)[None, :, :, None]
+    g = np.array([[1.0, 2.0], [3.0, 4.0]])[None, :, :, None]
+    first = dg.route_max_pool(x, g, (2, 2), (2, 2), "first")
+    ours = dg.route_max_pool(x, g, (2, 2), (2, 2), rule)
+    found = dg.pool_tie_routing(ev(ours, first, layer="MaxPool2D", tensor="dx", x=x, g=g, config={"kernel_size": 2}))
+    assert words in found
+
+
+def test_a_spatial_shift_by_one_and_a_flipped_kernel():
+    shifted = np.zeros_like(REF)
+    shifted[:, :-1] = REF[:, 1:]
+    assert "shifted by one row" in dg.spatial_shift(ev(shifted, tensor="dx"))
+    w = RNG.standard_normal((3, 3, 2, 4))
+    assert "flipped in space" in dg.flipped_kernel(ev(w[::-1, ::-1], w))
+    square = RNG.standard_normal((3, 3, 2, 2))
+    assert "channel axes transposed" in dg.flipped_kernel(ev(square.transpose(0, 1, 3, 2), square))
+    assert dg.spatial_shift(ev(REF * 2, tensor="dx")) is None
+
+
+def test_dtype_promotion_overflow_and_lifecycle_evidence():
+    assert "float32 in, float64 out" in dg.dtype_promotion(ev(REF, REF.astype(np.float32), dtype="float32"))
+    nan = np.full((2, 3), np.nan)
+    assert "without subtracting" in dg.overflow_without_max_shift(
+        ev(nan, np.ones((2, 3)), layer="SoftmaxCrossEntropy", tensor="dlogits")
+    )
+    prior = RNG.standard_normal(REF.shape)
+    assert "accumulate across calls" in dg.accumulated(ev(prior + REF, prior=prior))
+    assert "repeats round 1" in dg.stale_cache(ev(prior, prior=prior))
+
+
+def test_the_loss_clamp_from_either_judge():
+    loss = dg.loss_clamp(ev(np.array(1.3), np.array(1.2), layer="SoftmaxCrossEntropy", tensor="loss",
+                            others={"loss": "fail", "dlogits": "pass"}))  # fmt: skip
+    assert "-log(p + eps)" in loss
+    fd = dg.loss_clamp(ev(REF, REF * 1.001, layer="SoftmaxCrossEntropy", tensor="dlogits", attribution="forward"))
+    assert "not the function the backward differentiates" in fd
+
+
+def test_nothing_fitting_is_unexplained_never_a_guess():
+    noise = REF + RNG.standard_normal(REF.shape)
+    assert dg.diagnose(ev(noise)) == dg.UNEXPLAINED
+
+
+# --- the catalogue: every fault gets its diagnosis ---------------------------------------------------
+
+EXPECTED = {
+    "relu_grad_one_at_zero": "ReLU'(0) taken as 1",
+    "maxpool_ties_to_every_max": "every tied maximum",
+    "avgpool_wrong_axis": "axes are swapped",
+    "conv_dW_missing_1_over_m": "ours = m x ref",
+    "conv_dW_sign_flip": "the sign of one element is flipped",
+    "conv_bias_grad_dropped": "ours is all zeros: db",
+    "dense_dx_scaled": "ours = 1.01 x ref",
+    "conv_backward_off_by_one_pad": "shifted by one",
+    "conv_flipped_kernel": "kernel flipped in space",
+    "softmax_without_max_shift": "without subtracting each row's maximum",
+    "vacuous_dense": "ours is all zeros",
+}
+GRID = [c for c in grid() if not c.lifecycle and not c.tag]
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_every_fault_of_the_catalogue_gets_its_diagnosis(name):
+    fault = FAULTS_BY_NAME[name]
+    impl = fault.impl()
+    cases = [c for c in GRID if c.layer == fault.layer]
+    cases = cases[::3] if len(cases) > 30 else cases  # a third of the big layers' cases, every kind still among them
+    rows = [r for c in cases for d in ("float64", "float32") for r in autograd_case(impl, c, d)]
+    rows += [r for c in cases for r in fd_case(impl, c)]
+    assert EXPECTED[name] in leading_diagnosis(rows)
+
+
+@pytest.mark.parametrize("fault", CURVE_FAULTS, ids=lambda f: f.name)
+def test_every_training_fault_names_its_step_and_the_layer_or_the_loss(fault):
+    verdict = lockstep_verdict(run_lockstep(fault.impl(), fake_mnist(n_train=200, n_test=50), steps=6,
+                                            labels_for_impl=fault.labels_for_impl))  # fmt: skip
+    expected = (
+        "the loss left the bound at step 1" if fault.name in ("flatten_nchw_order", "shuffled_labels") else "of layer"
+    )
+    assert expected in verdict["diagnosis"] and "step" in verdict["diagnosis"]
+
+
+def test_a_correct_implementation_gets_no_diagnosis():
+    rows = [r for c in GRID[::4] for d in ("float64", "float32") for r in autograd_case(scratch_cnn, c, d)]
+    rows += [r for c in GRID[::8] for r in fd_case(scratch_cnn, c)]
+    assert rows and not any(r.get("diagnosis") for r in rows)
+
+
+def test_near_ties_routed_by_a_tolerance_are_named():
+    from reference.impl.faults import _impl
+    from tests.test_any_implementation import EvenOnlyMaxPoolEveryTie
+
+    case = Case("MaxPool2D", {"kernel_size": 2, "stride": 2}, (2, 8, 8, 3), "near_ties", seed=71)
+    inputs = case_inputs(case, "float64")
+    assert upstream_gradient(inputs, (2, 4, 4, 3)).shape == (2, 4, 4, 3)
+    rows = autograd_case(_impl(MaxPool2D=EvenOnlyMaxPoolEveryTie), case, "float64")
+    dx = next(r for r in rows if r["tensor"] == "dx")
+    assert dx["status"] == "fail" and "np.isclose" in dx["diagnosis"]
