@@ -162,8 +162,15 @@ def ensure_mnist(
     sources: list[Source] | None = None,
     checksums: dict[str, str] = SHA256,
 ) -> Path:
-    """Make sure the verified IDX files (``checksums``: name -> SHA-256) are in the cache; return it."""
+    """Make sure the verified IDX files (``checksums``: name -> SHA-256) are in the cache; return it.
+
+    # NOTE: a directory the user names comes first and is final: every file must be there (plain or
+    # .gz) with its checksum, else DataError says which and why. It is never silently replaced by the
+    # cache or a download: a user who points at their files must be told when those are not used.
+    """
     cache = Path(cache) if cache is not None else cache_dir()
+    if data_dir is not None:
+        return _from_user_dir(Path(data_dir).expanduser(), cache, checksums)
     attempts: list[Attempt] = []
     missing = []
     for name in checksums:
@@ -175,22 +182,6 @@ def ensure_mnist(
             attempts.append(Attempt("cache", name, "checksum mismatch, removed"))
             cached.unlink()
         missing.append(name)
-    if missing and data_dir is not None:
-        user_dir = Path(data_dir).expanduser()
-        if not user_dir.is_dir():
-            raise DataError(f"data directory {user_dir} does not exist")
-        for name in list(missing):
-            for candidate in (user_dir / name, user_dir / f"{name}.gz"):
-                if candidate.is_file():
-                    problem = _install_verified(candidate, name, cache, checksums)
-                    if problem is None:
-                        missing.remove(name)
-                        break
-                    attempts.append(Attempt(str(user_dir), name, problem))
-                    log(f"{candidate}: {problem}; not used")
-            else:
-                if name in missing:
-                    attempts.append(Attempt(str(user_dir), name, "not there"))
     for source in sources if sources is not None else default_sources():
         if not missing:
             break
@@ -219,6 +210,30 @@ def ensure_mnist(
             f"{list(checksums)} in a directory and pass --data-dir DIR (or copy them into {cache}); "
             f"their SHA-256 sums must be {checksums}."
         )
+    return cache
+
+
+def _from_user_dir(user_dir: Path, cache: Path, checksums: dict[str, str]) -> Path:
+    """Verify the four files of ``user_dir`` into the cache, or raise DataError naming each problem."""
+    if not user_dir.is_dir():
+        raise DataError(f"data directory {user_dir} does not exist (--data-dir must name a directory holding the "
+                        f"MNIST IDX files {list(checksums)}, plain or .gz)")  # fmt: skip
+    problems = []
+    for name in checksums:
+        candidates = [c for c in (user_dir / name, user_dir / f"{name}.gz") if c.is_file()]
+        if not candidates:
+            problems.append(f"{name}: not there (nor {name}.gz)")
+            continue
+        if (cache / name).is_file() and sha256_of(cache / name) == checksums[name] and candidates[0].suffix != ".gz" \
+                and sha256_of(candidates[0]) == checksums[name]:  # fmt: skip
+            continue  # the very same bytes are cached already
+        problem = _install_verified(candidates[0], name, cache, checksums)
+        if problem is not None:
+            problems.append(f"{candidates[0].name}: {problem}")
+    if problems:
+        raise DataError(f"data directory {user_dir} does not hold verified MNIST: " + "; ".join(problems)
+                        + f". The files must be {list(checksums)} (plain or .gz) with SHA-256 sums {checksums}; "
+                        "or leave out --data-dir to use the cache and the downloads")  # fmt: skip
     return cache
 
 

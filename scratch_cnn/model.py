@@ -109,13 +109,10 @@ class Sequential:
     def load(cls, path: str | os.PathLike[str]) -> Sequential:
         """Read a model written by ``save``; a file that is not ours raises ValueError saying why."""
         path = Path(path)
-        if not path.is_file():
-            raise ValueError(f"model file {path} does not exist")
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                arrays = {k: data[k] for k in data.files}
-        except Exception as err:  # zipfile/np errors: not an npz we can read
-            raise ValueError(f"model file {path} is not a readable .npz archive ({err})") from err
+        arrays = read_npz(path, "model file")
+        if "__meta__" in arrays:
+            raise ValueError(f"model file {path} is a training checkpoint, not a model: pass the model.npz beside it, "
+                             f"or continue training with: python -m scratch_cnn train --resume {path.parent}")  # fmt: skip
         if SPEC_KEY not in arrays:
             raise ValueError(f"model file {path} has no {SPEC_KEY} entry: not a scratch-cnn model")
         try:
@@ -140,8 +137,47 @@ class Sequential:
                 raise ValueError(
                     f"model file {path}: parameter {name} has shape {value.shape}, expected {expected[name].shape}"
                 )
+            if not np.all(np.isfinite(value)):
+                bad = int((~np.isfinite(value)).sum())
+                raise ValueError(f"model file {path}: parameter {name} holds {bad} NaN/Inf value(s) of {value.size}: "
+                                 "the weights are damaged (a diverged run?); retrain, or load an earlier model")  # fmt: skip
             expected[name][...] = value
         return model
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """``model(x)`` is ``model.forward(x)``: x (m, H, W, C) -> logits (m, n_classes)."""
+        return self.forward(x)
+
+    def __repr__(self) -> str:
+        """The layers in order, each with its parameters' shapes, and the parameter count."""
+        lines = [
+            f"Sequential({len(self.layers)} layers, {sum(v.size for v in self.params.values()):,} parameters, {self.dtype})"
+        ]
+        for i, layer in enumerate(self.layers):
+            shapes = ", ".join(f"{k} {tuple(v.shape)}" for k, v in layer.params.items())
+            lines.append(f"  ({i}) {layer!r}" + (f"  [{shapes}]" if shapes else ""))
+        return "\n".join(lines)
+
+
+ZIP_MAGIC = b"PK\x03\x04"
+
+
+def read_npz(path: Path, what: str) -> dict[str, np.ndarray]:
+    """Every array of an .npz file (never unpickling); ValueError naming the problem, and no advice to
+    allow pickles: a file that is not a plain .npz is refused, whatever it holds."""
+    if not path.is_file():
+        raise ValueError(f"{what} {path} does not exist")
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head != ZIP_MAGIC:
+        raise ValueError(f"{what} {path} is not an .npz archive (it does not start with the zip signature; "
+                         f"{'it is empty' if not head else 'wrong or damaged file'})")  # fmt: skip
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except Exception as err:  # zipfile, zlib, format errors: a damaged (e.g. truncated) archive
+        reason = "arrays holding Python objects are refused" if "pickle" in str(err) else f"{type(err).__name__}: {err}"
+        raise ValueError(f"{what} {path} is a damaged or foreign .npz archive ({reason})") from err
 
 
 def atomic_savez(path: Path, arrays: dict[str, np.ndarray]) -> Path:

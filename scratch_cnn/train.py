@@ -9,7 +9,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ import numpy as np
 from .architectures import ARCHITECTURES, build
 from .data import to_float
 from .losses import SoftmaxCrossEntropy, log_softmax
-from .model import SPEC_KEY, Sequential, atomic_savez
+from .model import SPEC_KEY, Sequential, atomic_savez, read_npz
 from .optim import SGD
 
 CHECKPOINT = "checkpoint.npz"
@@ -40,6 +40,7 @@ class TrainConfig:
     dtype: str = "float32"
     limit: int | None = None
     log_every: int = 100
+    eval_limit: int | None = None  # evaluate each epoch on the first N test images only (None: all 10,000)
 
     def validate(self) -> None:
         """Raise ValueError naming the first bad option."""
@@ -58,8 +59,12 @@ class TrainConfig:
             raise ValueError(f"--weight-decay must be >= 0, got {self.weight_decay}")
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"--dtype must be float32 or float64, got {self.dtype!r}")
-        if self.limit is not None and self.limit < 1:
-            raise ValueError(f"--limit must be >= 1, got {self.limit}")
+        for name in ("limit", "eval_limit"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ValueError(f"--{name.replace('_', '-')} must be an integer >= 1, got {value!r}")
+        if not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"--seed must be an integer >= 0, got {self.seed!r}")
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
@@ -103,12 +108,14 @@ def evaluate(model: Sequential, images: np.ndarray, labels: np.ndarray, batch_si
     """Mean loss, accuracy and predictions of ``model`` on uint8 images (n, 28, 28, 1)."""
     dtype = model.dtype
     total, preds = 0.0, []
-    for start in range(0, len(images), batch_size):
-        x = to_float(images[start : start + batch_size], dtype)
-        y = labels[start : start + batch_size].astype(np.intp)
-        logp = log_softmax(model.forward(x))
-        total += float(-logp[np.arange(len(y)), y].sum())
-        preds.append(logp.argmax(axis=1))
+    with _progress(-(-len(images) // batch_size), "evaluate") as bar:
+        for start in range(0, len(images), batch_size):
+            x = to_float(images[start : start + batch_size], dtype)
+            y = labels[start : start + batch_size].astype(np.intp)
+            logp = log_softmax(model.forward(x))
+            total += float(-logp[np.arange(len(y)), y].sum())
+            preds.append(logp.argmax(axis=1))
+            bar.update(1)
     pred = np.concatenate(preds)
     return {"loss": total / len(images), "accuracy": float((pred == labels).mean()), "pred": pred}
 
@@ -134,24 +141,48 @@ def save_checkpoint(out: Path, model: Sequential, opt: SGD, config: TrainConfig,
 
 
 def load_checkpoint(out: Path) -> tuple[Sequential, SGD, TrainConfig, int, int]:
+    """The run state of ``out/checkpoint.npz``; ValueError naming what is wrong (missing, damaged, not
+    matching the model beside it) and what to do."""
     path = out / CHECKPOINT
+    if not out.is_dir():
+        raise ValueError(f"--resume {out}: no such directory")
     if not path.is_file():
-        raise ValueError(f"--resume {out}: no {CHECKPOINT} there (nothing to resume)")
+        raise ValueError(f"--resume {out}: no {CHECKPOINT} there, so no epoch finished in that run: nothing to "
+                         f"resume; start it again without --resume (it begins from epoch 1)")  # fmt: skip
     try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
+        arrays = read_npz(path, "checkpoint")
         meta = json.loads(str(arrays.pop("__meta__")))
+        spec = json.loads(str(arrays.pop(SPEC_KEY)))
         known = {f.name for f in fields(TrainConfig)}
         config = TrainConfig(**{k: v for k, v in meta["config"].items() if k in known})
-    except (OSError, KeyError, ValueError, TypeError) as err:
-        raise ValueError(f"--resume {out}: {CHECKPOINT} is not a readable scratch-cnn checkpoint ({err})") from err
-    model = Sequential.load(out / MODEL)
-    for k, v in arrays.items():
-        if k.startswith("param:"):
-            model.params[k.removeprefix("param:")][...] = v
-    opt = SGD(model.params, config.lr, config.momentum, config.weight_decay)
-    opt.load_state_dict({k: v for k, v in arrays.items() if k.startswith("velocity:")})
-    return model, opt, config, int(meta["epochs_done"]), int(meta["step"])
+        model = Sequential.from_spec(spec, dtype=np.dtype(config.dtype))
+        params = {k.removeprefix("param:"): v for k, v in arrays.items() if k.startswith("param:")}
+        if set(params) != set(model.params) or any(model.params[k].shape != v.shape for k, v in params.items()):
+            raise ValueError("its parameters do not match its own architecture")
+        for k, v in params.items():
+            model.params[k][...] = v
+        opt = SGD(model.params, config.lr, config.momentum, config.weight_decay)
+        opt.load_state_dict({k: v for k, v in arrays.items() if k.startswith("velocity:")})
+        epochs_done, step = int(meta["epochs_done"]), int(meta["step"])
+    except Exception as err:  # truncated, foreign, or hand-edited: say so, never a traceback
+        raise ValueError(
+            f"--resume {out}: {CHECKPOINT} is damaged or not a scratch-cnn checkpoint ({err}); "
+            "nothing can be resumed from it: start the run again (or restore the file)"
+        ) from err
+    if (out / MODEL).is_file():
+        try:
+            other = Sequential.load(out / MODEL).spec()
+        except ValueError:
+            other = None  # a damaged model.npz is rewritten from the checkpoint at the next epoch
+        if other is not None and other["layers"] != spec["layers"]:
+            raise ValueError(f"--resume {out}: {CHECKPOINT} ({_describe(spec)}) and {MODEL} ({_describe(other)}) "
+                             "come from different runs; resume the directory the checkpoint was written in, or "
+                             f"remove the stray {MODEL}")  # fmt: skip
+    return model, opt, config, epochs_done, step
+
+
+def _describe(spec: dict[str, Any]) -> str:
+    return " ".join(e["type"] for e in spec["layers"][:4]) + (" ..." if len(spec["layers"]) > 4 else "")
 
 
 class History:
@@ -166,20 +197,58 @@ class History:
         fd, tmp = tempfile.mkstemp(prefix=".history.", dir=path.parent)
         os.chmod(tmp, 0o644)
         with os.fdopen(fd, "w", newline="") as f:
-            writer = csv.DictWriter(f, HISTORY_COLUMNS)
+            writer = csv.DictWriter(f, HISTORY_COLUMNS, lineterminator="\n")  # LF, as every CSV here
             writer.writeheader()
             writer.writerows(rows)
         os.replace(tmp, path)
 
     def add(self, **row: Any) -> None:
         with open(self.path, "a", newline="") as f:
-            csv.DictWriter(f, HISTORY_COLUMNS).writerow({k: row.get(k, "") for k in HISTORY_COLUMNS})
+            writer = csv.DictWriter(f, HISTORY_COLUMNS, lineterminator="\n")
+            writer.writerow({k: row.get(k, "") for k in HISTORY_COLUMNS})
 
 
-def _progress(total: int, desc: str) -> Any:
-    from tqdm import tqdm
+PROGRESS_EVERY = 10.0  # seconds between progress lines when stderr is not a terminal (CI logs)
 
-    return tqdm(total=total, desc=desc, unit="batch", disable=not sys.stderr.isatty(), leave=False)
+
+class Progress:
+    """A tqdm bar on a terminal; elsewhere a plain line every PROGRESS_EVERY seconds with done/total,
+    elapsed time, ETA and the running figures, so a log shows that long work moves."""
+
+    def __init__(self, total: int, desc: str) -> None:
+        self.total, self.desc, self.done = total, desc, 0
+        self.start = self.last = time.monotonic()
+        self.bar: Any = None
+        if sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc=desc, unit="batch", leave=False)
+
+    def update(self, n: int = 1, **figures: str) -> None:
+        self.done += n
+        if self.bar is not None:
+            self.bar.update(n)
+            self.bar.set_postfix(**figures)
+            return
+        now = time.monotonic()
+        if now - self.last >= PROGRESS_EVERY:
+            self.last = now
+            elapsed = now - self.start
+            eta = elapsed / self.done * (self.total - self.done)
+            extra = "".join(f", {k} {v}" for k, v in figures.items())
+            print(f"[{self.desc}] {self.done}/{self.total}, {elapsed:.0f}s elapsed, ETA {eta:.0f}s{extra}",
+                  file=sys.stderr, flush=True)  # fmt: skip
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _progress(total: int, desc: str) -> Progress:
+    return Progress(total, desc)
 
 
 def run_training(
@@ -192,7 +261,14 @@ def run_training(
 ) -> dict[str, Any]:
     """Train (or resume) in ``out``; returns the last epoch's figures. Checkpoints after each epoch."""
     if resume:
-        model, opt, config, epochs_done, step = load_checkpoint(out)
+        model, opt, saved, epochs_done, step = load_checkpoint(out)
+        # NOTE: a resumed run keeps its own settings; only the epoch count (to extend a run: the same
+        # result as training that many epochs at once, since each epoch's batch order and lr depend on
+        # the epoch alone) and the evaluation subset may be given.
+        config = replace(saved, epochs=config.epochs or saved.epochs, eval_limit=config.eval_limit)
+        config.validate()
+        if config.epochs < epochs_done:
+            raise ValueError(f"--epochs {config.epochs}: {out} has already trained {epochs_done} epochs")
     else:
         config.validate()
         if (out / CHECKPOINT).exists():
@@ -205,7 +281,12 @@ def run_training(
     if config.limit is not None:
         x_train, y_train = x_train[: config.limit], y_train[: config.limit]
     x_test, y_test = data["test"]
-    history = History(out / HISTORY, keep_until_step=step if resume else None)
+    if config.eval_limit is not None:
+        x_test, y_test = x_test[: config.eval_limit], y_test[: config.eval_limit]
+    try:
+        history = History(out / HISTORY, keep_until_step=step if resume else None)
+    except OSError as err:
+        raise ValueError(f"cannot write {out / HISTORY}: {err.strerror or err}") from err
     loss_fn, dtype = SoftmaxCrossEntropy(), np.dtype(config.dtype)
     result: dict[str, Any] = {}
     for epoch in range(epochs_done, config.epochs):
@@ -221,8 +302,7 @@ def run_training(
                 loss_sum += loss * len(idx)
                 correct += hits
                 window.append((loss, hits, len(idx)))
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}")
+                bar.update(1, loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}")
                 if step % config.log_every == 0:
                     w_n = sum(n for _, _, n in window)
                     history.add(kind="step", epoch=epoch + 1, step=step,
@@ -233,8 +313,15 @@ def run_training(
         seconds = time.perf_counter() - start
         result = {"epoch": epoch + 1, "step": step, "train_loss": loss_sum / seen, "train_acc": correct / seen,
                   "test_loss": test["loss"], "test_acc": test["accuracy"], "seconds": seconds}  # fmt: skip
-        history.add(kind="epoch", **result)
-        save_checkpoint(out, model, opt, config, epoch + 1, step)
+        try:
+            history.add(kind="epoch", **result)
+            save_checkpoint(out, model, opt, config, epoch + 1, step)
+        except OSError as err:  # a full disk, a directory made read-only mid-run: the last good files stay
+            last = f"the checkpoint of epoch {epoch} is intact" if epoch else "no checkpoint was written yet"
+            raise ValueError(
+                f"cannot write the epoch {epoch + 1} checkpoint in {out}: {err.strerror or err}; "
+                f"{last} (each write goes through a temp file and a rename)"
+            ) from err
         echo(
             f"epoch {epoch + 1}/{config.epochs}: train loss {result['train_loss']:.4f} acc {result['train_acc']:.4f}"
             f" | test loss {test['loss']:.4f} acc {test['accuracy']:.4f} | {seconds:.1f}s"

@@ -115,19 +115,32 @@ def test_a_user_directory_is_used_first_and_gz_files_are_accepted(tmp_path):
     assert calls == []
 
 
-def test_a_user_file_with_a_wrong_checksum_is_not_used(tmp_path, capsys):
+@pytest.mark.parametrize(
+    "make, words",
+    [
+        (lambda d: None, "train-images-idx3-ubyte: not there"),  # empty
+        (lambda d: [(d / n).write_bytes(b"garbage") for n in FAKE], "checksum mismatch"),
+        (
+            lambda d: [(d / n).write_bytes(FAKE[m]) for n, m in zip(FAKE, reversed(list(FAKE)), strict=True)],
+            "checksum mismatch",
+        ),  # swapped files
+        (
+            lambda d: [(d / n).write_bytes(data) for n, data in list(FAKE.items())[:3]],
+            "t10k-labels-idx1-ubyte: not there",
+        ),
+    ],
+    ids=["empty", "garbage", "swapped", "one-missing"],
+)
+def test_a_named_data_dir_without_valid_mnist_is_an_error_even_with_a_cache(tmp_path, make, words):
+    fetch_into(tmp_path, [source(FAKE)])  # a good cache exists
     user = tmp_path / "mine"
     user.mkdir()
-    (user / "t10k-labels-idx1-ubyte").write_bytes(b"\x00\x00\x08\x01\x00\x00\x00\x00")
+    make(user)
     calls = []
-    fetch_into(tmp_path, [source(FAKE, calls)], data_dir=user)
-    assert "checksum mismatch" in capsys.readouterr().err
-    assert calls == [list(FAKE)]
-
-
-def test_a_missing_user_directory_is_a_clear_error(tmp_path):
-    with pytest.raises(DataError, match="data directory .*nowhere does not exist"):
-        fetch_into(tmp_path, [source(FAKE)], data_dir=tmp_path / "nowhere")
+    with pytest.raises(DataError, match=f"does not hold verified MNIST: .*{words}"):
+        fetch_into(tmp_path, [source(FAKE, calls)], data_dir=user)
+    assert calls == []  # never silently replaced by a download either
+    assert all(not p.name.endswith(".part") for p in (tmp_path / "cache").iterdir())
 
 
 def test_a_cached_file_that_is_truncated_after_verification_gives_a_parse_error(tmp_path):

@@ -66,7 +66,7 @@ def test_loading_a_file_that_is_not_ours_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="has no __spec__ entry: not a scratch-cnn model"):
         sc.Sequential.load(tmp_path / "other.npz")
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
-    with pytest.raises(ValueError, match="is not a readable .npz archive"):
+    with pytest.raises(ValueError, match="is not an .npz archive"):
         sc.Sequential.load(tmp_path / "junk.npz")
     with pytest.raises(ValueError, match="does not exist"):
         sc.Sequential.load(tmp_path / "missing.npz")
@@ -89,3 +89,12 @@ def test_params_and_grads_have_the_same_stable_names():
     model.backward(np.ones_like(model.forward(x)))
     assert list(model.params) == ["0.W", "0.b", "4.W", "4.b"]
     assert model.grads.keys() == model.params.keys()
+
+
+def test_a_model_is_callable_and_its_repr_lists_layers_and_shapes():
+    model = sc.build("tiny", np.random.default_rng(0))
+    x = np.zeros((2, 28, 28, 1), np.float32)
+    assert np.array_equal(model(x), model.forward(x))
+    text = repr(model)
+    assert text.splitlines()[0] == "Sequential(5 layers, 7,890 parameters, float32)"
+    assert "(4) Dense(n_in=784, n_out=10, bias=True)  [W (784, 10), b (10,)]" in text

@@ -94,7 +94,7 @@ def cli_error(capsys, *argv):
         (["--arch", "resnet"], "unknown architecture 'resnet'"),
         (["--lr", "0"], "--lr must be > 0"),
         (["--dtype", "float16"], "--dtype must be float32 or float64"),
-        (["--limit", "0"], "--limit must be >= 1"),
+        (["--limit", "0"], "--limit must be an integer >= 1"),
     ],
 )
 def test_bad_training_options_fail_in_one_line_and_leave_nothing_behind(tmp_path, capsys, argv, message):
@@ -110,7 +110,7 @@ def test_resume_of_a_directory_without_a_checkpoint_is_a_clear_error(tmp_path, c
 
 def test_evaluate_and_predict_refuse_files_that_are_not_models_or_digits(tmp_path, capsys):
     (tmp_path / "x.npz").write_bytes(b"nope")
-    assert "is not a readable .npz archive" in cli_error(capsys, "evaluate", str(tmp_path / "x.npz"))
+    assert "is not an .npz archive" in cli_error(capsys, "evaluate", str(tmp_path / "x.npz"))
     run_model(tmp_path)
     np.save(tmp_path / "big.npy", np.zeros((32, 32), np.uint8))
     assert "expected a 28x28 image, got shape (32, 32)" in cli_error(

@@ -149,7 +149,9 @@ def protocol_lines(df: pd.DataFrame) -> list[str]:
     """One line per broken rule (and per layer that is missing or does not run)."""
     bad = df[df["status"] != "pass"]
     return [
-        f"protocol: {r.layer}: {r.status.upper()} {r.case}" + (f": {r.note}" if r.note else "")
+        f"protocol: {r.layer}: {r.status.upper()}"
+        + (f" {r.case}" if r.case != "*" else "")
+        + (f": {r.note}" if r.note else "")
         for r in bad.itertuples()
     ]
 
