@@ -305,3 +305,17 @@ def test_the_whole_network_check_passes_an_int_only_layer_the_int_form_of_each_c
 
     rows = network_rows(_impl(Conv2D=IntOnlyConv), "tiny", 2)
     assert rows and all(r["status"] == "pass" for r in rows), [(r["tensor"], r["note"]) for r in rows]
+
+
+def test_a_relu_computed_in_place_on_its_input_is_named_by_the_protocol():
+    class InPlaceReLU(scratch_cnn.ReLU):
+        def forward(self, x):
+            out = super().forward(x)
+            np.maximum(x, 0, out=x)  # "saves memory"
+            return out
+
+    lines = protocol_lines(check_protocol(_impl(ReLU=InPlaceReLU)))
+    assert lines == [
+        "protocol: ReLU: FAIL inputs left unchanged: x modified in place by forward: a layer must not write into "
+        "arrays it is given (the previous layer may still hold them)"
+    ]

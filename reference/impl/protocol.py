@@ -173,7 +173,13 @@ def classify(err: BaseException) -> tuple[str, str]:
     if isinstance(err, ProtocolViolation):
         return "error", f"protocol: {err}"
     where = implementation_frame(err)
-    return "error", f"{type(err).__name__}: {err}" + (f" (at {where})" if where else "")
+    hint = ""
+    if isinstance(err, TypeError) and not where and ("argument" in str(err) or "positional" in str(err)):
+        # raised at the judges' call itself: the constructor's signature is not the protocol's
+        hint = (" (the protocol calls Conv2D(in_ch, out_ch, kernel_size, stride=, padding=, bias=, rng=, dtype=), "
+                "Dense(n_in, n_out, bias=, rng=, dtype=), MaxPool2D/AvgPool2D(kernel_size, stride=); "
+                "see reference/impl/protocol.py, or wrap the class with reference.impl.adapters)")  # fmt: skip
+    return "error", f"{type(err).__name__}: {err}" + (f" (at {where})" if where else hint)
 
 
 def implementation_frame(err: BaseException) -> str:

@@ -52,7 +52,6 @@ class Result:
     rows: pd.DataFrame
     extra: dict[str, tuple[str, pd.DataFrame]] = field(default_factory=dict)
     ok: bool | None = None
-    payload: dict[str, Any] = field(default_factory=dict)
 
 
 class Judge:

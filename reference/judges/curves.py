@@ -448,7 +448,7 @@ class CurvesJudge(Judge):
                              "dtype": "", "status": checks["status"], "note": checks["note"], "family": "training",
                              "value": checks["value"], "bound": checks["bound"],
                              "diagnosis": checks.get("diagnosis", pd.Series([""] * len(checks))).fillna("")})  # fmt: skip
-        return Result(self.name, rows, ok=result["ok"], payload=result)
+        return Result(self.name, rows, ok=result["ok"])
 
     def write(self, result: Result, out: Path, impl_name: str) -> None:
         """curve_judge wrote its own files (curves.md, lockstep.csv, curve_checks.csv, plots) while running."""

@@ -231,7 +231,7 @@ def run_case(impl: Any, case: Case, attribution: bool = True) -> list[dict[str, 
             labels = inputs["labels"]
             loss0, _ = layer.forward(x, labels)
             grads = {"dlogits": np.array(layer.backward(), dtype=np.float64)}
-            f = lambda: float(layer.forward(x, labels)[0])  # noqa: E731
+            f = lambda: float(layer.forward(x.copy(), labels)[0])  # noqa: E731
             scale, g = max(abs(loss0), float(np.abs(x).max())), None
             tensors, forward = {"dlogits": x}, {"loss": np.asarray(loss0, dtype=np.float64)}
         else:
@@ -240,7 +240,8 @@ def run_case(impl: Any, case: Case, attribution: bool = True) -> list[dict[str, 
             grads = {"dx": np.array(layer.backward(g.copy()), dtype=np.float64)}
             own = read_grads(layer, case.layer, list(inputs["params"]))
             grads.update({f"d{k}": v.astype(np.float64) for k, v in own.items()})
-            f = lambda: float(np.sum(layer.forward(x) * g))  # noqa: E731
+            # a copy each time: a forward that writes into its input must not corrupt the probe
+            f = lambda: float(np.sum(layer.forward(x.copy()) * g))  # noqa: E731
             scale = max(float(np.sum(np.abs(out) * np.abs(g))), 1e-300)
             tensors, forward = {"dx": x, **{f"d{k}": layer.params[k] for k in inputs["params"]}}, {"out": out}
     except Exception as err:  # the implementation raised: one row (error, or unsupported for a declared limit)

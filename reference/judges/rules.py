@@ -7,7 +7,8 @@ maths bug). Per layer class the module defines:
 | check | what must hold |
 |---|---|
 | runs | the layer constructs, runs forward and backward on a small input (NotImplementedError: unsupported) |
-| params and grads are dicts with the same keys | after a backward |
+| params and grads are dicts with the same keys | after a backward, each gradient of its parameter's shape |
+| inputs left unchanged | forward does not write into x, backward not into dout (a ReLU computed in place on its input corrupts the previous layer's cache) |
 | params are live | a value written into ``params[k][...]`` reads back and is what forward computes with |
 | grads survive a later forward | a forward after the backward leaves ``grads`` as they were |
 | dtype kept, float32 / float64 | the output, dx and every parameter gradient have the input's dtype |
@@ -75,15 +76,45 @@ def check_layer(impl: Any, layer_type: str) -> list[dict[str, Any]]:
     rows = [_row(layer_type, "runs", True, f"config {config} on input {shape}")]
     if layer_type == "SoftmaxCrossEntropy":
         return rows + _dtypes(impl, layer_type, config, shape)
+    rows.append(_inputs_unchanged(impl, layer_type, config, shape))
     params, grads = layer.params, layer.grads
     same = isinstance(params, dict) and isinstance(grads, dict) and set(params) == set(grads)
-    rows.append(_row(layer_type, "params and grads are dicts with the same keys", same,
-                     "" if same else f"params {_keys(params)}, grads {_keys(grads)} after backward"))  # fmt: skip
+    why = "" if same else f"params {_keys(params)}, grads {_keys(grads)} after backward"
+    if same:
+        shapes = {
+            k: (np.shape(params[k]), np.shape(grads[k])) for k in params if np.shape(params[k]) != np.shape(grads[k])
+        }
+        same, why = (
+            not shapes,
+            "; ".join(f"grads[{k!r}] has shape {g}, params[{k!r}] {p}" for k, (p, g) in shapes.items()),
+        )
+    rows.append(_row(layer_type, "params and grads are dicts with the same keys", same, why))
     if layer_type in PARAMETRIC and same:
         rows.append(_live(layer, layer_type, shape, rng))
         rows.append(_grads_survive(layer, layer_type, shape, rng))
     rows += _dtypes(impl, layer_type, config, shape)
     return rows
+
+
+def _inputs_unchanged(impl: Any, layer_type: str, config: dict[str, Any], shape: tuple[int, ...]) -> dict[str, Any]:
+    check = "inputs left unchanged"
+    rng = np.random.default_rng(2)
+    layer = construct(impl, layer_type, config, dtype=np.float64)
+    x = rng.standard_normal(shape)
+    x_seen = x.copy()
+    if layer_type == "SoftmaxCrossEntropy":
+        layer.forward(x, rng.integers(0, shape[1], shape[0]))
+        layer.backward()
+        g = g_seen = np.zeros(0)
+    else:
+        out = layer.forward(x)
+        g = rng.standard_normal(np.shape(out))
+        g_seen = g.copy()
+        layer.backward(g)
+    changed = [name for name, now, was in (("x", x, x_seen), ("dout", g, g_seen)) if not np.array_equal(now, was)]
+    return _row(layer_type, check, not changed, f"{' and '.join(changed)} modified in place by "
+                f"{'forward' if changed[0] == 'x' else 'backward'}: a layer must not write into arrays it is given "
+                "(the previous layer may still hold them)" if changed else "")  # fmt: skip
 
 
 def _keys(d: Any) -> str:
