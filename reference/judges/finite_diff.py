@@ -433,7 +433,8 @@ def network_rows(impl: Any, arch: str, n_images: int, seed: int = 0) -> list[dic
                 if row["status"] == "fail":
                     row["diagnosis"] = (f"the network's loss gradient w.r.t. {i}.{key} (layer {i}, {spec[i]['type']}) "
                                         "disagrees with finite differences of its own loss: a layer at or after "
-                                        f"layer {i} computes a wrong gradient (that layer's own rows say which)")  # fmt: skip
+                                        f"layer {i}, or the loss, computes a wrong gradient or a forward its "
+                                        "backward does not differentiate (their own rows say which)")  # fmt: skip
                 rows.append(row)
     except Exception as err:
         return [raised_row(err, judge=JUDGE, layer=arch, case=case, tensor="*", **extra)]
