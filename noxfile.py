@@ -40,7 +40,8 @@ def verify(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
-    """A training step's time as a ratio against PyTorch, same machine, same run (target <= 1.5x)."""
+    """The performance report in reports/latest/bench/: step and per-layer times as ratios against PyTorch
+    (same machine, same run), conv GFLOP/s against the measured sgemm rate, images/s, peak memory."""
     install(session, "reference")
     session.run("python", "-m", "reference.bench", *session.posargs)
 

@@ -16,6 +16,7 @@ import pandas as pd
 
 from reference.impl.protocol import DEFAULT_IMPL, ImplError, load_impl
 from reference.report.tables import verdict_lines
+from reference.threads import pin_threads
 
 DEFAULT_EPOCHS = 3  # the float32 lenet curves: the pair trains in about 7 minutes on 2 cores (under 10)
 PROGRESS_EVERY = 10.0  # seconds between progress lines when stderr is not a terminal (CI logs)
@@ -324,6 +325,8 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parser().parse_args(argv)
     try:
+        if args.command != "gate":
+            pin_threads()  # the one thread setting of every judge (reference/threads.py says why)
         return COMMANDS[args.command](args)
     except (ImplError, DataError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -14,29 +14,37 @@ from .model import Sequential
 from .pooling import MaxPool2D
 
 
+# NOTE: max pooling and ReLU commute exactly: max(relu(a), relu(b)) == relu(max(a, b)) in floating
+# point, and so do their gradients (a window whose maximum is <= 0 passes nothing either way: ReLU'(0)
+# = 0 and every value relu maps to 0 ties at a zero gradient). Pooling first runs the ReLU, forward and
+# backward, on a quarter of the elements. tests/test_model.py trains both orders and compares the
+# weights bit for bit.
+
+
 def lenet(rng: np.random.Generator, dtype: Any = np.float32) -> Sequential:
-    """conv5x5 1->32, ReLU, maxpool 2, conv5x5 32->64, ReLU, maxpool 2, dense 3136->128, ReLU, dense 128->10."""
+    """conv5x5 1->32, maxpool 2, ReLU, conv5x5 32->64, maxpool 2, ReLU, dense 3136->128, ReLU, dense 128->10."""
     return Sequential([
-        Conv2D(1, 32, 5, rng=rng, dtype=dtype), ReLU(), MaxPool2D(2),
-        Conv2D(32, 64, 5, rng=rng, dtype=dtype), ReLU(), MaxPool2D(2),
+        Conv2D(1, 32, 5, rng=rng, dtype=dtype), MaxPool2D(2), ReLU(),
+        Conv2D(32, 64, 5, rng=rng, dtype=dtype), MaxPool2D(2), ReLU(),
         Flatten(), Dense(7 * 7 * 64, 128, rng=rng, dtype=dtype), ReLU(), Dense(128, 10, rng=rng, dtype=dtype),
     ])  # fmt: skip
 
 
 def seed(rng: np.random.Generator, dtype: Any = np.float32) -> Sequential:
     """The blog's network: conv5x5 1->4, conv5x5 4->4, maxpool, conv3x3 4->8, conv3x3 8->16, maxpool,
-    dense 784->128, dense 128->10; all "same", ReLU after each conv and the first dense."""
+    dense 784->128, dense 128->10; all "same", ReLU after each conv (after the pool where one follows)
+    and the first dense."""
     return Sequential([
-        Conv2D(1, 4, 5, rng=rng, dtype=dtype), ReLU(), Conv2D(4, 4, 5, rng=rng, dtype=dtype), ReLU(), MaxPool2D(2),
-        Conv2D(4, 8, 3, rng=rng, dtype=dtype), ReLU(), Conv2D(8, 16, 3, rng=rng, dtype=dtype), ReLU(), MaxPool2D(2),
+        Conv2D(1, 4, 5, rng=rng, dtype=dtype), ReLU(), Conv2D(4, 4, 5, rng=rng, dtype=dtype), MaxPool2D(2), ReLU(),
+        Conv2D(4, 8, 3, rng=rng, dtype=dtype), ReLU(), Conv2D(8, 16, 3, rng=rng, dtype=dtype), MaxPool2D(2), ReLU(),
         Flatten(), Dense(7 * 7 * 16, 128, rng=rng, dtype=dtype), ReLU(), Dense(128, 10, rng=rng, dtype=dtype),
     ])  # fmt: skip
 
 
 def tiny(rng: np.random.Generator, dtype: Any = np.float32) -> Sequential:
-    """A small conv-pool-dense net for tests: conv3x3 1->4, ReLU, maxpool 2, dense 196*4... on 28x28 input."""
+    """A small conv-pool-dense net for tests: conv3x3 1->4, maxpool 2, ReLU, dense 196*4... on 28x28 input."""
     return Sequential([
-        Conv2D(1, 4, 3, rng=rng, dtype=dtype), ReLU(), MaxPool2D(2),
+        Conv2D(1, 4, 3, rng=rng, dtype=dtype), MaxPool2D(2), ReLU(),
         Flatten(), Dense(14 * 14 * 4, 10, rng=rng, dtype=dtype),
     ])  # fmt: skip
 

@@ -98,3 +98,26 @@ def test_a_model_is_callable_and_its_repr_lists_layers_and_shapes():
     text = repr(model)
     assert text.splitlines()[0] == "Sequential(5 layers, 7,890 parameters, float32)"
     assert "(4) Dense(n_in=784, n_out=10, bias=True)  [W (784, 10), b (10,)]" in text
+
+
+def test_pooling_before_relu_trains_bit_for_bit_like_relu_before_pooling():
+    from scratch_cnn.train import train_step
+    from tests.test_train import fake_mnist
+
+    def net(order):
+        rng = np.random.default_rng(3)
+        conv, dense = sc.Conv2D(1, 4, 3, rng=rng), sc.Dense(14 * 14 * 4, 4, rng=rng)
+        dense.params["b"][...] = 0.01  # make some pre-activations sit exactly at the ReLU kink too
+        middle = [sc.MaxPool2D(2), sc.ReLU()] if order == "pool first" else [sc.ReLU(), sc.MaxPool2D(2)]
+        return sc.Sequential([conv, *middle, sc.Flatten(), dense])
+
+    images, labels = fake_mnist(n_train=128)["train"]
+    x = np.where(images > 100, images, 0).astype(np.float32) / 255  # exact zeros, as MNIST has
+    models = {order: net(order) for order in ("pool first", "relu first")}
+    for model in models.values():
+        opt, loss_fn = sc.SGD(model.params, lr=0.1, momentum=0.9), sc.SoftmaxCrossEntropy()
+        for step in range(4):
+            batch = slice(32 * step, 32 * step + 32)
+            train_step(model, loss_fn, opt, x[batch], labels[batch].astype(np.intp))
+    a, b = models["pool first"].params, models["relu first"].params
+    assert all(np.array_equal(a[k], b[k]) for k in a)
