@@ -7,7 +7,6 @@ import argparse
 import difflib
 import shlex
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,30 +18,20 @@ from reference.report.tables import verdict_lines
 from reference.threads import pin_threads
 
 DEFAULT_EPOCHS = 3  # the float32 lenet curves: the pair trains in about 7 minutes on 2 cores (under 10)
-PROGRESS_EVERY = 10.0  # seconds between progress lines when stderr is not a terminal (CI logs)
 
 
 def progress_bar(desc: str) -> Callable[[int, int], None]:
-    """A tqdm bar on a terminal; elsewhere a plain line every PROGRESS_EVERY seconds (done/total,
-    elapsed, ETA), so a CI log shows that long work is moving."""
-    from tqdm import tqdm
+    """A (done, total) callback over scratch_cnn's Progress: a tqdm bar on a terminal, elsewhere a line
+    every few seconds (done/total, elapsed, ETA), so a CI log shows that long work is moving."""
+    from scratch_cnn.train import Progress
 
-    state: dict[str, Any] = {"start": time.monotonic(), "last": time.monotonic()}
+    state: dict[str, Any] = {}
 
     def update(done: int, total: int) -> None:
-        if sys.stderr.isatty():
-            if "bar" not in state:
-                state["bar"] = tqdm(total=total, desc=desc, leave=False)
-            state["bar"].update(done - state["bar"].n)
-            if done >= total:
-                state["bar"].close()
-            return
-        now = time.monotonic()
-        if now - state["last"] >= PROGRESS_EVERY or (done >= total and now - state["start"] >= PROGRESS_EVERY):
-            state["last"] = now
-            elapsed = now - state["start"]
-            eta = elapsed / done * (total - done) if done else float("nan")
-            print(f"[{desc}] {done}/{total}, {elapsed:.0f}s elapsed, ETA {eta:.0f}s", file=sys.stderr, flush=True)
+        bar = state.setdefault("bar", Progress(total, desc))
+        bar.update(done - bar.done)
+        if done >= total:
+            bar.__exit__()
 
     return update
 
