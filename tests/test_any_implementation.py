@@ -142,6 +142,13 @@ class ReLUFlattening(scratch_cnn.ReLU):
         return super().forward(x.reshape(x.shape[0], -1) if x.ndim != 2 else x)
 
 
+class ReLUOneDimToTwo(scratch_cnn.ReLU):
+    """Treats a vector as a batch of one row: the 1-D input comes back 2-D."""
+
+    def forward(self, x):
+        return super().forward(x.reshape(1, -1) if x.ndim == 1 else x)
+
+
 class DenseAccumulating(scratch_cnn.Dense):
     """Adds each backward's gradients to the last ones (the zero_grad the user forgot)."""
 
@@ -198,9 +205,16 @@ class LossClamped(scratch_cnn.SoftmaxCrossEntropy):
         (EvenOnlyMaxPoolEveryTie, "MaxPool2D", "autograd", "near_ties"),  # judged on the even sides it takes
         (PoolFixedChannels, "AvgPool2D", "lifecycle", "then x3x6x8x5"),  # round 2 brings 5 channels
         (ReLUFlattening, "ReLU", "autograd", "x2x3x5"),
+        (ReLUOneDimToTwo, "ReLU", "autograd", "ReLU[] x7 "),  # the rank-1 cases
         (DenseAccumulating, "Dense", "lifecycle", "then x3x6"),
     ],
-    ids=["maxpool-every-tie-even-only", "pool-fixed-channels", "relu-breaks-rank", "dense-accumulates"],
+    ids=[
+        "maxpool-every-tie-even-only",
+        "pool-fixed-channels",
+        "relu-breaks-rank",
+        "relu-1d-to-2d",
+        "dense-accumulates",
+    ],
 )
 def test_a_real_bug_is_caught_by_a_named_case(bug, layer, judge, caught_by):
     rows = judge_all(_impl(**{layer: bug}), [c for c in grid() if c.layer == layer], networks={})
