@@ -13,7 +13,6 @@ from .dense import Dense, Flatten
 from .model import Sequential
 from .pooling import MaxPool2D
 
-
 # NOTE: max pooling and ReLU commute exactly: max(relu(a), relu(b)) == relu(max(a, b)) in floating
 # point, and so do their gradients (a window whose maximum is <= 0 passes nothing either way: ReLU'(0)
 # = 0 and every value relu maps to 0 ties at a zero gradient). Pooling first runs the ReLU, forward and
