@@ -14,7 +14,6 @@ from typing import Any
 import pandas as pd
 
 from reference.impl.protocol import DEFAULT_IMPL, ImplError, load_impl
-from reference.report.tables import verdict_lines
 from reference.threads import pin_threads
 
 DEFAULT_EPOCHS = 3  # the float32 lenet curves: the pair trains in about 7 minutes on 2 cores (under 10)
@@ -79,16 +78,17 @@ def select_cases(quick: bool, layers: str | None, case: str | None) -> tuple[lis
 # --- running judges -------------------------------------------------------------------------------
 
 
-def run_judges(judges: list[Any], ctx: Any, out: Path, impl_name: str, echo: bool = True) -> dict[str, Any]:
-    """Run each judge, write its files into ``out``, print its verdict lines. {name: Result}."""
+def run_judges(judges: list[Any], ctx: Any, out: Path, impl_name: str) -> dict[str, Any]:
+    """Run each judge, write its files into ``out``, print its lines. {name: Result}. The protocol
+    judge's broken rules were printed at load (load_or_fail), so it prints nothing more here."""
     results = {}
     for judge in judges:
         result = judge.run(ctx)
         judge.write(result, out, impl_name)
         results[judge.name] = result
-        if echo and judge.name not in ("faults", "curves", "protocol"):
+        if judge.name != "protocol":
             print(f"{judge.title}:")
-            print("\n".join("  " + line for line in verdict_lines(result.rows)) or "  (no rows)")
+            print("\n".join("  " + line for line in judge.lines(result)) or "  (no rows)")
     return results
 
 
@@ -148,10 +148,6 @@ def cmd_curves(args: argparse.Namespace) -> int:
     ctx = Context(impl, args.impl, [], quick=args.quick, progress=progress_sink(), data=mnist_loader(args.data_dir),
                   epochs=args.epochs, steps=args.steps)  # fmt: skip
     result = run_judges([CurvesJudge(args.out)], ctx, args.out, args.impl)["curves"]
-    for _, row in result.rows.iterrows():
-        print(
-            f"{row['status'].upper():4} {row['case']}: {row.get('value', float('nan')):.6g} (bound {row.get('bound', '')}) {row['note']}"
-        )
     print(
         f"wrote {args.out / 'curves.md'}, lockstep.csv, curve_checks.csv"
         + (", curves.csv" if not args.quick else "")

@@ -65,7 +65,6 @@ def run(args: argparse.Namespace) -> int:
     from reference.report.coverage import exit_code
     from reference.report.gate import run_gate
     from reference.report.summary import write_summary
-    from reference.report.tables import verdict_lines
     from scratch_cnn.data import DataError
 
     reports: Path = args.reports
@@ -100,16 +99,7 @@ def run(args: argparse.Namespace) -> int:
                 result = judge.run(ctx)
                 judge.write(result, staging, args.impl)
                 results[judge.name] = result
-                if judge.name in ("faults",):
-                    faults = result.rows
-                    print(f"  {int((faults['status'] == 'pass').sum())} of {len(faults)} faults caught")
-                elif judge.name == "curves":
-                    for _, row in result.rows.iterrows():
-                        print(
-                            f"  {row['status'].upper():4} {row['case']}: {row.get('value', float('nan')):.6g} (bound {row.get('bound', '')})"
-                        )
-                else:
-                    print("\n".join("  " + line for line in verdict_lines(result.rows)))
+                print("\n".join("  " + line for line in judge.lines(result)))
         write_atomic(staging / "run.json", json.dumps({"impl": args.impl, "quick": args.quick, "epochs": args.epochs}))
         layer_rows = pd.concat([results[j].rows for j in ("protocol", "autograd", "finite_diff", "lifecycle")],
                                ignore_index=True)  # fmt: skip

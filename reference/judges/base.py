@@ -18,7 +18,7 @@ import pandas as pd
 from reference.cases.grid import Case
 from reference.impl.protocol import available
 from reference.report.compare import ROW_COLUMNS, error_row
-from reference.report.tables import failures_first, write_table
+from reference.report.tables import failures_first, verdict_lines, write_table
 
 Progress = Callable[[str, int, int], None]
 
@@ -63,6 +63,10 @@ class Judge:
 
     def write(self, result: Result, out: Path, impl_name: str) -> None:
         write_table(result.rows, out, self.name, f"{self.title}: {impl_name}", extra=result.extra)
+
+    def lines(self, result: Result) -> list[str]:
+        """What the terminal shows of the result: one verdict line per layer."""
+        return verdict_lines(result.rows)
 
 
 def missing_row(judge: str, layer: str) -> dict[str, Any]:

@@ -87,3 +87,7 @@ class CatalogueJudge(Judge):
 
     def write(self, result: Result, out: Path, impl_name: str) -> None:
         write_atomic(out / "faults.csv", result.rows.to_csv(index=False))
+
+    def lines(self, result: Result) -> list[str]:
+        faults = result.rows
+        return [f"{int((faults['status'] == 'pass').sum())} of {len(faults)} faults caught"]

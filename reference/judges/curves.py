@@ -450,6 +450,11 @@ class CurvesJudge(Judge):
                              "diagnosis": checks.get("diagnosis", pd.Series([""] * len(checks))).fillna("")})  # fmt: skip
         return Result(self.name, rows, ok=result["ok"])
 
+    def lines(self, result: Result) -> list[str]:
+        """One line per bound: status, check, value, bound, note."""
+        return [f"{r['status'].upper():4} {r['case']}: {r.get('value', float('nan')):.6g} (bound {r.get('bound', '')}) {r['note']}"
+                for _, r in result.rows.iterrows()]  # fmt: skip
+
     def write(self, result: Result, out: Path, impl_name: str) -> None:
         """curve_judge wrote its own files (curves.md, lockstep.csv, curve_checks.csv, plots) while running."""
         if result.ok is False and not (out / "curve_checks.csv").exists():
