@@ -33,52 +33,57 @@ class PoolCache(NamedTuple):
     x_shape: tuple[int, int, int, int]
     kernel: Pair
     stride: Pair
-    winner: np.ndarray | None  # max pool: (m, Ho, Wo, C) int index a*kw+b of the window's first maximum
+    winner: np.ndarray | None  # max pool: (m, Ho, Wo, C) index a*kw+b of the window's first maximum
+
+
+def _window_views(x: np.ndarray, kernel: Pair, stride: Pair, out_hw: Pair) -> list[np.ndarray]:
+    """The kh*kw (m, Ho, Wo, C) views of ``x``, one per window offset (a, b), in row-major order."""
+    (kh, kw) = kernel
+    blocks = _blocks(x, kernel, out_hw) if kernel == stride else None
+    return [
+        blocks[:, :, a, :, b, :] if blocks is not None else _offset_view(x, a, b, stride, out_hw)
+        for a in range(kh)
+        for b in range(kw)
+    ]
 
 
 def maxpool_forward(x: np.ndarray, kernel: Pair, stride: Pair) -> tuple[np.ndarray, PoolCache]:
     """x (m, H, W, C) -> out (m, Ho, Wo, C) with each window's maximum.
 
-    # NOTE: ties go to the FIRST maximum in row-major window order (torch's rule): after the maximum
-    # is known, offsets are visited in row-major order and the first one equal to it takes the window.
+    # NOTE: ties go to the FIRST maximum in row-major window order (torch's rule): once the maximum is
+    # known, the offsets are visited in row-major order and an offset takes a window only where it
+    # equals the maximum and no earlier offset was found there.
     """
     m, H, W, C = x.shape
     (kh, kw), (sh, sw) = kernel, stride
     Ho, Wo = pool_output_size(H, kh, sh), pool_output_size(W, kw, sw)
-    blocks = _blocks(x, kernel, (Ho, Wo)) if kernel == stride else None
-    views = [
-        blocks[:, :, a, :, b, :] if blocks is not None else _offset_view(x, a, b, stride, (Ho, Wo))
-        for a in range(kh)
-        for b in range(kw)
-    ]
+    views = _window_views(x, kernel, stride, (Ho, Wo))
     out = views[0].copy()
     for v in views[1:]:
         np.maximum(out, v, out=out)
-    winner = np.zeros((m, Ho, Wo, C), dtype=np.int32)
-    taken = np.zeros((m, Ho, Wo, C), dtype=bool)
-    for k, v in enumerate(views):
-        first = v == out
-        first &= ~taken
-        taken |= first
-        if k:
-            winner += first * np.int32(k)
+    winner = np.zeros((m, Ho, Wo, C), dtype=np.uint8 if kh * kw <= 256 else np.int32)
+    found = views[0] == out  # offset 0 is the winner (0) wherever it holds the maximum
+    first = np.empty_like(found)
+    for k in range(1, len(views)):
+        np.equal(views[k], out, out=first)
+        np.greater(first, found, out=first)  # on booleans: first & ~found, without a temporary
+        found |= first
+        winner += first.view(np.uint8) * winner.dtype.type(k)
     return out, PoolCache(x.shape, kernel, stride, winner)
 
 
 def maxpool_backward(dout: np.ndarray, cache: PoolCache) -> np.ndarray:
     """dout (m, Ho, Wo, C) -> dx (m, H, W, C): each window's gradient goes to its winner only."""
-    (kh, kw), stride, winner = cache.kernel, cache.stride, cache.winner
+    winner = cache.winner
     assert winner is not None
     Ho, Wo = dout.shape[1:3]
     dx = np.zeros(cache.x_shape, dtype=dout.dtype)
-    blocks = _blocks(dx, cache.kernel, (Ho, Wo)) if cache.kernel == stride else None
-    for a in range(kh):
-        for b in range(kw):
-            routed = dout * (winner == a * kw + b)
-            if blocks is not None:
-                blocks[:, :, a, :, b, :] = routed
-            else:  # overlapping windows accumulate
-                _offset_view(dx, a, b, stride, (Ho, Wo))[...] += routed
+    views = _window_views(dx, cache.kernel, cache.stride, (Ho, Wo))
+    for k, view in enumerate(views):
+        if cache.kernel == cache.stride:  # disjoint windows: each element of dx is written once
+            np.multiply(dout, winner == k, out=view)
+        else:  # overlapping windows accumulate
+            view += dout * (winner == k)
     return dx
 
 
