@@ -35,10 +35,10 @@ def dense_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray | None) -> np.ndar
 
 
 def dense_backward(
-    dout: np.ndarray, x: np.ndarray, W: np.ndarray, has_bias: bool
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """dout (m, n_out) -> (dx (m, n_in), dW (n_in, n_out), db (n_out,) or None)."""
-    return dout @ W.T, x.T @ dout, (dout.sum(axis=0) if has_bias else None)
+    dout: np.ndarray, x: np.ndarray, W: np.ndarray, has_bias: bool, need_dx: bool = True
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
+    """dout (m, n_out) -> (dx (m, n_in) or None when not ``need_dx``, dW (n_in, n_out), db (n_out,) or None)."""
+    return (dout @ W.T if need_dx else None), x.T @ dout, (dout.sum(axis=0) if has_bias else None)
 
 
 class Dense(Layer):
@@ -73,7 +73,13 @@ class Dense(Layer):
         return self._remember(out, x)
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
+        """dout (m, n_out) -> dx (m, n_in); fills grads W and b."""
+        dx = self._backprop(dout, need_dx=True)
+        assert dx is not None
+        return dx
+
+    def _backprop(self, dout: np.ndarray, need_dx: bool) -> np.ndarray | None:
         x = self._recall(dout)
-        dx, dW, db = dense_backward(dout, x, self.params["W"], self.bias)
+        dx, dW, db = dense_backward(dout, x, self.params["W"], self.bias, need_dx)
         self.grads = {"W": dW} if db is None else {"W": dW, "b": db}
         return dx

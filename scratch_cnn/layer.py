@@ -53,6 +53,21 @@ class Layer:
         if bias:
             self.params["b"] = np.zeros(shape[-1], dtype=dt)
 
+    def backward_params(self, dout: np.ndarray) -> None:
+        """Fill ``grads`` as ``backward`` does when no one needs dx (a network's first layer).
+
+        Optional in the protocol. Layers whose dx costs real work (Conv2D, Dense) define
+        ``_backprop(dout, need_dx)`` and skip dx here; others run ``backward`` and drop dx.
+
+        # NOTE: a subclass that overrides ``backward`` (a user's variant, an injected fault) gets its
+        # own backward run: the dx-free path stands in only for the backward written beside it.
+        """
+        fast = _defined_in(self, "_backprop")
+        if fast is not None and fast is _defined_in(self, "backward"):
+            self._backprop(dout, need_dx=False)  # type: ignore[attr-defined]
+        else:
+            self.backward(dout)  # type: ignore[attr-defined]
+
     def _remember(self, out: np.ndarray, cache: Any) -> np.ndarray:
         self._cache = cache
         self._out_shape = out.shape
@@ -69,3 +84,8 @@ class Layer:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
         return f"{self.name}({args})"
+
+
+def _defined_in(obj: object, name: str) -> type | None:
+    """The class in ``obj``'s MRO whose body defines ``name`` (None when none does)."""
+    return next((cls for cls in type(obj).__mro__ if name in vars(cls)), None)

@@ -64,11 +64,23 @@ class Sequential:
             x = layer.forward(x)
         return x
 
-    def backward(self, dout: np.ndarray) -> np.ndarray:
-        """dlogits (m, n_classes) -> dx; fills every layer's grads."""
-        for layer in reversed(self.layers):
+    def backward(self, dout: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+        """dlogits (m, n_classes) -> dx (the input's shape and dtype); fills every layer's grads.
+
+        With ``input_grad=False`` (training: no one needs the gradient of the images) the first layer
+        fills its grads by its ``backward_params`` where it has one (ours skip dx: a quarter of
+        lenet's backward), its ``backward`` otherwise, and this returns None.
+        """
+        for layer in reversed(self.layers[1:]):
             dout = layer.backward(dout)
-        return dout
+        first = self.layers[0] if self.layers else None
+        if first is None:
+            return dout
+        if not input_grad and hasattr(first, "backward_params"):
+            first.backward_params(dout)
+            return None
+        dx = first.backward(dout)
+        return dx if input_grad else None
 
     def predict_proba(self, x: np.ndarray, batch_size: int = 512) -> np.ndarray:
         """x (n, H, W, C) float -> softmax probabilities (n, n_classes), evaluated in batches."""

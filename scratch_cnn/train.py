@@ -99,7 +99,7 @@ def train_step(
     """One SGD step on a batch: x (m, H, W, C) float, y (m,) int -> (mean loss, number correct)."""
     logits = model.forward(x)
     loss, _ = loss_fn.forward(logits, y)
-    model.backward(loss_fn.backward())
+    model.backward(loss_fn.backward(), input_grad=False)
     opt.step(model.grads)
     return loss, int((logits.argmax(axis=1) == y).sum())
 

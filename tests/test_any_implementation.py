@@ -333,3 +333,22 @@ def test_a_relu_computed_in_place_on_its_input_is_named_by_the_protocol():
         "protocol: ReLU: FAIL inputs left unchanged: x modified in place by forward: a layer must not write into "
         "arrays it is given (the previous layer may still hold them)"
     ]
+
+
+class ConvFastFirstLayerForgetsBias(scratch_cnn.Conv2D):
+    """A user's fast path for the first layer: dW from the cached patches, no dx, and the bias forgotten."""
+
+    def backward_params(self, dout):
+        cols = self._recall(dout).cols
+        self.grads["W"] = (cols.T @ dout.reshape(-1, self.out_ch)).reshape(self.params["W"].shape)
+
+
+def test_a_backward_params_that_leaves_a_stale_gradient_is_named_by_the_protocol():
+    assert protocol_lines(check_protocol(_impl(Conv2D=ConvFastFirstLayerForgetsBias), ["Conv2D"])) == [
+        "protocol: Conv2D: FAIL backward_params agrees with backward: grads ['b'] after backward_params differ from "
+        "backward's for the same forward (networks call backward_params on their first layer in training, so a "
+        "training run would use these)"
+    ]
+    ours = check_protocol(scratch_cnn, ["Conv2D", "Dense", "ReLU"])
+    agrees = ours[ours["case"] == "backward_params agrees with backward"]
+    assert list(agrees["status"]) == ["pass", "pass", "pass"]

@@ -2,6 +2,7 @@
 
 import numpy as np
 from hypothesis import given
+from hypothesis import strategies as st
 from numpy.testing import assert_allclose
 
 import scratch_cnn as sc
@@ -35,6 +36,39 @@ def test_conv_matches_loop_oracle(case):
     assert ("b" in layer.grads) == case["bias"]
     if case["bias"]:
         assert_allclose(layer.grads["b"], want_db, **TIGHT)
+
+
+@given(
+    conv_cases(), st.lists(st.tuples(st.integers(1, 3), st.integers(0, 2), st.integers(0, 2)), min_size=2, max_size=4)
+)
+def test_one_conv_reused_across_shapes_matches_the_oracle_and_never_changes_what_it_returned(case, rounds):
+    # the layer keeps its patches and padded input in a workspace between calls: every round must still
+    # match the oracle, and nothing handed out earlier (outputs, dx, grads) may change afterwards
+    rng = np.random.default_rng(case["seed"])
+    layer = sc.Conv2D(case["C"], case["K"], case["kernel"], case["stride"], case["padding"], case["bias"],
+                      rng=rng, dtype=np.float64)  # fmt: skip
+    handed_out = []
+    for m, dh, dw in rounds:
+        x = make_values(rng, (m, case["H"] + dh, case["W"] + dw, case["C"]), "noise")
+        out = layer.forward(x)
+        dout = rng.standard_normal(out.shape)
+        dx = layer.backward(dout)
+        want_dx, want_dW, _ = oracles.conv_backward(x, layer.params["W"], dout, layer.stride, layer.pads)
+        assert_allclose(out, oracles.conv_forward(x, layer.params["W"], layer.params.get("b"), layer.stride,
+                                                  layer.pads), **TIGHT)  # fmt: skip
+        assert_allclose(dx, want_dx, **TIGHT)
+        assert_allclose(layer.grads["W"], want_dW, **TIGHT)
+        handed_out += [(a, a.copy()) for a in (out, dx, layer.grads["W"])]
+    assert all(np.array_equal(now, then) for now, then in handed_out)
+
+
+def test_a_max_pool_window_of_more_than_256_elements_routes_to_its_first_maximum():
+    x = np.zeros((1, 17, 17, 1))
+    x[0, 16, 15, 0] = x[0, 16, 16, 0] = 1.0  # offsets 287 and 288: past what a uint8 index holds
+    layer = sc.MaxPool2D(17)
+    layer.forward(x)
+    dx = layer.backward(np.ones((1, 1, 1, 1)))
+    assert dx[0, 16, 15, 0] == 1.0 and dx.sum() == 1.0
 
 
 @given(pool_cases())

@@ -121,3 +121,34 @@ def test_pooling_before_relu_trains_bit_for_bit_like_relu_before_pooling():
             train_step(model, loss_fn, opt, x[batch], labels[batch].astype(np.intp))
     a, b = models["pool first"].params, models["relu first"].params
     assert all(np.array_equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_training_backward_skips_the_images_gradient_and_fills_the_same_grads_bit_for_bit(dtype):
+    x = np.random.default_rng(0).random((3, 28, 28, 1)).astype(dtype)
+    grads = {}
+    for input_grad in (True, False):
+        model = sc.build("lenet", np.random.default_rng(1), dtype=dtype)
+        dx = model.backward(np.ones_like(model.forward(x)), input_grad=input_grad)
+        assert (dx.shape == x.shape and dx.dtype == dtype) if input_grad else dx is None
+        grads[input_grad] = model.grads
+    assert all(np.array_equal(grads[True][k], grads[False][k]) for k in grads[True])
+
+
+def test_a_first_layer_whose_backward_is_overridden_still_runs_that_backward_in_training():
+    # a user's variant of our Conv2D (here: dW without the 1/m) must be what training uses, not our fast path
+    class ConvForgetsOneOverM(sc.Conv2D):
+        def backward(self, dout):
+            dx = super().backward(dout)
+            self.grads["W"] = self.grads["W"] * dout.shape[0]
+            return dx
+
+    x = np.random.default_rng(0).random((4, 28, 28, 1)).astype(np.float32)
+    model = sc.Sequential([ConvForgetsOneOverM(1, 4, 3, rng=np.random.default_rng(2)), sc.MaxPool2D(2), sc.Flatten(),
+                           sc.Dense(14 * 14 * 4, 10, rng=np.random.default_rng(3))])  # fmt: skip
+    g = np.ones_like(model.forward(x))
+    model.backward(g, input_grad=False)
+    params_only = model.grads["0.W"].copy()
+    model.forward(x)
+    model.backward(g)
+    assert np.array_equal(params_only, model.grads["0.W"])

@@ -24,6 +24,10 @@ row-major window order. The loss gradient is ``(softmax - onehot) / m`` (mean ov
 alone), and a layer used for a second round (new input, new batch size, new spatial size or channel
 count where its configuration allows) gives what a fresh instance would.
 
+Optional: ``backward_params(dout)``, which fills ``grads`` exactly as ``backward`` would and need not
+compute dx. Networks in training call it on their first layer (nobody needs the gradient of the
+images) when the layer has it, ``backward`` otherwise; the protocol judge checks that the two agree.
+
 A partial implementation is judged for what it has. A class the module lacks makes its layer's rows
 ``missing``; a constructor or forward that raises ``NotImplementedError`` declares a limit (the row
 is ``unsupported``, with the message); any other exception is an ``error`` row (a failure). Code in

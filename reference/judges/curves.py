@@ -58,7 +58,7 @@ class ProtocolNet(scratch_cnn.Sequential):
 
     def train_step(self, opt: Any, x: np.ndarray, y: np.ndarray) -> float:
         loss, _ = self.loss.forward(self.forward(x), y)
-        self.backward(self.loss.backward())
+        self.backward(self.loss.backward(), input_grad=False)
         opt.step(self.grads)
         return float(loss)
 

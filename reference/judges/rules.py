@@ -12,6 +12,7 @@ maths bug). Per layer class the module defines:
 | params are live | a value written into ``params[k][...]`` reads back and is what forward computes with |
 | grads survive a later forward | a forward after the backward leaves ``grads`` as they were |
 | dtype kept, float32 / float64 | the output, dx and every parameter gradient have the input's dtype |
+| backward_params agrees with backward | (only for a layer that has the optional ``backward_params``, which networks call on their first layer in training) it fills the grads ``backward`` fills for the same forward, not those of an earlier round |
 """
 
 from __future__ import annotations
@@ -92,6 +93,8 @@ def check_layer(impl: Any, layer_type: str) -> list[dict[str, Any]]:
     if layer_type in PARAMETRIC and same:
         rows.append(_live(layer, layer_type, shape, rng))
         rows.append(_grads_survive(layer, layer_type, shape, rng))
+    if hasattr(layer, "backward_params"):
+        rows.append(_params_only_agrees(impl, layer_type, config, shape))
     rows += _dtypes(impl, layer_type, config, shape)
     return rows
 
@@ -145,6 +148,35 @@ def _grads_survive(layer: Any, layer_type: str, shape: tuple[int, ...], rng: np.
     changed = [k for k in kept if k not in layer.grads or not np.array_equal(np.asarray(layer.grads[k]), kept[k])]
     return _row(layer_type, check, not changed, f"forward changed or cleared grads {changed}; the protocol keeps "
                 "them until the next backward (optimisers and checkers read them after later forwards)" if changed else "")  # fmt: skip
+
+
+def _params_only_agrees(impl: Any, layer_type: str, config: dict[str, Any], shape: tuple[int, ...]) -> dict[str, Any]:
+    """A round of backward, then one forward answered by backward_params and the same forward by backward."""
+    from reference.impl.protocol import classify, read_grads
+
+    check = "backward_params agrees with backward"
+    rng = np.random.default_rng(3)
+    x0, x = rng.standard_normal(shape), rng.standard_normal(shape)
+    try:
+        layer = construct(impl, layer_type, config, dtype=np.float64)
+        keys = list(layer.params)
+        layer.backward(rng.standard_normal(np.shape(layer.forward(x0))))  # an earlier round, whose grads must go
+        g = rng.standard_normal(np.shape(layer.forward(x)))
+        layer.backward_params(g.copy())
+        params_only = read_grads(layer, layer_type, keys)
+        layer.forward(x)
+        layer.backward(g.copy())
+        full = read_grads(layer, layer_type, keys)
+    except Exception as err:
+        status, message = classify(err)
+        return _row(layer_type, check, status, f"backward_params: {message}")
+    # NOTE: the same sums in float64; a different but correct order of summation moves them by ~1e-16
+    # of their scale, a forgotten term or a stale gradient by far more than 1e-12.
+    wrong = [k for k in keys if not np.allclose(params_only[k], full[k], rtol=0,
+                                                 atol=1e-12 * max(float(np.abs(full[k]).max(initial=0)), 1e-300))]  # fmt: skip
+    return _row(layer_type, check, not wrong, f"grads {wrong} after backward_params differ from backward's for the "
+                "same forward (networks call backward_params on their first layer in training, so a training run "
+                "would use these)" if wrong else f"grads {keys} equal within 1e-12 of their scale")  # fmt: skip
 
 
 def _dtypes(impl: Any, layer_type: str, config: dict[str, Any], shape: tuple[int, ...]) -> list[dict[str, Any]]:
