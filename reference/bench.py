@@ -56,7 +56,7 @@ def batch_data(batch: int) -> tuple[np.ndarray, np.ndarray]:
     return rng.random((batch, 28, 28, 1), dtype=np.float32), rng.integers(0, 10, batch)
 
 
-def step_rows(impl: Any, batches: list[int], threads: int, repeats: int) -> list[dict[str, Any]]:
+def step_rows(impl: Any, batches: list[int], threads: int, repeats: int, peak: float) -> list[dict[str, Any]]:
     """Median seconds per lenet training step, ours and the twin, alternating in rounds."""
     rows = []
     for batch in batches:
@@ -68,8 +68,9 @@ def step_rows(impl: Any, batches: list[int], threads: int, repeats: int) -> list
             theirs.append(median_time(lambda p=pair, x=x, y=y: twin_step(p, x, y), max(repeats // 3, 3)))
         o, t = statistics.median(ours), statistics.median(theirs)
         floor = gemm_floor(batch, max(repeats // 3, 3))
+        at_peak = gemm_flops(batch) / (peak * 1e9)
         rows.append({"batch": batch, "threads": threads, "ours_s": o, "torch_s": t, "ratio": o / t,
-                     "gemm_floor_s": floor, "gemm_floor_ratio": floor / t,
+                     "gemm_floor_s": floor, "gemm_floor_ratio": floor / t, "gemm_at_sgemm_peak_s": at_peak,
                      "ours_images_per_s": batch / o, "torch_images_per_s": batch / t,
                      "target_ratio": TARGET_RATIO if batch == 64 else np.nan})  # fmt: skip
     return rows
@@ -103,6 +104,11 @@ def gemm_operands(batch: int) -> list[tuple[str, tuple[int, int], tuple[int, int
                 products.append((f"{i} Dense dx", (batch, n_out), (n_out, n_in), 1))
         x = y
     return products
+
+
+def gemm_flops(batch: int) -> int:
+    """Floating-point operations of the step's matrix products (2 per multiply-add)."""
+    return sum(2 * a[0] * a[1] * b[1] * times for _, a, b, times in gemm_operands(batch))
 
 
 def gemm_floor(batch: int, repeats: int) -> float:
@@ -236,7 +242,7 @@ def run(impl_name: str = DEFAULT_IMPL, out: Path = Path("reports/latest/bench"),
         pin_threads(threads)
         peak = sgemm_gflops()
         print(f"[bench] {threads} thread(s): sgemm {peak:.0f} GFLOP/s; lenet steps at batch 32/64/256 ...", flush=True)
-        steps += step_rows(impl, [32, 64, 256], threads, repeats)
+        steps += step_rows(impl, [32, 64, 256], threads, repeats, peak)
         print(f"[bench] {threads} thread(s): per-layer forward/backward ...", flush=True)
         layers += layer_rows(impl, 64, threads, max(repeats // 2, 5), peak)
     print("[bench] peak memory of each side, in fresh processes ...", flush=True)
@@ -254,7 +260,9 @@ def run(impl_name: str = DEFAULT_IMPL, out: Path = Path("reports/latest/bench"),
             "## A training step (lenet, float32)", "",
             "`gemm_floor_s`: the step's matrix products alone, at the shapes im2col gives them (operands ready, "
             "outputs preallocated, no copy, mask or sum): what any im2col NumPy step pays at least. "
-            "`gemm_floor_ratio` is that floor over torch's whole step.", "", markdown(tables["steps"]), "",
+            "`gemm_floor_ratio` is that floor over torch's whole step. `gemm_at_sgemm_peak_s`: the same "
+            "floating-point operations at the rate of a square 1024 sgemm (what a GEMM of friendlier shapes "
+            "would take).", "", markdown(tables["steps"]), "",
             "## Per layer (batch 64): milliseconds, and each convolution's GFLOP/s beside the measured sgemm rate", "",
             markdown(tables["layers"]), "", "## Peak memory (RSS), a fresh process per side", "",
             markdown(tables["memory"]), "", "![layers](layers.png)", ""]  # fmt: skip
