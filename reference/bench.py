@@ -150,9 +150,12 @@ def layer_rows(impl: Any, batch: int, threads: int, repeats: int, peak: float) -
     for i, (layer, module, entry) in enumerate(zip(pair.net.layers, pair.twin, pair.net.layer_spec, strict=True)):
         out = layer.forward(h)
         g = np.random.default_rng(i).standard_normal(out.shape).astype(np.float32)
+        # the first layer's backward is its parameters' gradients only, on both sides, as in a training step
+        params_only = i == 0 and entry["type"] in ("Conv2D", "Dense") and hasattr(layer, "backward_params")
         f_ours = median_time(lambda layer=layer, h=h: layer.forward(h), repeats)
-        b_ours = median_time(lambda layer=layer, g=g: layer.backward(g), repeats)
-        ht = layout.to_torch(layout.images_to_torch(h), requires_grad=True)
+        backward = layer.backward_params if params_only else layer.backward
+        b_ours = median_time(lambda backward=backward, g=g: backward(g), repeats)
+        ht = layout.to_torch(layout.images_to_torch(h), requires_grad=not params_only)
         gt = layout.to_torch(layout.images_to_torch(g))
         with torch.no_grad():
             f_torch = median_time(lambda module=module, ht=ht: module(ht), repeats)
@@ -161,13 +164,15 @@ def layer_rows(impl: Any, batch: int, threads: int, repeats: int, peak: float) -
             module(ht).backward(gt)
 
         fb_torch = median_time(torch_backward, repeats)
-        row = {"threads": threads, "layer": f"{i} {entry['type']}", "shape_in": str(tuple(h.shape)),
+        row = {"threads": threads, "layer": f"{i} {entry['type']}" + (" (grads only)" if params_only else ""),
+               "shape_in": str(tuple(h.shape)),
                "ours_forward_ms": f_ours * 1e3, "torch_forward_ms": f_torch * 1e3,
                "ours_backward_ms": b_ours * 1e3, "torch_backward_ms": max(fb_torch - f_torch, 0.0) * 1e3,
                "conv_forward_gflops": np.nan, "conv_backward_gflops": np.nan, "sgemm_gflops": peak}  # fmt: skip
         if entry["type"] == "Conv2D":
             flops = conv_flops(entry["config"], h.shape, out.shape)
-            row.update(conv_forward_gflops=flops / f_ours / 1e9, conv_backward_gflops=2 * flops / b_ours / 1e9)
+            backward_flops = flops if params_only else 2 * flops  # dW, and dx unless grads only
+            row.update(conv_forward_gflops=flops / f_ours / 1e9, conv_backward_gflops=backward_flops / b_ours / 1e9)
         rows.append(row)
         h = out
     return rows
