@@ -46,7 +46,7 @@ def conv_output_size(size: int, kernel: int, stride: int, pad: tuple[int, int]) 
 
 
 class ConvCache(NamedTuple):
-    cols: np.ndarray  # (m*Ho*Wo, kh*kw*C) patches, rows ordered (m, i, j), columns (a, b, c)
+    cols: np.ndarray  # (m*Ho*Wo, kh*kw*C) patches, rows (m, i, j), columns (a, b, c); the layer's workspace array
     W: np.ndarray  # (kh, kw, C, K)
     x_shape: tuple[int, int, int, int]
     stride: tuple[int, int]

@@ -12,7 +12,7 @@ maths bug). Per layer class the module defines:
 | params are live | a value written into ``params[k][...]`` reads back and is what forward computes with |
 | grads survive a later forward | a forward after the backward leaves ``grads`` as they were |
 | dtype kept, float32 / float64 | the output, dx and every parameter gradient have the input's dtype |
-| backward_params agrees with backward | (only for a layer that has the optional ``backward_params``, which networks call on their first layer in training) it fills the grads ``backward`` fills for the same forward, not those of an earlier round |
+| backward_params agrees with backward | (only for a layer with parameters that has the optional ``backward_params``, which networks call on their first layer in training) it fills the grads ``backward`` fills for the same forward, not those of an earlier round |
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ def check_layer(impl: Any, layer_type: str) -> list[dict[str, Any]]:
     if layer_type in PARAMETRIC and same:
         rows.append(_live(layer, layer_type, shape, rng))
         rows.append(_grads_survive(layer, layer_type, shape, rng))
-    if hasattr(layer, "backward_params"):
+    if layer_type in PARAMETRIC and same and hasattr(layer, "backward_params"):  # without params: nothing to agree on
         rows.append(_params_only_agrees(impl, layer_type, config, shape))
     rows += _dtypes(impl, layer_type, config, shape)
     return rows
