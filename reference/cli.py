@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
-import shlex
+import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -13,36 +13,15 @@ from typing import Any
 
 import pandas as pd
 
-from reference.impl.protocol import DEFAULT_IMPL, ImplError, load_impl
+from reference.impl.protocol import DEFAULT_IMPL, ImplError
+from reference.judging import judgement, mnist_loader, write_logs
+from reference.report.console import progress_sink, rerun_command
+from reference.report.publish import OutError, check_out
+from reference.sandbox.client import SANDBOXES, ImportFailed, Limits
+from reference.sandbox.target import TargetError
 from reference.threads import pin_threads
 
 DEFAULT_EPOCHS = 3  # the float32 lenet curves: the pair trains in about 7 minutes on 2 cores (under 10)
-
-
-def progress_bar(desc: str) -> Callable[[int, int], None]:
-    """A (done, total) callback over scratch_cnn's Progress: a tqdm bar on a terminal, elsewhere a line
-    every few seconds (done/total, elapsed, ETA), so a CI log shows that long work is moving."""
-    from scratch_cnn.train import Progress
-
-    state: dict[str, Any] = {}
-
-    def update(done: int, total: int) -> None:
-        bar = state.setdefault("bar", Progress(total, desc))
-        bar.update(done - bar.done)
-        if done >= total:
-            bar.__exit__()
-
-    return update
-
-
-def progress_sink() -> Callable[[str, int, int], None]:
-    bars: dict[str, Callable[[int, int], None]] = {}
-    return lambda desc, done, total: bars.setdefault(desc, progress_bar(desc))(done, total)
-
-
-def rerun_command(impl: str, case: str) -> str:
-    """The one command that reruns a case alone."""
-    return f"python -m reference judge --impl {shlex.quote(impl)} --case {shlex.quote(case)}"
 
 
 # --- choosing cases -------------------------------------------------------------------------------
@@ -78,35 +57,34 @@ def select_cases(quick: bool, layers: str | None, case: str | None) -> tuple[lis
 # --- running judges -------------------------------------------------------------------------------
 
 
-def run_judges(judges: list[Any], ctx: Any, out: Path, impl_name: str) -> dict[str, Any]:
-    """Run each judge, write its files into ``out``, print its lines. {name: Result}. The protocol
-    judge's broken rules were printed at load (load_or_fail), so it prints nothing more here."""
+def run_judges(judges: list[Any], ctx: Any) -> dict[str, Any]:
+    """Run each judge and print its lines (the protocol judge: its broken rules). {name: Result}.
+    Nothing is written here: reports are written after the session is closed."""
+    from reference.judges.rules import protocol_lines
+
     results = {}
     for judge in judges:
         result = judge.run(ctx)
-        judge.write(result, out, impl_name)
         results[judge.name] = result
-        if judge.name != "protocol":
+        if judge.name == "protocol":
+            for line in protocol_lines(result.rows):
+                print(line)
+        else:
             print(f"{judge.title}:")
             print("\n".join("  " + line for line in judge.lines(result)) or "  (no rows)")
     return results
 
 
-def load_or_fail(name: str) -> Any:
-    impl = load_impl(name)
-    from reference.judges.rules import check_protocol, protocol_lines
-
-    lines = protocol_lines(check_protocol(impl))
-    for line in lines:
-        print(line)
-    return impl
+def print_incidents(j: Any) -> None:
+    for e in j.session.events:
+        print(f"  worker for {e['scope']}: {e['message']}")
 
 
 def print_rerun(rows: pd.DataFrame, impl_name: str, limit: int = 20) -> None:
     from reference.report.tables import failed
 
     bad = failed(rows)
-    bad = bad[(bad["case"] != "*") & (bad["judge"] != "curves")].drop_duplicates("case")
+    bad = bad[(bad["case"] != "*") & (bad["judge"] != "curves") & (bad["judge"] != "protocol")].drop_duplicates("case")
     for _, r in bad.head(limit).iterrows():
         print(f"  rerun: {rerun_command(impl_name, r['case'])}")
     if len(bad) > limit:
@@ -122,10 +100,14 @@ def cmd_single(judge_name: str) -> Callable[[argparse.Namespace], int]:
         from reference.report.coverage import exit_code
 
         judge = {"autograd": AutogradJudge, "finite_diff": FiniteDiffJudge, "lifecycle": LifecycleJudge}[judge_name]()
-        impl = load_or_fail(args.impl)
+        check_out(args.out)
         cases, networks = select_cases(args.quick, args.layers, None)
-        ctx = Context(impl, args.impl, cases, quick=args.quick, progress=progress_sink(), networks=networks)
-        result = run_judges([judge], ctx, args.out, args.impl)[judge.name]
+        with judgement(args) as j:
+            ctx = Context(j.impl, args.impl, cases, quick=args.quick, progress=progress_sink(), networks=networks)
+            result = run_judges([judge], ctx)[judge.name]
+            print_incidents(j)
+        judge.write(result, args.out, args.impl)
+        write_logs(j, args.out)
         rows = result.rows
         extra_bad = sum(int((t["status"] == "fail").sum()) for _, t in result.extra.values() if "status" in t)
         print(
@@ -144,10 +126,15 @@ def cmd_curves(args: argparse.Namespace) -> int:
     if args.epochs < 1 or args.steps < 1:
         print("error: --epochs and --steps must be >= 1", file=sys.stderr)
         return 2
-    impl = load_or_fail(args.impl)
-    ctx = Context(impl, args.impl, [], quick=args.quick, progress=progress_sink(), data=mnist_loader(args.data_dir),
-                  epochs=args.epochs, steps=args.steps)  # fmt: skip
-    result = run_judges([CurvesJudge(args.out)], ctx, args.out, args.impl)["curves"]
+    check_out(args.out)
+    judge = CurvesJudge()
+    with judgement(args) as j:
+        ctx = Context(j.impl, args.impl, [], quick=args.quick, progress=progress_sink(), data=mnist_loader(args.data_dir),
+                      epochs=args.epochs, steps=args.steps)  # fmt: skip
+        result = run_judges([judge], ctx)["curves"]
+        print_incidents(j)
+    judge.write(result, args.out, args.impl)
+    write_logs(j, args.out)
     print(
         f"wrote {args.out / 'curves.md'}, lockstep.csv, curve_checks.csv"
         + (", curves.csv" if not args.quick else "")
@@ -156,22 +143,9 @@ def cmd_curves(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
-def mnist_loader(data_dir: str | None) -> Callable[[], dict[str, Any]]:
-    """MNIST on first use (DataError propagates: the caller turns it into exit 2)."""
-    cache: dict[str, Any] = {}
-
-    def load() -> dict[str, Any]:
-        if "data" not in cache:
-            from scratch_cnn.data import load_mnist
-
-            cache["data"] = load_mnist(data_dir)
-        return cache["data"]
-
-    return load
-
-
 def cmd_judge(args: argparse.Namespace) -> int:
-    """Every judge on one implementation, its own report directory and exit code; no baseline."""
+    """Every judge on one implementation (run in sandboxed workers), its own report directory, written
+    whole and swapped into place after every worker is gone, and its own exit code; no baseline."""
     from reference.judges.autograd import AutogradJudge
     from reference.judges.base import Context
     from reference.judges.curves import CurvesJudge
@@ -179,29 +153,34 @@ def cmd_judge(args: argparse.Namespace) -> int:
     from reference.judges.lifecycle import LifecycleJudge
     from reference.judges.rules import ProtocolJudge
     from reference.report.coverage import exit_code, layer_verdicts
+    from reference.report.publish import new_staging, stamp, swap_into_place
     from reference.report.summary import write_summary
     from reference.report.tables import write_atomic
 
-    impl = load_or_fail(args.impl)
+    check_out(args.out)
     cases, networks = select_cases(args.quick, args.layers, args.case)
-    ctx = Context(impl, args.impl, cases, quick=args.quick, progress=progress_sink(), networks=networks,
-                  data=mnist_loader(args.data_dir), full_curves=args.full_curves, epochs=args.epochs)  # fmt: skip
-    # the gradcheck cross-check proves the finite-difference judge itself (verify and finite-diff run it)
-    judges: list[Any] = [ProtocolJudge(), AutogradJudge(), FiniteDiffJudge(crosscheck=False), LifecycleJudge()]
-    curves = args.curves and not args.layers and not args.case and callable(getattr(impl, "SGD", None))
-    if curves:
-        judges.append(CurvesJudge(args.out))
-    args.out.mkdir(parents=True, exist_ok=True)
-    results = run_judges(judges, ctx, args.out, args.impl)
+    with judgement(args) as j:
+        print(f"judging {args.impl} in sandboxed workers ({j.session.sandbox}; run {j.session.run_id})")
+        ctx = Context(j.impl, args.impl, cases, quick=args.quick, progress=progress_sink(), networks=networks,
+                      data=mnist_loader(args.data_dir), full_curves=args.full_curves, epochs=args.epochs)  # fmt: skip
+        # the gradcheck cross-check proves the finite-difference judge itself (verify and finite-diff run it)
+        judges: list[Any] = [ProtocolJudge(), AutogradJudge(), FiniteDiffJudge(crosscheck=False), LifecycleJudge()]
+        has_sgd = callable(getattr(j.impl, "SGD", None))
+        curves = args.curves and not args.layers and not args.case and has_sgd
+        if curves:
+            judges.append(CurvesJudge())
+        results = run_judges(judges, ctx)
+        print_incidents(j)
     rows = pd.concat([r.rows for r in results.values()], ignore_index=True)
     verdicts = layer_verdicts(rows[rows["judge"] != "curves"])
-    write_atomic(args.out / "verdicts.csv", verdicts.to_csv(index=False))
+    info = j.run_info()
+    verdicts = verdicts.assign(run_id=info["run_id"], impl_sha256=info["impl_sha256"])
     code = exit_code(rows, args.strict)
     print("Verdict per layer:")
     for v in verdicts.itertuples():
         print(f"  {v.layer}: {v.verdict} ({v.why})")
     if not curves:
-        print("  training: not judged (" + ("the module has no SGD" if not callable(getattr(impl, "SGD", None)) else
+        print("  training: not judged (" + ("the module has no SGD" if not has_sgd else
               "--no-curves, or a --layers/--case filter") + ")")  # fmt: skip
     else:
         for _, r in results["curves"].rows.iterrows():
@@ -209,8 +188,20 @@ def cmd_judge(args: argparse.Namespace) -> int:
     print_rerun(rows, args.impl)
     verdict = "PASS" if code == 0 else "FAIL"
     strict = " (strict: unsupported and missing fail)" if args.strict else ""
-    write_summary(args.out, f"{verdict}{strict}", f"Judged: {args.impl}", impl_name=args.impl)
-    print(f"{verdict}{strict}: reports in {args.out}/ (summary.md first, index.html, CSV files)")
+    staging = new_staging(args.out)
+    try:
+        for judge in judges:
+            judge.write(results[judge.name], staging, args.impl)
+        write_atomic(staging / "verdicts.csv", verdicts.to_csv(index=False))
+        if j.session.events:
+            write_atomic(staging / "incidents.csv", j.incidents().to_csv(index=False))
+        write_logs(j, staging)
+        write_summary(staging, f"{verdict}{strict}", f"Judged: {args.impl}", impl_name=args.impl, stamp=j.stamp_lines())
+        stamp(staging, {**info, "verdict": verdict, "exit_code": code, "command": "judge"})
+        swap_into_place(staging, args.out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    print(f"{verdict}{strict}: reports in {args.out}/ (summary.md first, index.html, CSV files; run {info['run_id']})")
     return code
 
 
@@ -249,7 +240,34 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 IMPL_HELP = "the implementation: a module name (pkg.module) or a file (path/to/layers.py) following the layer protocol"
 
 
+def _sandbox(p: argparse.ArgumentParser) -> None:
+    """The trust boundary's options (README: "Judging code you do not trust")."""
+    d = Limits()
+    g = p.add_argument_group(
+        "sandbox", "the implementation runs only in sandboxed worker processes, under these limits"
+    )
+    g.add_argument("--sandbox", choices=SANDBOXES, default="auto",
+                   help="bwrap: bubblewrap (read-only file system, no network, own PIDs); process: a child process "
+                        "under limits; auto: bwrap where it is installed and works, else process")  # fmt: skip
+    g.add_argument("--case-timeout", type=float, default=d.case_seconds,
+                   help="seconds per case; the worker is killed, the row is an error, and the layer's remaining cases are not run")  # fmt: skip
+    g.add_argument(
+        "--time-budget",
+        type=float,
+        default=d.run_seconds,
+        help="seconds for the whole run; cases left then are not run",
+    )
+    g.add_argument(
+        "--train-timeout", type=float, default=d.train_seconds, help="seconds for the training judge (one case)"
+    )
+    g.add_argument("--memory-mb", type=int, default=d.memory_mb, help="address space per worker in MB (0: no limit)")
+    g.add_argument(
+        "--log-bytes", type=int, default=d.log_bytes, help="bytes of each worker's stdout/stderr kept in worker-logs/"
+    )
+
+
 def _common(p: argparse.ArgumentParser, default_out: str) -> None:
+    _sandbox(p)
     p.add_argument("--impl", default=DEFAULT_IMPL, help=IMPL_HELP)
     p.add_argument("--out", type=Path, default=Path(default_out), help="directory for the CSV and Markdown reports")
     p.add_argument(
@@ -293,6 +311,7 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("verify", help="the whole proof: every judge, the fault catalogue, the reports, the gate",
                        formatter_class=fmt)  # fmt: skip
     p.add_argument("--impl", default=DEFAULT_IMPL, help=IMPL_HELP)
+    _sandbox(p)
     p.add_argument("--quick", action="store_true", help="a sample of the grid, lockstep only (no MNIST curves)")
     p.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, help="epochs of the float32 lenet run")
     p.add_argument("--update-baseline", action="store_true", help="accept this run's figures as reports/baseline")
@@ -306,18 +325,39 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Exit codes: 0 every judged row passed, 1 a fail or error row (or a regression), 2 the judge
+    could not run (a bad option, an unusable --out, an implementation that cannot be imported, the
+    judge's own failure). Never another code, never a traceback: the judged code runs in workers."""
     from scratch_cnn.data import DataError
 
     args = parser().parse_args(argv)
     try:
         if args.command != "gate":
             pin_threads()  # the one thread setting of every judge (reference/threads.py says why)
-        return COMMANDS[args.command](args)
-    except (ImplError, DataError) as err:
+        code = COMMANDS[args.command](args)
+        return code if code in (0, 1, 2) else 2
+    except (ImplError, DataError, TargetError, ImportFailed, OutError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except ValueError as err:
-        if str(err).startswith("--"):  # a bad filter option, named
+        if str(err).startswith("--"):  # a bad option, named
             print(f"error: {err}", file=sys.stderr)
             return 2
-        raise
+        return internal_error(err)
+    except KeyboardInterrupt:
+        print("error: interrupted (Ctrl-C); no report was written for this run", file=sys.stderr)
+        return 2
+    except Exception as err:
+        return internal_error(err)
+
+
+def internal_error(err: BaseException) -> int:
+    """The judge's own failure: one line, the traceback in a file, exit 2."""
+    import tempfile
+    import traceback
+
+    fd, path = tempfile.mkstemp(prefix="scratch-cnn-judge-error-", suffix=".txt")
+    with open(fd, "w") as f:
+        f.write("".join(traceback.format_exception(err)))
+    print(f"error: the judge itself failed ({type(err).__name__}: {err}); traceback in {path}", file=sys.stderr)
+    return 2

@@ -8,7 +8,6 @@ import argparse
 import json
 import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -36,25 +35,8 @@ class Stages:
         print(f"[verify] {name}: done in {seconds:.1f}s", flush=True)
 
 
-def swap_into_place(staging: Path, latest: Path) -> None:
-    """Replace ``latest`` with ``staging``; JUnit XML written by the test session is carried over."""
-    if latest.is_dir():
-        for junit in latest.glob("junit*.xml"):
-            if not (staging / junit.name).exists():
-                shutil.copy2(junit, staging / junit.name)
-        old = latest.with_name(f".{latest.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        latest.rename(old)
-        staging.rename(latest)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        staging.rename(latest)
-
-
 def run(args: argparse.Namespace) -> int:
     from reference.cases.grid import grid, sample
-    from reference.cli import mnist_loader, progress_sink
-    from reference.impl.protocol import load_impl
     from reference.judges.autograd import AutogradJudge
     from reference.judges.base import Context
     from reference.judges.catalogue import CatalogueJudge
@@ -62,51 +44,64 @@ def run(args: argparse.Namespace) -> int:
     from reference.judges.finite_diff import FiniteDiffJudge
     from reference.judges.lifecycle import LifecycleJudge
     from reference.judges.rules import ProtocolJudge
+    from reference.judging import judgement, mnist_loader, write_logs
+    from reference.report.console import progress_sink
     from reference.report.coverage import exit_code
     from reference.report.gate import run_gate
+    from reference.report.publish import check_out, new_staging, stamp, swap_into_place
     from reference.report.summary import write_summary
     from scratch_cnn.data import DataError
 
     reports: Path = args.reports
     latest, baseline_dir = reports / "latest", reports / "baseline"
-    reports.mkdir(parents=True, exist_ok=True)
-    impl = load_impl(args.impl)
+    check_out(latest)
     stages = Stages()
-    staging = Path(tempfile.mkdtemp(prefix=".latest-", dir=reports))
-    staging.chmod(0o755)  # mkdtemp makes it private; a report directory is for reading
-    try:
-        cases = sample(grid(), 0.25) if args.quick else grid()
-        with stages.stage("data", "MNIST (cached after the first fetch, SHA-256 verified)"):
-            load = mnist_loader(args.data_dir)
-            try:
-                load()
-            except DataError as err:
-                print(f"error: {err}", file=sys.stderr)
-                return 2
-        ctx = Context(impl, args.impl, cases, quick=args.quick, progress=progress_sink(), data=load, epochs=args.epochs)
-        curve_what = "lockstep only (quick)" if args.quick else f"lockstep + lenet {args.epochs} epochs + seed 1 epoch"
-        plan = [
-            (ProtocolJudge(), "the protocol's rules, one line each"),
-            (AutogradJudge(), f"{len(cases)} cases x float64/float32 against the PyTorch twins"),
-            (FiniteDiffJudge(), "central differences (float64), adjoints, networks, gradcheck cross-check"),
-            (LifecycleJudge(), "two rounds on one instance against a fresh instance"),
-            (CatalogueJudge(), "the fault catalogue through the judges (each must be caught)"),
-            (CurvesJudge(staging), f"training beside the twin: {curve_what}"),
-        ]
-        results = {}
+    cases = sample(grid(), 0.25) if args.quick else grid()
+    with stages.stage("data", "MNIST (cached after the first fetch, SHA-256 verified)"):
+        load = mnist_loader(args.data_dir)
+        try:
+            load()
+        except DataError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+    curve_what = "lockstep only (quick)" if args.quick else f"lockstep + lenet {args.epochs} epochs + seed 1 epoch"
+    plan = [
+        (ProtocolJudge(), "the protocol's rules, one line each"),
+        (AutogradJudge(), f"{len(cases)} cases x float64/float32 against the PyTorch twins"),
+        (FiniteDiffJudge(), "central differences (float64), adjoints, networks, gradcheck cross-check"),
+        (LifecycleJudge(), "two rounds on one instance against a fresh instance"),
+        (CatalogueJudge(), "the fault catalogue through the judges (each must be caught)"),
+        (CurvesJudge(), f"training beside the twin: {curve_what}"),
+    ]
+    results = {}
+    # NOTE: the implementation (scratch_cnn by default) is judged like any other: in sandboxed workers,
+    # its session closed before a report is written. The fault catalogue is the judges' own test (our
+    # faults, built here), not a judgement of the implementation.
+    with judgement(args) as j:
+        print(f"[verify] judging {args.impl} in sandboxed workers ({j.session.sandbox}; run {j.session.run_id})")
+        ctx = Context(
+            j.impl, args.impl, cases, quick=args.quick, progress=progress_sink(), data=load, epochs=args.epochs
+        )
         for judge, what in plan:
             with stages.stage(judge.name, what):
                 result = judge.run(ctx)
-                judge.write(result, staging, args.impl)
                 results[judge.name] = result
                 print("\n".join("  " + line for line in judge.lines(result)))
+        for e in j.session.events:
+            print(f"  worker for {e['scope']}: {e['message']}")
+    layer_rows = pd.concat([results[n].rows for n in ("protocol", "autograd", "finite_diff", "lifecycle")],
+                           ignore_index=True)  # fmt: skip
+    cross = results["finite_diff"].extra["gradcheck"][1]
+    # NOTE: verify judges scratch_cnn strictly: it claims every option, so an unsupported or missing row fails.
+    judges_ok = exit_code(layer_rows, strict=True) == 0 and (cross["status"] != "fail").all() \
+        and bool(results["faults"].ok) and bool(results["curves"].ok) and not j.session.events  # fmt: skip
+    reports.mkdir(parents=True, exist_ok=True)
+    staging = new_staging(latest)
+    try:
+        for judge, _ in plan:
+            judge.write(results[judge.name], staging, args.impl)
+        write_logs(j, staging)
         write_atomic(staging / "run.json", json.dumps({"impl": args.impl, "quick": args.quick, "epochs": args.epochs}))
-        layer_rows = pd.concat([results[j].rows for j in ("protocol", "autograd", "finite_diff", "lifecycle")],
-                               ignore_index=True)  # fmt: skip
-        cross = results["finite_diff"].extra["gradcheck"][1]
-        # NOTE: verify judges scratch_cnn strictly: it claims every option, so an unsupported or missing row fails.
-        judges_ok = exit_code(layer_rows, strict=True) == 0 and (cross["status"] != "fail").all() \
-            and bool(results["faults"].ok) and bool(results["curves"].ok)  # fmt: skip
         table, code, message = run_gate(staging, baseline_dir)
         if table is not None:
             write_atomic(staging / "gate.csv", table.to_csv(index=False))
@@ -114,8 +109,9 @@ def run(args: argparse.Namespace) -> int:
         write_atomic(staging / "stages.csv", pd.DataFrame(stages.rows).to_csv(index=False))
         verdict = ("all judges pass" if judges_ok else "a judge FAILED") + "; " + message
         write_summary(staging, verdict, f"scratch-cnn verification: {args.impl}" + (" (quick)" if args.quick else ""),
-                      impl_name=args.impl)  # fmt: skip
-        swap_into_place(staging, latest)
+                      impl_name=args.impl, stamp=j.stamp_lines())  # fmt: skip
+        stamp(staging, {**j.run_info(), "quick": args.quick, "epochs": args.epochs, "command": "verify"})
+        swap_into_place(staging, latest, carry=("junit*.xml",))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     if table is not None:

@@ -123,7 +123,7 @@ def test_the_gate_cli_prints_the_table_and_exits_1_on_regression(tmp_path, basel
 
 
 def test_a_new_run_replaces_latest_whole_and_keeps_the_junit_xml(tmp_path):
-    from reference.verify import swap_into_place
+    from reference.report.publish import swap_into_place
 
     latest, staging = tmp_path / "latest", tmp_path / ".latest-new"
     latest.mkdir()
@@ -131,7 +131,7 @@ def test_a_new_run_replaces_latest_whole_and_keeps_the_junit_xml(tmp_path):
     (latest / "stale.csv").write_text("old")
     staging.mkdir()
     (staging / "autograd.csv").write_text("new")
-    swap_into_place(staging, latest)
+    swap_into_place(staging, latest, carry=("junit*.xml",))
     assert sorted(p.name for p in latest.iterdir()) == ["autograd.csv", "junit-tests.xml"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["latest"]  # nothing half-written left beside it
 

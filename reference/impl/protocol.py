@@ -170,20 +170,30 @@ def classify(err: BaseException) -> tuple[str, str]:
     """(status, message) for an exception raised by the implementation.
 
     ``NotImplementedError`` is a declared limit: ``unsupported``. A ProtocolViolation names the rule
-    broken. Anything else is an ``error``, with the implementation's last frame.
+    broken. A worker that was lost (it ended, was killed, timed out, sent garbage) is an ``error``
+    that says so. Anything else is an ``error``, with the implementation's last frame. The same
+    holds for an exception raised in a sandboxed worker (reference.sandbox.client.RemoteError).
     """
-    if isinstance(err, NotImplementedError):
-        return "unsupported", f"NotImplementedError: {err}" if str(err) else "NotImplementedError"
+    from reference.sandbox.client import RemoteError, WorkerLost
+
+    if isinstance(err, RemoteError):
+        names, text, where = err.mro, err.message, err.where
+    elif isinstance(err, WorkerLost):
+        return "error", str(err)
+    else:
+        names, text, where = [c.__name__ for c in type(err).__mro__], str(err), implementation_frame(err)
+    name = names[0] if names else "Exception"
+    if "NotImplementedError" in names:
+        return "unsupported", f"{name}: {text}" if text else name
     if isinstance(err, ProtocolViolation):
         return "error", f"protocol: {err}"
-    where = implementation_frame(err)
     hint = ""
-    if isinstance(err, TypeError) and not where and ("argument" in str(err) or "positional" in str(err)):
+    if name == "TypeError" and not where and ("argument" in text or "positional" in text):
         # raised at the judges' call itself: the constructor's signature is not the protocol's
         hint = (" (the protocol calls Conv2D(in_ch, out_ch, kernel_size, stride=, padding=, bias=, rng=, dtype=), "
                 "Dense(n_in, n_out, bias=, rng=, dtype=), MaxPool2D/AvgPool2D(kernel_size, stride=); "
                 "see reference/impl/protocol.py, or wrap the class with reference.impl.adapters)")  # fmt: skip
-    return "error", f"{type(err).__name__}: {err}" + (f" (at {where})" if where else hint)
+    return "error", f"{name}: {text}" + (f" (at {where})" if where else hint)
 
 
 def implementation_frame(err: BaseException) -> str:

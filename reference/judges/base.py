@@ -8,11 +8,13 @@ over judges.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from reference.cases.grid import Case
@@ -69,6 +71,34 @@ class Judge:
         return verdict_lines(result.rows)
 
 
+def judged_in(impl: Any, scope: str, **kw: Any) -> contextlib.AbstractContextManager[None]:
+    """Run what is built inside in the sandboxed worker of ``scope`` (a layer type, ``network lenet``,
+    ``training``) under one case's time limit; a no-op for an implementation object in this process
+    (the unit tests' own layers)."""
+    from reference.sandbox.client import RemoteImpl
+
+    return impl._session.case(scope, **kw) if isinstance(impl, RemoteImpl) else contextlib.nullcontext()
+
+
+def skip_reason(impl: Any, scope: str) -> str:
+    """Why the cases of ``scope`` are not run ('' when they are): an earlier time-out, the run's budget."""
+    from reference.sandbox.client import RemoteImpl
+
+    return impl._session.skip_reason(scope) if isinstance(impl, RemoteImpl) else ""
+
+
+def held_by(impl: Any, value: np.ndarray) -> Any:
+    """``value`` as the implementation will hold it: in a sandbox a handle to the worker's copy (so a
+    layer that writes into its input is seen doing so), in this process a copy."""
+    from reference.sandbox.client import RemoteImpl
+
+    return impl._session.put(value) if isinstance(impl, RemoteImpl) else value.copy()
+
+
+def not_run_row(judge: str, layer: str, case: str, why: str, family: str = "*") -> dict[str, Any]:
+    return error_row(judge=judge, layer=layer, case=case, tensor="*", dtype="", message=why, family=family)
+
+
 def missing_row(judge: str, layer: str) -> dict[str, Any]:
     return error_row(judge=judge, layer=layer, case="*", tensor="*", dtype="", status="missing",
                      message=f"the implementation has no {layer} class", family="*")  # fmt: skip
@@ -85,7 +115,10 @@ def case_rows(ctx: Context, judge: str, cases: list[Case], run_one: Callable[[Ca
             if case.layer not in missing:
                 rows.append(missing_row(judge, case.layer))
                 missing.add(case.layer)
+        elif why := skip_reason(ctx.impl, case.layer):
+            rows.append(not_run_row(judge, case.layer, case.id, why, case.family))
         else:
-            rows.extend({"family": case.family, **r} for r in run_one(case))
+            with judged_in(ctx.impl, case.layer):
+                rows.extend({"family": case.family, **r} for r in run_one(case))
         ctx.tick(desc, i + 1, len(cases))
     return failures_first(pd.DataFrame(rows)) if rows else pd.DataFrame(columns=[*ROW_COLUMNS, "family"])

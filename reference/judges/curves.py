@@ -202,7 +202,7 @@ def evaluate_pair(pair: Pair, images: np.ndarray, labels: np.ndarray, dtype: Any
         for start in range(0, len(images), batch):
             x = to_float(images[start : start + batch], dtype)
             y = labels[start : start + batch].astype(np.intp)
-            logp = log_softmax(pair.net.forward(x))
+            logp = log_softmax(np.asarray(pair.net.forward(x)))
             totals["loss"] += float(-logp[np.arange(len(y)), y].sum())
             totals["correct"] += int((logp.argmax(1) == y).sum())
             logits_t = pair.twin(layout.to_torch(layout.images_to_torch(x)))
@@ -365,21 +365,17 @@ QUICK_STEPS = 40  # lockstep steps of a quick run (40 batches of 32: a few thous
 def curve_judge(
     impl: Any,
     data: dict[str, tuple[np.ndarray, np.ndarray]],
-    out: Any,
     *,
     epochs: int = 3,
     steps: int = 200,
     quick: bool = False,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> dict[str, Any]:
-    """Run the lockstep and (unless ``quick``) the full float32 curves; write CSV, Markdown and PNGs
-    into ``out``. Returns the tables and ``ok`` (every bound held)."""
-    from reference.report.tables import markdown, write_atomic
-
+    """Run the lockstep and (unless ``quick``) the full float32 curves. Returns the tables and ``ok``
+    (every bound held); ``write_curves`` writes them."""
     lock = run_lockstep(impl, data, steps=QUICK_STEPS if quick else steps,
                         progress=(lambda d, t: progress("lockstep (float64)", d, t)) if progress else None)  # fmt: skip
     verdict = lockstep_verdict(lock)
-    write_atomic(out / "lockstep.csv", lock.to_csv(index=False))
     curves = pd.DataFrame()
     checks = pd.DataFrame()
     if not quick:
@@ -387,7 +383,6 @@ def curve_judge(
         curves = pd.concat([run_curves(impl, data, lenet, progress=progress),
                             run_curves(impl, data, SEED_SETTINGS, progress=progress)], ignore_index=True)  # fmt: skip
         checks = curve_checks(curves)
-        write_atomic(out / "curves.csv", curves.to_csv(index=False))
     lock_row = pd.DataFrame(
         [{"check": "lockstep max relative difference (loss or parameter)",
           "value": max(verdict["max_loss_rel_diff"], verdict["max_param_rel_diff"]), "bound": f"< {verdict['bound']:g}",
@@ -395,6 +390,18 @@ def curve_judge(
           "note": f"{verdict['steps']} steps" + (f"; broken at step {verdict['first_broken_step']} by {verdict['broken_by']}"
                                                   if verdict["first_broken_step"] else "")}])  # fmt: skip
     checks = pd.concat([lock_row, checks], ignore_index=True)
+    return {"lockstep": lock, "verdict": verdict, "curves": curves, "checks": checks, "quick": quick,
+            "ok": bool((checks["status"] == "pass").all())}  # fmt: skip
+
+
+def write_curves(result: dict[str, Any], out: Path) -> list[Path]:
+    """lockstep.csv, curves.csv (full runs), curve_checks.csv, PNG plots and curves.md into ``out``."""
+    from reference.report.tables import markdown, write_atomic
+
+    lock, curves, checks = result["lockstep"], result["curves"], result["checks"]
+    write_atomic(out / "lockstep.csv", lock.to_csv(index=False))
+    if len(curves):
+        write_atomic(out / "curves.csv", curves.to_csv(index=False))
     write_atomic(out / "curve_checks.csv", checks.to_csv(index=False))
     plots = plot_curves(curves, lock, out)
     epochs_table = curves[curves["kind"] == "epoch"].drop(columns=["kind"]) if len(curves) else pd.DataFrame()
@@ -408,8 +415,7 @@ def curve_judge(
                   f"{BLOG_SEED_ACCURACY:.1%} dev accuracy.", ""]  # fmt: skip
     lines += [f"![{p.stem}]({p.name})" for p in plots]
     write_atomic(out / "curves.md", "\n".join(lines) + "\n")
-    return {"lockstep": lock, "verdict": verdict, "curves": curves, "checks": checks, "plots": plots,
-            "ok": bool((checks["status"] == "pass").all())}  # fmt: skip
+    return plots
 
 
 CURVE_LAYERS = ("Conv2D", "ReLU", "MaxPool2D", "Flatten", "Dense", "SoftmaxCrossEntropy", "SGD")
@@ -417,32 +423,47 @@ CURVE_LAYERS = ("Conv2D", "ReLU", "MaxPool2D", "Flatten", "Dense", "SoftmaxCross
 
 class CurvesJudge(Judge):
     """Training beside the twin. Its rows are its bounds (lockstep, and unless quick the float32
-    curves); an implementation without SGD or a layer the networks use gets one ``missing`` row."""
+    curves); an implementation without SGD or a layer the networks use gets one ``missing`` row, one
+    that raises (or whose worker is lost) during training one ``error`` or ``unsupported`` row."""
 
     name = "curves"
     title = "Curve judge"
 
-    def __init__(self, out: Path) -> None:
-        self.out = out  # the judge writes its CSVs, Markdown and plots here as it runs
+    def __init__(self, out: Path | None = None) -> None:
+        self.out = out  # kept for callers that pass it; files are written by write()
+        self.result: dict[str, Any] | None = None
+
+    def _row(self, status: str, note: str, case: str = "lockstep") -> Result:
+        row = {"judge": self.name, "layer": "training", "case": case, "tensor": "-", "dtype": "",
+               "status": status, "note": note, "family": "training"}  # fmt: skip
+        return Result(self.name, pd.DataFrame([row]), ok=False)
 
     def run(self, ctx: Context) -> Result:
+        from reference.impl.protocol import classify
+        from reference.judges.base import judged_in, skip_reason
+
+        self.result = None
         absent = [n for n in CURVE_LAYERS if not callable(getattr(ctx.impl, n, None))]
         if absent or ctx.data is None:
-            why = f"needs {', '.join(absent)}, which the implementation lacks" if absent else "no MNIST data given"
-            row = {"judge": self.name, "layer": "training", "case": "lockstep", "tensor": "-", "dtype": "",
-                   "status": "missing", "note": why, "family": "training"}  # fmt: skip
-            return Result(self.name, pd.DataFrame([row]), ok=False)
+            return self._row("missing", f"needs {', '.join(absent)}, which the implementation lacks" if absent
+                             else "no MNIST data given")  # fmt: skip
         from scratch_cnn.data import DataError
 
         try:
             data = ctx.data()
         except DataError as err:  # no MNIST here: training is not judged, and the row says why
-            row = {"judge": self.name, "layer": "training", "case": "lockstep", "tensor": "-", "dtype": "",
-                   "status": "missing", "note": f"MNIST unavailable: {err}", "family": "training"}  # fmt: skip
-            return Result(self.name, pd.DataFrame([row]), ok=False)
-        self.out.mkdir(parents=True, exist_ok=True)
-        result = curve_judge(ctx.impl, data, self.out, epochs=ctx.epochs, steps=ctx.steps,
-                             quick=ctx.quick or not ctx.full_curves, progress=ctx.progress)  # fmt: skip
+            return self._row("missing", f"MNIST unavailable: {err}")
+        if why := skip_reason(ctx.impl, "training"):
+            return self._row("error", why)
+        seconds = getattr(getattr(ctx.impl, "_session", None), "limits", None)
+        try:
+            with judged_in(ctx.impl, "training", lazy=True, seconds=seconds.train_seconds if seconds else None):
+                result = curve_judge(ctx.impl, data, epochs=ctx.epochs, steps=ctx.steps,
+                                     quick=ctx.quick or not ctx.full_curves, progress=ctx.progress)  # fmt: skip
+        except Exception as err:  # the implementation raised, or its worker was lost, while training
+            status, message = classify(err)
+            return self._row(status, f"training stopped: {message}")
+        self.result = result
         checks = result["checks"]
         rows = pd.DataFrame({"judge": self.name, "layer": "training", "case": checks["check"], "tensor": "-",
                              "dtype": "", "status": checks["status"], "note": checks["note"], "family": "training",
@@ -456,8 +477,12 @@ class CurvesJudge(Judge):
                 for _, r in result.rows.iterrows()]  # fmt: skip
 
     def write(self, result: Result, out: Path, impl_name: str) -> None:
-        """curve_judge wrote its own files (curves.md, lockstep.csv, curve_checks.csv, plots) while running."""
-        if result.ok is False and not (out / "curve_checks.csv").exists():
-            from reference.report.tables import write_atomic
+        """The curve files of the last run (curves.md, lockstep.csv, curve_checks.csv, plots), or the
+        one row that says why training was not judged."""
+        from reference.report.tables import write_atomic
 
+        out.mkdir(parents=True, exist_ok=True)
+        if self.result is not None:
+            write_curves(self.result, out)
+        else:
             write_atomic(out / "curve_checks.csv", result.rows.rename(columns={"case": "check"}).to_csv(index=False))

@@ -54,7 +54,7 @@ from reference.impl.protocol import (
     missing_layers,
     read_grads,  # fmt: skip
 )
-from reference.judges.base import Context, Judge, Result, case_rows
+from reference.judges.base import Context, Judge, Result, case_rows, judged_in, skip_reason
 from reference.report.compare import compare, error_row, raised_row
 from reference.report.diagnosis import Evidence, diagnose, route_max_pool
 from reference.report.tables import failures_first
@@ -387,7 +387,18 @@ NETWORKS = {"seed": 3, "tiny": 4}  # architecture -> number of 28x28 images
 
 
 def network_rows(impl: Any, arch: str, n_images: int, seed: int = 0) -> list[dict[str, Any]]:
-    """The loss of a whole network w.r.t. every parameter (a fixed subset of each), float64."""
+    """The loss of a whole network w.r.t. every parameter (a fixed subset of each), float64. In a
+    sandbox the network's layers share one worker and hand activations on as handles (only the loss,
+    the gradients and the probed parameters cross)."""
+    why = skip_reason(impl, f"network {arch}")
+    if why:
+        return [error_row(judge=JUDGE, layer=arch, case=f"{arch} network, {n_images} images 28x28", tensor="*",
+                          message=why, dtype="float64", family="whole network")]  # fmt: skip
+    with judged_in(impl, f"network {arch}", lazy=True):
+        return _network_rows(impl, arch, n_images, seed)
+
+
+def _network_rows(impl: Any, arch: str, n_images: int, seed: int) -> list[dict[str, Any]]:
     import scratch_cnn
 
     spec = [{**e, "config": plain_config(e["config"])} for e in scratch_cnn.build(arch, np.random.default_rng(seed)).spec()["layers"]]  # fmt: skip
@@ -456,7 +467,8 @@ def gradcheck_crosscheck(impl: Any, cases: list[Case], fd: pd.DataFrame | None =
         if done is not None and len(done):
             x_row = done.iloc[0].to_dict()
         else:
-            own = run_case(impl, case, attribution=False)
+            with judged_in(impl, case.layer):
+                own = run_case(impl, case, attribution=False)
             x_row = next((r for r in own if r["tensor"] == "dx"), own[0])
         if (
             x_row["tensor"] != "dx"

@@ -24,7 +24,7 @@ import pandas as pd
 
 from reference.impl.protocol import PARAMETRIC, REQUIRED, available, construct
 
-from .base import Context, Judge, Result, missing_row
+from .base import Context, Judge, Result, held_by, judged_in, missing_row, skip_reason
 
 JUDGE = "protocol"
 # name -> (constructor config, input shape): small, even-sided, square (what every partial layer takes)
@@ -77,7 +77,9 @@ def check_layer(impl: Any, layer_type: str) -> list[dict[str, Any]]:
     rows = [_row(layer_type, "runs", True, f"config {config} on input {shape}")]
     if layer_type == "SoftmaxCrossEntropy":
         return rows + _dtypes(impl, layer_type, config, shape)
-    rows.append(_inputs_unchanged(impl, layer_type, config, shape))
+    rows.append(
+        _guarded(layer_type, "inputs left unchanged", lambda: _inputs_unchanged(impl, layer_type, config, shape))
+    )
     params, grads = layer.params, layer.grads
     same = isinstance(params, dict) and isinstance(grads, dict) and set(params) == set(grads)
     why = "" if same else f"params {_keys(params)}, grads {_keys(grads)} after backward"
@@ -91,8 +93,9 @@ def check_layer(impl: Any, layer_type: str) -> list[dict[str, Any]]:
         )
     rows.append(_row(layer_type, "params and grads are dicts with the same keys", same, why))
     if layer_type in PARAMETRIC and same:
-        rows.append(_live(layer, layer_type, shape, rng))
-        rows.append(_grads_survive(layer, layer_type, shape, rng))
+        rows.append(_guarded(layer_type, "params are live", lambda: _live(layer, layer_type, shape, rng)))
+        rows.append(_guarded(layer_type, "grads survive a later forward",
+                             lambda: _grads_survive(layer, layer_type, shape, rng)))  # fmt: skip
     if layer_type in PARAMETRIC and same and hasattr(layer, "backward_params"):  # without params: nothing to agree on
         rows.append(_params_only_agrees(impl, layer_type, config, shape))
     rows += _dtypes(impl, layer_type, config, shape)
@@ -103,21 +106,33 @@ def _inputs_unchanged(impl: Any, layer_type: str, config: dict[str, Any], shape:
     check = "inputs left unchanged"
     rng = np.random.default_rng(2)
     layer = construct(impl, layer_type, config, dtype=np.float64)
-    x = rng.standard_normal(shape)
-    x_seen = x.copy()
+    x_seen = rng.standard_normal(shape)
+    x = held_by(impl, x_seen)  # in a sandbox: the worker's own array, read back after the call
     if layer_type == "SoftmaxCrossEntropy":
         layer.forward(x, rng.integers(0, shape[1], shape[0]))
         layer.backward()
         g = g_seen = np.zeros(0)
     else:
         out = layer.forward(x)
-        g = rng.standard_normal(np.shape(out))
-        g_seen = g.copy()
+        g_seen = rng.standard_normal(np.shape(out))
+        g = held_by(impl, g_seen)
         layer.backward(g)
-    changed = [name for name, now, was in (("x", x, x_seen), ("dout", g, g_seen)) if not np.array_equal(now, was)]
+    changed = [name for name, now, was in (("x", x, x_seen), ("dout", g, g_seen))
+               if not np.array_equal(np.asarray(now), was)]  # fmt: skip
     return _row(layer_type, check, not changed, f"{' and '.join(changed)} modified in place by "
                 f"{'forward' if changed[0] == 'x' else 'backward'}: a layer must not write into arrays it is given "
                 "(the previous layer may still hold them)" if changed else "")  # fmt: skip
+
+
+def _guarded(layer_type: str, check: str, run: Any) -> dict[str, Any]:
+    """The check's row, or an error/unsupported row when the implementation raised during it."""
+    from reference.impl.protocol import classify
+
+    try:
+        return run()
+    except Exception as err:
+        status, message = classify(err)
+        return _row(layer_type, check, status, message)
 
 
 def _keys(d: Any) -> str:
@@ -204,7 +219,13 @@ def _dtypes(impl: Any, layer_type: str, config: dict[str, Any], shape: tuple[int
 def check_protocol(impl: Any, layers: tuple[str, ...] | list[str] = REQUIRED) -> pd.DataFrame:
     rows: list[dict[str, Any]] = []
     for layer_type in layers:
-        rows += check_layer(impl, layer_type) if available(impl, layer_type) else [missing_row(JUDGE, layer_type)]
+        if not available(impl, layer_type):
+            rows.append(missing_row(JUDGE, layer_type))
+        elif why := skip_reason(impl, layer_type):
+            rows.append(_row(layer_type, "runs", "error", why))
+        else:
+            with judged_in(impl, layer_type):
+                rows += check_layer(impl, layer_type)
     return pd.DataFrame(rows)
 
 

@@ -30,9 +30,9 @@ def load_tables(run_dir: Path) -> dict[str, pd.DataFrame]:
     return {k: pd.read_csv(run_dir / v) for k, v in names.items() if (run_dir / v).is_file()}
 
 
-def sections(run_dir: Path, verdict: str, impl_name: str = "scratch_cnn") -> list[tuple[str, Any]]:
+def sections(run_dir: Path, verdict: str, impl_name: str = "scratch_cnn", stamp: str = "") -> list[tuple[str, Any]]:
     """(title, DataFrame or text) in reading order."""
-    from reference.cli import rerun_command
+    from reference.report.console import rerun_command
 
     from .coverage import coverage, layer_verdicts
 
@@ -47,6 +47,11 @@ def sections(run_dir: Path, verdict: str, impl_name: str = "scratch_cnn") -> lis
                  for r in worst.itertuples()]  # fmt: skip
         out.append(("Failing layers: why, and the command that reruns the worst case alone", "\n".join(lines)))
     out.append(("Verdict", verdict))
+    if stamp:
+        out.append(("This run", stamp))
+    if (run_dir / "incidents.csv").is_file():
+        out.append(("Workers lost (the implementation ended, was killed, hung or sent garbage)",
+                    pd.read_csv(run_dir / "incidents.csv")))  # fmt: skip
     if len(rows):
         out.append(("Verdict per layer (PASS, weak: passed without meeting its kinks, FAIL, UNSUPPORTED, MISSING)",
                     layer_verdicts(rows)))  # fmt: skip
@@ -102,15 +107,16 @@ def worst_failures(rows: pd.DataFrame) -> pd.DataFrame:
     return bad[["layer", "judge", "case", "tensor", "note", "diagnosis"]].reset_index(drop=True)
 
 
-def write_summary(run_dir: Path, verdict: str, title: str, impl_name: str = "scratch_cnn") -> None:
+def write_summary(run_dir: Path, verdict: str, title: str, impl_name: str = "scratch_cnn", stamp: str = "") -> None:
+    """summary.md and index.html; ``stamp``: the run's id, time, judged files' SHA-256 and sandbox."""
     parts = [f"# {title}", ""]
-    for name, body in sections(run_dir, verdict, impl_name):
+    for name, body in sections(run_dir, verdict, impl_name, stamp):
         parts += [f"## {name}", "", body if isinstance(body, str) else markdown(body), ""]
     plots = sorted(run_dir.glob("*.png"))
     if plots:
         parts += ["## Plots", "", *(f"![{p.stem}]({p.name})" for p in plots), ""]
     write_atomic(run_dir / "summary.md", "\n".join(parts))
-    write_atomic(run_dir / "index.html", html_page(run_dir, verdict, title, impl_name))
+    write_atomic(run_dir / "index.html", html_page(run_dir, verdict, title, impl_name, stamp))
 
 
 STYLE = """
@@ -145,10 +151,10 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def html_page(run_dir: Path, verdict: str, title: str, impl_name: str = "scratch_cnn") -> str:
+def html_page(run_dir: Path, verdict: str, title: str, impl_name: str = "scratch_cnn", stamp: str = "") -> str:
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
              f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>"]  # fmt: skip
-    for name, body in sections(run_dir, verdict, impl_name):
+    for name, body in sections(run_dir, verdict, impl_name, stamp):
         parts.append(f"<h2>{html.escape(name)}</h2>")
         parts.append(f"<p class='verdict'>{html.escape(body)}</p>" if isinstance(body, str) else html_table(body))
     for png in sorted(run_dir.glob("*.png")):

@@ -1,0 +1,122 @@
+"""One judgement of one implementation across the trust boundary, shared by every command.
+
+``judgement(...)`` opens a sandbox session (the implementation is imported in a worker, never here),
+runs the judges with the session's proxy standing where the module stood, and always closes the
+session (every worker and stray process killed) before anything is written. What the judges found
+lives in memory until then, so nothing the judged code did while it ran can touch a report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from reference.impl.protocol import REQUIRED
+from reference.sandbox.client import Limits, Session, open_session
+from reference.sandbox.target import find_target
+
+NAMES = (*REQUIRED, "SGD")
+
+
+def limits_from(args: argparse.Namespace) -> Limits:
+    """The limits of the command line (each option's default is Limits' own)."""
+    defaults = Limits()
+    return Limits(case_seconds=getattr(args, "case_timeout", defaults.case_seconds),
+                  run_seconds=getattr(args, "time_budget", defaults.run_seconds),
+                  train_seconds=getattr(args, "train_timeout", defaults.train_seconds),
+                  memory_mb=getattr(args, "memory_mb", defaults.memory_mb),
+                  log_bytes=getattr(args, "log_bytes", defaults.log_bytes))  # fmt: skip
+
+
+def check_limits(limits: Limits) -> None:
+    for name, value in (("--case-timeout", limits.case_seconds), ("--time-budget", limits.run_seconds),
+                        ("--train-timeout", limits.train_seconds)):  # fmt: skip
+        if not value > 0:
+            raise ValueError(f"{name} must be > 0 seconds (got {value:g})")
+    if limits.memory_mb < 0 or limits.log_bytes < 0:
+        raise ValueError("--memory-mb and --log-bytes must be >= 0 (0: no memory limit)")
+
+
+@dataclass
+class Judgement:
+    """What a run found, held in memory until its session is closed."""
+
+    session: Session
+    results: dict[str, Any] = field(default_factory=dict)
+    logs: list[tuple[str, bytes]] = field(default_factory=list)  # (file name, captured output), after close
+    started: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+
+    @property
+    def impl(self) -> Any:
+        return self.session.impl
+
+    def run_info(self) -> dict[str, Any]:
+        s = self.session
+        digest = s.target.digest()
+        return {"run_id": s.run_id, "started": self.started, "impl": s.target.name, "impl_sha256": digest["sha256"],
+                "judged_files": digest["files"], "sandbox": s.sandbox, "limits": s.limits.describe(),
+                "incidents": s.events}  # fmt: skip
+
+    def stamp_lines(self) -> str:
+        info = self.run_info()
+        lines = [f"- run `{info['run_id']}`, started {info['started']}",
+                 f"- judged: `{info['impl']}`, SHA-256 `{info['impl_sha256']}` of {len(info['judged_files'])} file(s)",
+                 f"- sandbox: **{info['sandbox']}**; limits: {info['limits']['case_seconds']:g} s per case, "
+                 f"{info['limits']['run_seconds']:g} s per run, {info['limits']['memory_mb']} MB per worker"]  # fmt: skip
+        return "\n".join(lines)
+
+    def incidents(self) -> pd.DataFrame:
+        return pd.DataFrame(self.session.events, columns=["scope", "reason", "message"])
+
+
+@contextmanager
+def judgement(args: argparse.Namespace) -> Iterator[Judgement]:
+    """A session on ``args.impl`` (``--sandbox`` and the limits from ``args``), closed on the way out.
+    Raises TargetError / ImportFailed (the implementation cannot be judged) or ValueError (an option)."""
+    limits = limits_from(args)
+    check_limits(limits)
+    target = find_target(args.impl)
+    logs = Path(tempfile.mkdtemp(prefix="scratch-cnn-logs-"))
+    j = None
+    try:
+        session = open_session(target, NAMES, limits=limits, sandbox=getattr(args, "sandbox", "auto"), log_dir=logs)
+        j = Judgement(session)
+        yield j
+    finally:
+        if j is not None:
+            j.session.close()
+            j.logs = [(p.name, p.read_bytes()) for p in sorted(logs.glob("*.log"))]
+        shutil.rmtree(logs, ignore_errors=True)
+
+
+def write_logs(j: Judgement, out: Path) -> None:
+    """The workers' captured output (each capped) into ``out/worker-logs/``."""
+    if not j.logs:
+        return
+    folder = out / "worker-logs"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, data in j.logs:
+        (folder / name).write_bytes(data)
+
+
+def mnist_loader(data_dir: str | None) -> Callable[[], dict[str, Any]]:
+    """MNIST on first use (DataError propagates: the caller turns it into exit 2)."""
+    cache: dict[str, Any] = {}
+
+    def load() -> dict[str, Any]:
+        if "data" not in cache:
+            from scratch_cnn.data import load_mnist
+
+            cache["data"] = load_mnist(data_dir)
+        return cache["data"]
+
+    return load

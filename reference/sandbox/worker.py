@@ -1,0 +1,195 @@
+"""The worker's room: the only place the judged implementation is imported and run.
+
+Started by the judge (reference.sandbox.client) as ``python -I -m reference.sandbox.worker IN OUT``
+in an empty temporary directory, under limits, inside bubblewrap where the machine has it. It reads
+requests from fd IN and answers on fd OUT in reference.sandbox.wire frames; its stdout and stderr
+belong to the implementation (the judge keeps a capped log of them). It imports nothing of the
+judges: it builds the objects it is asked for, calls them, and sends back what they return. It
+is never told an expected answer, so there is nothing here to compare or to fake.
+
+Requests: ``call`` (an object or one of its methods, with arguments), ``getattr``, ``getitem``,
+``setitem``, ``setattr``, ``put`` (keep an input here), ``fetch`` (an array's data), ``len``, ``keys``, ``release``, ``bye``. Answers:
+``{"ok": value}`` or ``{"raised": {type, mro, message, where}}``. Objects stay here in a table and
+travel as handles; arrays travel as data when the judge asks for results (``fetch``), else as handles.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+import traceback
+from typing import Any
+
+import numpy as np
+
+from reference.sandbox import wire
+
+HERE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+SKIP = (HERE, os.path.dirname(np.__file__) + os.sep, os.path.dirname(os.__file__) + os.sep)
+MAX_TEXT = 2000  # characters of an exception's message sent back
+
+
+class Room:
+    def __init__(self) -> None:
+        self.table: dict[int, Any] = {}
+        self.next_id = 1
+
+    # --- handles ----------------------------------------------------------------------------------
+
+    def ref(self, obj: Any) -> dict[str, Any]:
+        ref_id = self.next_id
+        self.next_id += 1
+        self.table[ref_id] = obj
+        node: dict[str, Any] = {"t": "ref", "id": ref_id, "type": type(obj).__name__, "callable": callable(obj)}
+        if isinstance(obj, np.ndarray):
+            node.update(kind="array", shape=list(obj.shape), dtype=obj.dtype.str)
+        else:
+            node["kind"] = "object"
+        return node
+
+    def resolve(self, ref_id: int) -> Any:
+        if ref_id not in self.table:
+            raise wire.WireError(f"no object {ref_id} here")
+        return self.table[ref_id]
+
+    # --- encoding ---------------------------------------------------------------------------------
+
+    def encode(self, value: Any, fetch: bool) -> tuple[Any, list[memoryview]]:
+        enc = wire.Encoder(by_ref=(lambda v: self.eager(v, enc)) if fetch else self.ref, arrays_by_ref=not fetch)
+        return enc.value(value), enc.buffers
+
+    def eager(self, v: Any, enc: wire.Encoder) -> Any:
+        """A result that is not a plain value: an array-like (a torch tensor, say) goes as data when
+        NumPy can read it as numbers, anything else stays here as a handle."""
+        if hasattr(v, "__array__") and not callable(getattr(v, "forward", None)):
+            try:
+                a = np.asarray(v)
+            except Exception:
+                return self.ref(v)
+            if a.dtype.kind in wire.NUMERIC_KINDS:
+                return enc.array(a)
+        return self.ref(v)
+
+    # --- requests ---------------------------------------------------------------------------------
+
+    def handle(self, req: dict[str, Any], buffers: list[memoryview]) -> tuple[dict[str, Any], list[memoryview]]:
+        op = req.get("op")
+        for ref_id in req.get("release", ()):
+            self.table.pop(ref_id, None)
+        dec = wire.Decoder(buffers, resolve=self.resolve)
+        if op == "call":
+            target = self.resolve(req["obj"])
+            fn = getattr(target, req["attr"]) if req.get("attr") else target
+            args = [dec.value(a) for a in req.get("args", [])]
+            kwargs = {k: dec.value(v) for k, v in req.get("kwargs", {}).items()}
+            result = fn(*args, **kwargs)
+            value, out = self.encode(result, fetch=bool(req.get("fetch")))
+            states = [[slot, rng.bit_generator.state] for slot, rng in dec.rngs]
+            return {"ok": value, "rngs": wire._jsonable_state(states)}, out
+        if op == "getattr":
+            value, out = self.encode(getattr(self.resolve(req["obj"]), req["attr"]), fetch=False)
+            return {"ok": value}, out
+        if op == "getitem":
+            value, out = self.encode(self.resolve(req["obj"])[dec.value(req["key"])], fetch=bool(req.get("fetch")))
+            return {"ok": value}, out
+        if op == "setitem":
+            self.resolve(req["obj"])[dec.value(req["key"])] = dec.value(req["value"])
+            return {"ok": None}, []
+        if op == "put":
+            return {"ok": self.ref(dec.value(req["value"]))}, []
+        if op == "setattr":
+            setattr(self.resolve(req["obj"]), req["attr"], dec.value(req["value"]))
+            return {"ok": None}, []
+        if op == "fetch":
+            a = np.asarray(self.resolve(req["obj"]))
+            enc = wire.Encoder()
+            return {"ok": enc.array(a)}, enc.buffers
+        if op == "len":
+            return {"ok": len(self.resolve(req["obj"]))}, []
+        if op == "keys":
+            value, out = self.encode(list(self.resolve(req["obj"])), fetch=False)
+            return {"ok": value}, out
+        if op == "release":
+            return {"ok": None}, []
+        raise wire.WireError(f"unknown request {op!r}")
+
+
+def raised(err: BaseException) -> dict[str, Any]:
+    """What the judge learns of an exception: its type, its classes, its message, and the last frame
+    of the implementation's own code (not this room, NumPy or the standard library)."""
+    frames = [f for f in traceback.extract_tb(err.__traceback__) if not f.filename.startswith(SKIP)]
+    where = f"{os.path.basename(frames[-1].filename)}:{frames[-1].lineno} in {frames[-1].name}" if frames else ""
+    try:
+        message = str(err)[:MAX_TEXT]
+    except BaseException:  # a __str__ that raises is the implementation's too
+        message = "(its message could not be read)"
+    return {"type": type(err).__name__, "mro": [c.__name__ for c in type(err).__mro__], "message": message,
+            "where": where}  # fmt: skip
+
+
+def import_impl(spec: dict[str, Any]) -> Any:
+    """The implementation: a file (``path``), a module by name (``name``, found through ``search``
+    folders appended to sys.path), or a factory ``name:function`` that returns a namespace."""
+    for folder in spec.get("search", []):
+        if folder not in sys.path:
+            sys.path.append(folder)  # after the standard library and site-packages: it never shadows them
+    if spec["kind"] == "file":
+        path = spec["path"]
+        name = f"_judged_{os.path.splitext(os.path.basename(path))[0]}"
+        module_spec = importlib.util.spec_from_file_location(name, path)
+        if module_spec is None or module_spec.loader is None:
+            raise ImportError(f"{path} is not a Python file")
+        module = importlib.util.module_from_spec(module_spec)
+        sys.modules[name] = module
+        module_spec.loader.exec_module(module)
+        return module
+    module_name, _, factory = spec["name"].partition(":")
+    module = importlib.import_module(module_name)
+    return getattr(module, factory)() if factory else module
+
+
+def limit_resources(memory_mb: int) -> None:
+    import resource
+
+    if memory_mb > 0:
+        limit = memory_mb << 20
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+def main(argv: list[str]) -> None:
+    fd_in, fd_out = int(argv[1]), int(argv[2])
+    sys.argv = ["scratch-cnn-worker"]  # an argv of its own: the judge's options are none of its business
+    hello, _ = wire.receive(fd_in)
+    limit_resources(int(hello.get("memory_mb", 0)))
+    room = Room()
+    try:
+        module = import_impl(hello["impl"])
+        room.table[0] = module
+        names = {n: callable(getattr(module, n, None)) for n in hello.get("names", [])}
+        answer: dict[str, Any] = {"ok": {"t": "dict", "k": list(names), "v": list(names.values())}}
+    except BaseException as err:  # the module does not import: the judge says so and stops
+        answer = {"raised": raised(err), "phase": "import"}
+    wire.send(fd_out, answer, [])
+    while True:
+        try:
+            req, buffers = wire.receive(fd_in)
+        except wire.Closed:
+            os._exit(0)
+        if req.get("op") == "bye":
+            os._exit(0)  # no atexit hooks, no __del__ of the implementation's objects: the judge is done
+        try:
+            answer, out = room.handle(req, buffers)
+        except BaseException as err:  # SystemExit and KeyboardInterrupt too: they are the implementation's
+            answer, out = {"raised": raised(err)}, []
+        answer["seq"] = req.get("seq")
+        try:
+            wire.send(fd_out, answer, out)
+        except TypeError as err:  # a result that cannot travel (an object array, say)
+            wire.send(fd_out, {"raised": raised(err), "seq": req.get("seq")}, [])
+
+
+if __name__ == "__main__":
+    main(sys.argv)
