@@ -292,6 +292,23 @@ class Worker:
         }
         return self.request(header, enc.buffers, during)
 
+    def batch(self, items: list[tuple[Any, ...]], during: str) -> list[Any]:
+        """Run ``("call", obj, method, args)`` and ``("setitem", obj, key, value)`` items in order in
+        one exchange: the results of the calls (as data), or the first exception. The worker does
+        exactly what the same calls one by one would; only the round trips are saved."""
+        enc = wire.Encoder(by_ref=_by_ref(self))
+        subs = []
+        for kind, obj, name, payload in items:
+            if kind == "call":
+                subs.append({"op": "call", "obj": obj._id, "attr": name, "args": [enc.value(a) for a in payload]})
+            else:
+                subs.append({"op": "setitem", "obj": obj._id, "key": enc.value(name), "value": enc.value(payload)})
+        values = self.request({"op": "batch", "items": subs}, enc.buffers, during)
+        if not isinstance(values, list) or len(values) != sum(k == "call" for k, *_ in items):
+            raise self._lose(f"the implementation's worker sent malformed data during {during} (a batch of the "
+                             "wrong length)", "malformed")  # fmt: skip
+        return values
+
     def put(self, value: Any) -> Any:
         """``value`` copied into the worker, kept there: a handle to it."""
         enc = wire.Encoder(by_ref=_by_ref(self))

@@ -7,7 +7,7 @@ belong to the implementation (the judge keeps a capped log of them). It imports 
 judges: it builds the objects it is asked for, calls them, and sends back what they return. It
 is never told an expected answer, so there is nothing here to compare or to fake.
 
-Requests: ``call`` (an object or one of its methods, with arguments), ``getattr``, ``getitem``,
+Requests: ``call``, ``batch`` (calls and writes in order, in one exchange) (an object or one of its methods, with arguments), ``getattr``, ``getitem``,
 ``setitem``, ``setattr``, ``put`` (keep an input here), ``fetch`` (an array's data), ``len``, ``keys``, ``release``, ``bye``. Answers:
 ``{"ok": value}`` or ``{"raised": {type, mro, message, where}}``. Objects stay here in a table and
 travel as handles; arrays travel as data when the judge asks for results (``fetch``), else as handles.
@@ -72,6 +72,15 @@ class Room:
                 return enc.array(a)
         return self.ref(v)
 
+    def perform(self, sub: dict[str, Any], dec: wire.Decoder) -> tuple[Any, bool]:
+        """One call (its result kept) or one write (nothing kept) of a batch."""
+        target = self.resolve(sub["obj"])
+        if sub.get("op") == "setitem":
+            target[dec.value(sub["key"])] = dec.value(sub["value"])
+            return None, False
+        fn = getattr(target, sub["attr"]) if sub.get("attr") else target
+        return fn(*[dec.value(a) for a in sub.get("args", [])]), True
+
     # --- requests ---------------------------------------------------------------------------------
 
     def handle(self, req: dict[str, Any], buffers: list[memoryview]) -> tuple[dict[str, Any], list[memoryview]]:
@@ -79,6 +88,10 @@ class Room:
         for ref_id in req.get("release", ()):
             self.table.pop(ref_id, None)
         dec = wire.Decoder(buffers, resolve=self.resolve)
+        if op == "batch":  # several calls and writes in order, one exchange; stops at the first that raises
+            results = [self.perform(sub, dec) for sub in req.get("items", [])]
+            value, out = self.encode([r for r, kept in results if kept], fetch=True)
+            return {"ok": value}, out
         if op == "call":
             target = self.resolve(req["obj"])
             fn = getattr(target, req["attr"]) if req.get("attr") else target
