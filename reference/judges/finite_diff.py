@@ -135,7 +135,7 @@ def probe(
             arr[e] = v
     else:
         flat = many(plan)
-    for k, (e, v, h) in enumerate(steps):
+    for k, (_e, _v, h) in enumerate(steps):
         values = dict(zip((1, -1, 2, -2), flat[4 * k : 4 * k + 4], strict=True))
         d1 = (values[1] - values[-1]) / (2 * h)
         d2 = (values[2] - values[-2]) / (4 * h)
