@@ -5,7 +5,7 @@ Writes ``reports/latest/bench/``: ``steps.csv`` (a lenet training step, float32,
 and 2 threads: ours, torch, the ratio, images/s, and the floor of the step's matrix products alone),
 ``layers.csv`` (each layer's forward and backward beside torch's, and each convolution's GFLOP/s
 against this machine's measured sgemm rate), ``memory.csv`` (peak RSS of a training run of each side,
-each in its own process), ``bench.md`` and ``layers.png``. Target (issue: speed): the batch-64 step
+each in its own process), ``isolation.csv`` (the layer judges in-process vs through sandboxed workers), ``bench.md`` and ``layers.png``. Target (issue: speed): the batch-64 step
 within TARGET_RATIO of torch's.
 """
 
@@ -239,6 +239,45 @@ def plot_layers(layers: pd.DataFrame, path: Path) -> None:
     plt.close(fig)
 
 
+def isolation_rows(impl_name: str) -> list[dict[str, Any]]:
+    """The cost of the trust boundary: the layer judges (protocol, autograd, finite differences,
+    lifecycle) on the quick grid, once on the module imported here and once through sandboxed
+    workers (bubblewrap where it works, one layer per core), same run, same cases."""
+    import argparse
+
+    from reference.cases.grid import grid, sample
+    from reference.judges.autograd import AutogradJudge
+    from reference.judges.base import Context
+    from reference.judges.finite_diff import NETWORKS, FiniteDiffJudge
+    from reference.judges.lifecycle import LifecycleJudge
+    from reference.judges.rules import ProtocolJudge
+    from reference.judging import judgement
+
+    cases = sample(grid(), 0.25)
+
+    def judge_all(impl: Any) -> int:
+        ctx = Context(impl, impl_name, cases, quick=True, networks=NETWORKS)
+        judges = [ProtocolJudge(), AutogradJudge(), FiniteDiffJudge(crosscheck=False), LifecycleJudge()]
+        return sum(len(j.run(ctx).rows) for j in judges)
+
+    rows = []
+    start = time.perf_counter()
+    n = judge_all(load_impl(impl_name))
+    rows.append({"how": "in this process (before the boundary)", "sandbox": "none", "rows": n,
+                 "seconds": time.perf_counter() - start})  # fmt: skip
+    for sandbox, parallel in (("process", 1), ("auto", None)):
+        args = argparse.Namespace(impl=impl_name, sandbox=sandbox, parallel=parallel)
+        start = time.perf_counter()
+        with judgement(args) as j:
+            n = judge_all(j.impl)
+            how = f"sandboxed, {j.session.parallel} layer(s) at once"
+            used = j.session.sandbox
+        rows.append({"how": how, "sandbox": used, "rows": n, "seconds": time.perf_counter() - start})
+    for r in rows:
+        r["ratio"] = r["seconds"] / rows[0]["seconds"]
+    return rows
+
+
 def run(impl_name: str = DEFAULT_IMPL, out: Path = Path("reports/latest/bench"), repeats: int = 30,
         thread_counts: tuple[int, ...] = (1, 2)) -> dict[str, pd.DataFrame]:  # fmt: skip
     impl = load_impl(impl_name)
@@ -251,7 +290,11 @@ def run(impl_name: str = DEFAULT_IMPL, out: Path = Path("reports/latest/bench"),
         print(f"[bench] {threads} thread(s): per-layer forward/backward ...", flush=True)
         layers += layer_rows(impl, 64, threads, max(repeats // 2, 5), peak)
     print("[bench] peak memory of each side, in fresh processes ...", flush=True)
-    tables = {"steps": pd.DataFrame(steps), "layers": pd.DataFrame(layers), "memory": pd.DataFrame(memory_rows())}
+    memory = memory_rows()
+    pin_threads(1)
+    print("[bench] the trust boundary: the layer judges in this process and through sandboxed workers ...", flush=True)
+    tables = {"steps": pd.DataFrame(steps), "layers": pd.DataFrame(layers), "memory": pd.DataFrame(memory),
+              "isolation": pd.DataFrame(isolation_rows(impl_name))}  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     for name, df in tables.items():
         write_atomic(out / f"{name}.csv", df.to_csv(index=False))
@@ -270,9 +313,12 @@ def run(impl_name: str = DEFAULT_IMPL, out: Path = Path("reports/latest/bench"),
             "would take).", "", markdown(tables["steps"]), "",
             "## Per layer (batch 64): milliseconds, and each convolution's GFLOP/s beside the measured sgemm rate", "",
             markdown(tables["layers"]), "", "## Peak memory (RSS), a fresh process per side", "",
-            markdown(tables["memory"]), "", "![layers](layers.png)", ""]  # fmt: skip
+            markdown(tables["memory"]), "",
+            "## The trust boundary: the layer judges on the quick grid, in-process vs sandboxed (target <= 1.5x)", "",
+            markdown(tables["isolation"]), "", "![layers](layers.png)", ""]  # fmt: skip
     write_atomic(out / "bench.md", "\n".join(text))
     print(markdown(tables["steps"]))
+    print(markdown(tables["isolation"]))
     print(verdict)
     print(f"[bench] wrote {out}/bench.md, steps.csv, layers.csv, memory.csv, layers.png")
     return tables

@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 
+from reference.grade.submissions import SubmissionError
 from reference.impl.protocol import DEFAULT_IMPL, ImplError
 from reference.judging import judgement, mnist_loader, write_logs
 from reference.report.console import progress_sink, rerun_command
@@ -201,8 +202,25 @@ def cmd_judge(args: argparse.Namespace) -> int:
         swap_into_place(staging, args.out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    if args.junit:
+        write_junit(args.junit, args.impl, verdicts)
     print(f"{verdict}{strict}: reports in {args.out}/ (summary.md first, index.html, CSV files; run {info['run_id']})")
     return code
+
+
+def cmd_grade(args: argparse.Namespace) -> int:
+    from reference.grade.run import run
+
+    return run(args)
+
+
+def write_junit(path: str, impl: str, verdicts: pd.DataFrame) -> None:
+    """JUnit XML, one test case per layer (as pytest writes it), for CI systems."""
+    from reference.grade.gradebook import junit_xml
+    from reference.report.tables import write_atomic
+
+    cases = [(str(v.layer), str(v.verdict), str(v.why)) for v in verdicts.itertuples()]
+    write_atomic(Path(path), junit_xml([(impl, cases)]))
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -229,6 +247,7 @@ def cmd_gate(args: argparse.Namespace) -> int:
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "judge": cmd_judge,
+    "grade": cmd_grade,
     "verify": cmd_verify,
     "gate": cmd_gate,
     "autograd": cmd_single("autograd"),
@@ -264,6 +283,8 @@ def _sandbox(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--log-bytes", type=int, default=d.log_bytes, help="bytes of each worker's stdout/stderr kept in worker-logs/"
     )
+    g.add_argument("--parallel", type=int, default=None,
+                   help="layers judged at once, each in its own worker (default: one per core)")  # fmt: skip
 
 
 def _common(p: argparse.ArgumentParser, default_out: str) -> None:
@@ -296,6 +317,31 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, help="epochs of the --full-curves run")
     p.add_argument("--data-dir", help="directory holding the MNIST IDX files (else the cache, else download)")
+    p.add_argument("--junit", help="also write JUnit XML here: one test case per layer (for CI systems)")
+    p = sub.add_parser("grade", formatter_class=fmt,
+                       help="grade a class: every submission in a folder judged on Dask; gradebook, class summary, reports")  # fmt: skip
+    p.add_argument("submissions", help="a folder: each .py file, folder or .ipynb notebook in it is one submission")
+    p.add_argument(
+        "--out", type=Path, default=Path("reports/grade"), help="gradebook, class summary, DIR/<id>/ reports"
+    )
+    p.add_argument("--entry", help="a folder submission's entry module (default: its only .py file, or layers.py)")
+    p.add_argument("--adapter", help="the course's wrapper: a module that imports the student's code as `submission`")
+    p.add_argument(
+        "--workers", type=int, default=None, help="processes of the embedded Dask LocalCluster (default: one per core)"
+    )
+    p.add_argument("--scheduler", help="an existing Dask scheduler (tcp://HOST:PORT) instead of the embedded cluster")
+    p.add_argument("--points", help="points per layer, e.g. Conv2D=3,MaxPool2D=2 (default 1 each; PASS earns them, "
+                   "weak half, FAIL/ERROR/UNSUPPORTED/MISSING nothing)")  # fmt: skip
+    p.add_argument("--format", choices=("default", "gradescope"), default="default",
+                   help="gradescope: also DIR/<id>/results.json in Gradescope's autograder format")  # fmt: skip
+    p.add_argument("--junit", help="also write the gradebook as JUnit XML (a test suite per submission)")
+    p.add_argument("--only", help="rejudge only these submissions (comma-separated ids)")
+    p.add_argument("--layers", help="judge only these layers, comma-separated")
+    p.add_argument("--full", action="store_true", help="the full case grid (default: the quick sample)")
+    p.add_argument("--retries", type=int, default=2, help="times Dask reruns a task whose worker was lost")
+    p.add_argument("--submission-timeout", type=float, default=None,
+                   help="seconds one submission's judge may take in all (default: --time-budget + 120)")  # fmt: skip
+    _sandbox(p)
     for name, title in (("autograd", "every layer against its PyTorch twin"),
                         ("finite-diff", "every gradient against central differences (float64)"),
                         ("lifecycle", "two forward/backward rounds on one instance against a fresh instance")):  # fmt: skip
@@ -336,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
             pin_threads()  # the one thread setting of every judge (reference/threads.py says why)
         code = COMMANDS[args.command](args)
         return code if code in (0, 1, 2) else 2
-    except (ImplError, DataError, TargetError, ImportFailed, OutError) as err:
+    except (ImplError, DataError, TargetError, ImportFailed, OutError, SubmissionError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except ValueError as err:

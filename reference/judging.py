@@ -88,7 +88,11 @@ def judgement(args: argparse.Namespace) -> Iterator[Judgement]:
     logs = Path(tempfile.mkdtemp(prefix="scratch-cnn-logs-"))
     j = None
     try:
-        session = open_session(target, NAMES, limits=limits, sandbox=getattr(args, "sandbox", "auto"), log_dir=logs)
+        parallel = getattr(args, "parallel", None)
+        if parallel is not None and parallel < 1:
+            raise ValueError(f"--parallel must be >= 1 (got {parallel})")
+        session = open_session(target, NAMES, limits=limits, sandbox=getattr(args, "sandbox", "auto"), log_dir=logs,
+                               parallel=parallel)  # fmt: skip
         j = Judgement(session)
         yield j
     finally:

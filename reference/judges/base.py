@@ -107,18 +107,52 @@ def missing_row(judge: str, layer: str) -> dict[str, Any]:
 def case_rows(ctx: Context, judge: str, cases: list[Case], run_one: Callable[[Case], list[dict[str, Any]]],
               desc: str) -> pd.DataFrame:  # fmt: skip
     """Run ``run_one`` on every case whose layer the implementation has; one ``missing`` row per
-    layer it lacks. Failures first."""
-    rows: list[dict[str, Any]] = []
+    layer it lacks. Failures first. In a sandbox, different layers' cases run at the same time in
+    their own workers (``parallel_layers``): the judge waits on a worker's pipe most of the time."""
+    import threading
+
+    rows_of: dict[int, list[dict[str, Any]]] = {}
+    groups: dict[str, list[tuple[int, Case]]] = {}
     missing: set[str] = set()
     for i, case in enumerate(cases):
         if not available(ctx.impl, case.layer):
             if case.layer not in missing:
-                rows.append(missing_row(judge, case.layer))
+                rows_of[i] = [missing_row(judge, case.layer)]
                 missing.add(case.layer)
-        elif why := skip_reason(ctx.impl, case.layer):
-            rows.append(not_run_row(judge, case.layer, case.id, why, case.family))
         else:
-            with judged_in(ctx.impl, case.layer):
-                rows.extend({"family": case.family, **r} for r in run_one(case))
-        ctx.tick(desc, i + 1, len(cases))
+            groups.setdefault(case.layer, []).append((i, case))
+    lock, done = threading.Lock(), [len(cases) - sum(len(g) for g in groups.values())]
+
+    def run_group(group: list[tuple[int, Case]]) -> None:
+        for i, case in group:
+            if why := skip_reason(ctx.impl, case.layer):
+                found = [not_run_row(judge, case.layer, case.id, why, case.family)]
+            else:
+                with judged_in(ctx.impl, case.layer):
+                    found = [{"family": case.family, **r} for r in run_one(case)]
+            with lock:
+                rows_of[i] = found
+                done[0] += 1
+                ctx.tick(desc, done[0], len(cases))
+
+    threads = parallel_layers(ctx.impl)
+    if threads > 1 and len(groups) > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        # the largest groups first, so the last one to finish is a short one
+        ordered = sorted(groups.values(), key=len, reverse=True)
+        with ThreadPoolExecutor(threads) as pool:
+            for future in [pool.submit(run_group, g) for g in ordered]:
+                future.result()
+    else:
+        for group in groups.values():
+            run_group(group)
+    rows = [r for i in sorted(rows_of) for r in rows_of[i]]
     return failures_first(pd.DataFrame(rows)) if rows else pd.DataFrame(columns=[*ROW_COLUMNS, "family"])
+
+
+def parallel_layers(impl: Any) -> int:
+    """How many layers are judged at once: the session's setting in a sandbox, 1 in this process."""
+    from reference.sandbox.client import RemoteImpl
+
+    return impl._session.parallel if isinstance(impl, RemoteImpl) else 1

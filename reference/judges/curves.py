@@ -57,10 +57,61 @@ class ProtocolNet(scratch_cnn.Sequential):
         self.loss = impl.SoftmaxCrossEntropy()
 
     def train_step(self, opt: Any, x: np.ndarray, y: np.ndarray) -> float:
+        batched = sandboxed_step(self, opt, x, y)
+        if batched is not None:
+            return batched
         loss, _ = self.loss.forward(self.forward(x), y)
         self.backward(self.loss.backward(), input_grad=False)
         opt.step(self.grads)
         return float(loss)
+
+
+def sandboxed_step(net: ProtocolNet, opt: Any, x: np.ndarray, y: np.ndarray) -> float | None:
+    """The same step as ``train_step`` (the same calls on the same objects, in the same order) as one
+    batch for a network whose layers, loss and optimiser live in one sandboxed worker: one exchange
+    per step, not ~27. None when they do not (a network of this process's objects).
+
+    # NOTE: the gradients handed to ``opt.step`` are named by the layers' ``params`` keys (read once,
+    # when the pair was built), where the in-process ``Sequential.grads`` reads each layer's ``grads``
+    # keys at every step; the protocol makes the two the same, and a layer whose grads lack a key of
+    # its params fails either way (a KeyError in the optimiser, or the protocol rule).
+    """
+    from reference.sandbox.client import RemoteObject
+    from reference.sandbox.wire import Res
+
+    parts = [*net.layers, net.loss, opt]
+    if not parts or not all(isinstance(p, RemoteObject) for p in parts):
+        return None
+    worker = parts[0]._worker
+    if any(p._worker is not worker for p in parts):
+        return None
+    keys = getattr(net, "param_keys", None)
+    if keys is None:
+        keys = net.param_keys = [list(layer.params) for layer in net.layers]
+    items: list[tuple[Any, ...]] = []
+    flow: Any = x
+    for layer in net.layers:
+        items.append(("call", layer, "forward", (flow,)))
+        flow = Res(len(items) - 1)
+    items.append(("call", net.loss, "forward", (flow, y)))
+    loss_at = len(items) - 1
+    items.append(("call", net.loss, "backward", ()))
+    flow = Res(len(items) - 1)
+    for layer in reversed(net.layers[1:]):
+        items.append(("call", layer, "backward", (flow,)))
+        flow = Res(len(items) - 1)
+    first = net.layers[0]
+    items.append(("call", first, "backward_params" if hasattr(first, "backward_params") else "backward", (flow,)))
+    grads: dict[str, Any] = {}
+    for i, layer in enumerate(net.layers):
+        if keys[i]:
+            items.append(("getattr", layer, "grads", None))
+            grads.update({f"{i}.{k}": Res(len(items) - 1, k) for k in keys[i]})
+    items.append(("call", opt, "step", (grads,)))
+    (result,) = worker.batch(items, "a training step (forward, loss, backward, SGD.step)", keep=[loss_at])
+    if not isinstance(result, (tuple, list)) or len(result) < 1:
+        raise TypeError(f"SoftmaxCrossEntropy.forward returned {type(result).__name__}, not (loss, probs)")
+    return float(result[0])
 
 
 @dataclass

@@ -292,19 +292,28 @@ class Worker:
         }
         return self.request(header, enc.buffers, during)
 
-    def batch(self, items: list[tuple[Any, ...]], during: str) -> list[Any]:
-        """Run ``("call", obj, method, args)`` and ``("setitem", obj, key, value)`` items in order in
-        one exchange: the results of the calls (as data), or the first exception. The worker does
-        exactly what the same calls one by one would; only the round trips are saved."""
+    def batch(self, items: list[tuple[Any, ...]], during: str, keep: list[int] | None = None) -> list[Any]:
+        """Run ``("call", obj, method, args)``, ``("getattr", obj, name, None)`` and ``("setitem", obj,
+        key, value)`` items in order in one exchange; an object or argument may be ``wire.Res(k)``, the
+        result of item k. Returns the results of items ``keep`` (default: every call) as data, or
+        raises the first exception. The worker does exactly what the same requests one by one would;
+        only the round trips are saved."""
         enc = wire.Encoder(by_ref=_by_ref(self))
         subs = []
         for kind, obj, name, payload in items:
+            target = enc.value(obj) if isinstance(obj, wire.Res) else obj._id
             if kind == "call":
-                subs.append({"op": "call", "obj": obj._id, "attr": name, "args": [enc.value(a) for a in payload]})
+                subs.append({"op": "call", "obj": target, "attr": name, "args": [enc.value(a) for a in payload]})
+            elif kind == "getattr":
+                subs.append({"op": "getattr", "obj": target, "attr": name})
             else:
-                subs.append({"op": "setitem", "obj": obj._id, "key": enc.value(name), "value": enc.value(payload)})
-        values = self.request({"op": "batch", "items": subs}, enc.buffers, during)
-        if not isinstance(values, list) or len(values) != sum(k == "call" for k, *_ in items):
+                subs.append({"op": "setitem", "obj": target, "key": enc.value(name), "value": enc.value(payload)})
+        header: dict[str, Any] = {"op": "batch", "items": subs}
+        if keep is not None:
+            header["keep"] = keep
+        values = self.request(header, enc.buffers, during)
+        wanted = len(keep) if keep is not None else sum(k == "call" for k, *_ in items)
+        if not isinstance(values, list) or len(values) != wanted:
             raise self._lose(f"the implementation's worker sent malformed data during {during} (a batch of the "
                              "wrong length)", "malformed")  # fmt: skip
         return values
@@ -538,7 +547,10 @@ class RemoteImpl:
 
 @dataclass
 class Session:
-    """Workers for one implementation, by scope; the limits; what went wrong, for the report."""
+    """Workers for one implementation, by scope; the limits; what went wrong, for the report.
+
+    The current scope, its laziness and its case deadline are per thread: different layers can be
+    judged at once (``parallel`` threads), each in its own worker."""
 
     target: Target
     names: dict[str, bool]
@@ -546,17 +558,24 @@ class Session:
     sandbox: str = "process"
     log_dir: Path | None = None
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
-    scope: str = "load"
-    lazy: bool = False
+    parallel: int = 1
     events: list[dict[str, Any]] = field(default_factory=list)
     not_run: dict[str, str] = field(default_factory=dict)  # scope -> why its remaining cases are not run
 
     def __post_init__(self) -> None:
         self.workers: dict[str, Worker] = {}
         self.started = time.monotonic()
-        self.case_deadline: float | None = None
-        self.case_limit = self.limits.case_seconds
+        self.lock = threading.Lock()
+        self.local = threading.local()
         self.impl = RemoteImpl(self)
+
+    def _get(self, name: str, default: Any) -> Any:
+        return getattr(self.local, name, default)
+
+    scope = property(lambda self: self._get("scope", "load"))
+    lazy = property(lambda self: self._get("lazy", False))
+    case_deadline = property(lambda self: self._get("case_deadline", None))
+    case_limit = property(lambda self: self._get("case_limit", self.limits.case_seconds))
 
     def log_path(self, scope: str) -> Path | None:
         if self.log_dir is None:
@@ -565,11 +584,15 @@ class Session:
         return self.log_dir / ("".join(c if c.isalnum() or c in "-_." else "_" for c in scope) + ".log")
 
     def worker(self) -> Worker:
-        w = self.workers.get(self.scope)
+        scope = self.scope
+        with self.lock:
+            w = self.workers.get(scope)
         if w is None or w.dead:
             if w is not None:
                 w.close()
-            w = self.workers[self.scope] = Worker(self, self.scope)
+            w = Worker(self, scope)
+            with self.lock:
+                self.workers[scope] = w
             if "raised" in w.answer[0]:
                 info = w.answer[0]["raised"]
                 w.dead = "the implementation did not import"
@@ -591,9 +614,10 @@ class Session:
                 f"({'--train-timeout' if self.scope == 'training' else '--case-timeout'}) during {during}", "timeout")  # fmt: skip
 
     def lost(self, scope: str, message: str, reason: str) -> None:
-        self.events.append({"scope": scope, "reason": reason, "message": message})
-        if reason in ("timeout", "budget"):
-            self.not_run.setdefault(scope, message)
+        with self.lock:
+            self.events.append({"scope": scope, "reason": reason, "message": message})
+            if reason in ("timeout", "budget"):
+                self.not_run.setdefault(scope, message)
 
     def skip_reason(self, scope: str) -> str:
         """Why the cases of ``scope`` are not run ('' when they are): an earlier time-out, or the budget."""
@@ -606,14 +630,15 @@ class Session:
     @contextlib.contextmanager
     def case(self, scope: str, *, lazy: bool = False, seconds: float | None = None) -> Iterator[None]:
         """Everything built inside runs in the worker of ``scope``, under one case's time limit."""
+        local = self.local
         saved = (self.scope, self.lazy, self.case_deadline, self.case_limit)
-        self.scope, self.lazy = scope, lazy
-        self.case_limit = seconds if seconds is not None else self.limits.case_seconds
-        self.case_deadline = time.monotonic() + self.case_limit
+        local.scope, local.lazy = scope, lazy
+        local.case_limit = seconds if seconds is not None else self.limits.case_seconds
+        local.case_deadline = time.monotonic() + local.case_limit
         try:
             yield
         finally:
-            self.scope, self.lazy, self.case_deadline, self.case_limit = saved
+            local.scope, local.lazy, local.case_deadline, local.case_limit = saved
 
     def put(self, value: Any) -> Any:
         """A handle to a copy of ``value`` kept in the current scope's worker."""
@@ -659,9 +684,12 @@ class ImportFailed(Exception):
 
 
 def open_session(target: Target, names: list[str] | tuple[str, ...], *, limits: Limits | None = None,
-                 sandbox: str = "auto", log_dir: Path | None = None) -> Session:  # fmt: skip
-    """A session whose first worker has imported the implementation. ImportFailed when it cannot."""
-    session = Session(target, dict.fromkeys(names, False), limits or Limits(), resolve_sandbox(sandbox), log_dir)
+                 sandbox: str = "auto", log_dir: Path | None = None, parallel: int | None = None) -> Session:  # fmt: skip
+    """A session whose first worker has imported the implementation. ImportFailed when it cannot.
+    ``parallel``: layers judged at once (default: one per core)."""
+    parallel = parallel if parallel is not None else max(1, len(os.sched_getaffinity(0)))
+    session = Session(target, dict.fromkeys(names, False), limits or Limits(), resolve_sandbox(sandbox), log_dir,
+                      parallel=parallel)  # fmt: skip
     try:
         worker = session.worker()
     except RemoteError as err:

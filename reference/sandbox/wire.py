@@ -45,6 +45,15 @@ class Closed(Exception):
 # --- values ---------------------------------------------------------------------------------------
 
 
+class Res:
+    """In a batch: the result of its item ``i`` (``[key]`` of it when given), as an argument."""
+
+    __slots__ = ("i", "key")
+
+    def __init__(self, i: int, key: Any = None) -> None:
+        self.i, self.key = i, key
+
+
 class Ref:
     """A handle to an object kept on the worker's side, as it travels."""
 
@@ -99,6 +108,8 @@ class Encoder:
             return v
         if isinstance(v, Ref):
             return {"t": "ref", "id": v.id}
+        if isinstance(v, Res):
+            return {"t": "res", "i": v.i, "key": v.key}
         if isinstance(v, (int, float)) and not isinstance(v, np.generic):
             return int(v) if isinstance(v, int) else float(v)
         if isinstance(v, complex):
@@ -163,6 +174,7 @@ class Decoder:
         self.resolve = resolve
         self.make_ref = make_ref
         self.rngs: list[tuple[int, np.random.Generator]] = []
+        self.results: list[tuple[Any, bool]] | None = None  # a batch's earlier results (worker side)
 
     def value(self, node: Any, depth: int = 0) -> Any:
         if depth > MAX_DEPTH:
@@ -220,6 +232,12 @@ class Decoder:
             rng = rng_from_state(node.get("state"))
             self.rngs.append((node.get("slot"), rng))
             return rng
+        if t == "res" and self.results is not None:
+            i = node.get("i")
+            if type(i) is not int or not 0 <= i < len(self.results):
+                raise WireError(f"a batch result {i!r} that is not an earlier item")
+            found = self.results[i][0]
+            return found if node.get("key") is None else found[node["key"]]
         if t == "ref":
             if self.resolve is not None:
                 ref_id = node.get("id")
@@ -253,10 +271,23 @@ def send(fd: int, header: dict[str, Any], buffers: list[memoryview], deadline: f
     sizes = [b.nbytes for b in buffers]
     head = json.dumps({**header, "buffers": sizes}, separators=(",", ":")).encode()
     first = PREFIX.pack(MAGIC, len(head), sum(sizes)) + head
-    if sum(sizes) <= 1 << 16:  # a small message in one write: one wake-up of the reader, not three
-        parts = [memoryview(b"".join([first, *buffers]))]
-    else:
-        parts = [memoryview(first), *buffers]
+    # NOTE: small buffers are joined into writes of up to 1 MB (a batch of 1,000 small arrays in a
+    # few writes, not 1,000: each write can wake the reader); a large buffer is written as it is.
+    parts: list[memoryview] = []
+    pending, pending_bytes = [first], len(first)
+    for b in buffers:
+        if b.nbytes >= 1 << 18:
+            parts.append(memoryview(b"".join(pending)))
+            parts.append(b)
+            pending, pending_bytes = [], 0
+            continue
+        pending.append(b)
+        pending_bytes += b.nbytes
+        if pending_bytes >= 1 << 20:
+            parts.append(memoryview(b"".join(pending)))
+            pending, pending_bytes = [], 0
+    if pending:
+        parts.append(memoryview(b"".join(pending)))
     for part in parts:
         view = part
         while view.nbytes:

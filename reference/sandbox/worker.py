@@ -73,11 +73,14 @@ class Room:
         return self.ref(v)
 
     def perform(self, sub: dict[str, Any], dec: wire.Decoder) -> tuple[Any, bool]:
-        """One call (its result kept) or one write (nothing kept) of a batch."""
-        target = self.resolve(sub["obj"])
+        """One item of a batch: a call (its result kept), a getattr (kept), or a write (nothing kept).
+        Its target and arguments may name earlier items' results (``{"t": "res", "i": k}``)."""
+        target = dec.value(sub["obj"]) if isinstance(sub["obj"], dict) else self.resolve(sub["obj"])
         if sub.get("op") == "setitem":
             target[dec.value(sub["key"])] = dec.value(sub["value"])
             return None, False
+        if sub.get("op") == "getattr":
+            return getattr(target, sub["attr"]), True
         fn = getattr(target, sub["attr"]) if sub.get("attr") else target
         return fn(*[dec.value(a) for a in sub.get("args", [])]), True
 
@@ -89,8 +92,13 @@ class Room:
             self.table.pop(ref_id, None)
         dec = wire.Decoder(buffers, resolve=self.resolve)
         if op == "batch":  # several calls and writes in order, one exchange; stops at the first that raises
-            results = [self.perform(sub, dec) for sub in req.get("items", [])]
-            value, out = self.encode([r for r, kept in results if kept], fetch=True)
+            results: list[Any] = []
+            dec.results = results
+            for sub in req.get("items", []):
+                results.append(self.perform(sub, dec))
+            keep = req.get("keep")
+            chosen = [r for r, kept in results if kept] if keep is None else [results[i][0] for i in keep]
+            value, out = self.encode(chosen, fetch=True)
             return {"ok": value}, out
         if op == "call":
             target = self.resolve(req["obj"])

@@ -1,0 +1,264 @@
+"""What a teacher reads: the gradebook (one row per submission), the class summary (per layer how
+many PASS / FAIL / ..., the bugs the class made and who made them, a score histogram, the slowest),
+Gradescope's results.json per submission, and JUnit XML. Everything here is computed from the plain
+data the tasks sent back (reference.grade.task)."""
+
+from __future__ import annotations
+
+import html
+import io
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+from xml.sax.saxutils import escape, quoteattr
+
+import pandas as pd
+
+from reference.impl.protocol import REQUIRED
+from reference.report.tables import markdown, write_atomic
+
+VERDICTS = ("PASS", "weak", "FAIL", "ERROR", "UNSUPPORTED", "MISSING")
+# NOTE: how a verdict scores: a layer proven right earns its points; "weak" (everything judged passed
+# but its kink was never met: a pool never judged on a tie) earns half, because its convention at the
+# kink is unproven; a declared limit (UNSUPPORTED) or an absent class (MISSING) earns nothing, like a
+# failure, because nothing of the layer was shown right.
+CREDIT = {"PASS": 1.0, "weak": 0.5}
+
+
+def parse_points(text: str | None, layers: tuple[str, ...] = REQUIRED) -> dict[str, float]:
+    """``Conv2D=3,MaxPool2D=2`` -> points per graded layer (``layers``); every other one 1."""
+    points = dict.fromkeys(layers, 1.0)
+    if not text:
+        return points
+    for part in text.split(","):
+        name, sep, value = part.strip().partition("=")
+        if not sep or name not in points:
+            raise ValueError(
+                f"--points: {part.strip()!r} is not LAYER=POINTS with a graded layer ({', '.join(layers)})"
+            )
+        try:
+            points[name] = float(value)
+        except ValueError:
+            raise ValueError(f"--points: {value!r} is not a number (in {part.strip()!r})") from None
+        if points[name] < 0:
+            raise ValueError(f"--points: {part.strip()!r} is negative")
+    return points
+
+
+def layer_verdicts(result: dict[str, Any], layers: tuple[str, ...]) -> dict[str, tuple[str, str]]:
+    """{layer: (verdict, why)} of one judged submission; every layer ERROR when the judge produced no
+    verdicts (it timed out, or the module did not import)."""
+    raw = result.get("files", {}).get("verdicts.csv")
+    if not raw:
+        why = first_line(result.get("output", "")) or "the judge wrote no verdicts"
+        return dict.fromkeys(layers, ("ERROR", why))
+    table = pd.read_csv(io.BytesIO(raw))
+    found = {str(r.layer): (str(r.verdict), str(r.why)) for r in table.itertuples() if str(r.layer) in layers}
+    return {layer: found.get(layer, ("MISSING", "not judged")) for layer in layers}
+
+
+def first_line(text: str) -> str:
+    """The judge's ``error:`` line (why it could not run), else its first line."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    for line in lines:
+        if line.startswith("error:"):
+            return line[len("error:") :].strip()
+    return lines[0] if lines else ""
+
+
+def diagnoses(result: dict[str, Any]) -> dict[str, str]:
+    """{layer: the diagnosis most of its failing rows share} from the submission's own CSVs (an
+    explained one before ``unexplained``; the note of its first error row when no row has one)."""
+    from reference.judges.catalogue import leading_diagnosis
+
+    frames = []
+    for name in ("protocol", "autograd", "finite_diff", "lifecycle"):
+        raw = result.get("files", {}).get(f"{name}.csv")
+        if raw:
+            frames.append(pd.read_csv(io.BytesIO(raw)))
+    if not frames:
+        return {}
+    rows = pd.concat(frames, ignore_index=True)
+    out = {}
+    for layer, group in rows[rows["status"].isin(["fail", "error"])].groupby("layer"):
+        records = group.to_dict("records")
+        found = leading_diagnosis(records)
+        if not found:
+            first = next((r for r in records if isinstance(r.get("note"), str) and r["note"]), None)
+            found = f"{first['status']}: {first['note']}" if first else ""
+        if found and str(layer) in REQUIRED:
+            out[str(layer)] = found
+    return out
+
+
+def gradebook_row(sub: Any, result: dict[str, Any], points: dict[str, float]) -> dict[str, Any]:
+    """One submission's row: its verdict per graded layer (the keys of ``points``), score, first diagnosis."""
+    layers = tuple(points)
+    verdicts = layer_verdicts(result, layers) if not sub.problem else dict.fromkeys(layers, ("ERROR", sub.problem))
+    diag = {k: v for k, v in diagnoses(result).items() if k in points} if not sub.problem else {}
+    score = sum(points[layer] * CREDIT.get(v, 0.0) for layer, (v, _) in verdicts.items())
+    first = next((f"{layer}: {diag[layer]}" for layer in layers if layer in diag), "")
+    if not first:
+        first = next((f"{layer}: {why}" for layer, (v, why) in verdicts.items() if v == "ERROR"), "")
+    row = {"id": sub.id, "sha256": sub.sha256 if sub.files else "", "score": score, "max_score": sum(points.values()),
+           **{layer: v for layer, (v, _) in verdicts.items()}, "first_diagnosis": first,
+           "exit_code": result.get("exit_code"), "seconds": result.get("seconds"), "sandbox": result.get("sandbox", ""),
+           "judge_version": result.get("judge_version", ""), "dropped_notebook_lines": len(sub.dropped)}  # fmt: skip
+    row["_diagnoses"] = diag
+    row["_why"] = {layer: why for layer, (_, why) in verdicts.items()}
+    return row
+
+
+def class_counts(book: pd.DataFrame, layers: tuple[str, ...]) -> pd.DataFrame:
+    """Per layer: how many submissions got each verdict."""
+    rows = []
+    for layer in layers:
+        counts = book[layer].value_counts() if layer in book else pd.Series(dtype=int)
+        rows.append({"layer": layer, **{v: int(counts.get(v, 0)) for v in VERDICTS}})
+    return pd.DataFrame(rows)
+
+
+def common_diagnoses(rows: list[dict[str, Any]], top: int = 15) -> pd.DataFrame:
+    """The most common diagnoses with their count and who has them: "38 of 300: ..."."""
+    counter: Counter[tuple[str, str]] = Counter()
+    who: dict[tuple[str, str], list[str]] = {}
+    for r in rows:
+        for layer, text in r["_diagnoses"].items():
+            key = (layer, text)
+            counter[key] += 1
+            who.setdefault(key, []).append(r["id"])
+    n = len(rows)
+    out = [{"count": f"{c} of {n}", "layer": layer, "diagnosis": text, "submissions": ", ".join(sorted(who[(layer, text)]))}
+           for (layer, text), c in counter.most_common(top)]  # fmt: skip
+    return pd.DataFrame(out, columns=["count", "layer", "diagnosis", "submissions"])
+
+
+def public(book_rows: list[dict[str, Any]]) -> pd.DataFrame:
+    return pd.DataFrame([{k: v for k, v in r.items() if not k.startswith("_")} for r in book_rows])
+
+
+def histogram(book: pd.DataFrame, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    top = float(book["max_score"].max()) if len(book) else 1.0
+    ax.hist(book["score"], bins=min(20, max(int(top * 2) + 1, 2)), range=(0, top), color="#4a7", edgecolor="white")
+    ax.set(xlabel="score", ylabel="submissions", title=f"scores of {len(book)} submissions (of {top:g})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def gradescope(row: dict[str, Any], points: dict[str, float], rerun: str) -> dict[str, Any]:
+    """Gradescope's autograder results.json: the score and one test per layer with its output."""
+    tests = []
+    for layer in points:
+        verdict = row[layer]
+        lines = [f"verdict: {verdict} ({row['_why'].get(layer, '')})"]
+        if layer in row["_diagnoses"]:
+            lines.append(f"diagnosis: {row['_diagnoses'][layer]}")
+        if verdict not in ("PASS",):
+            lines.append(f"rerun: {rerun} --layers {layer}")
+        tests.append({"name": layer, "score": points[layer] * CREDIT.get(verdict, 0.0), "max_score": points[layer],
+                      "status": "passed" if verdict == "PASS" else "failed", "output": "\n".join(lines),
+                      "visibility": "visible"})  # fmt: skip
+    return {"score": row["score"], "execution_time": row.get("seconds") or 0, "tests": tests,
+            "output": f"scratch-cnn judge {row['judge_version']}: {row['score']:g} of {row['max_score']:g}"}  # fmt: skip
+
+
+def junit_xml(suites: list[tuple[str, list[tuple[str, str, str]]]]) -> str:
+    """JUnit XML as pytest writes it: one testsuite per (name, [(case, verdict, message)])."""
+    parts = ['<?xml version="1.0" encoding="utf-8"?>', "<testsuites>"]
+    for name, cases in suites:
+        failures = sum(v in ("FAIL", "ERROR") for _, v, _ in cases)
+        skipped = sum(v in ("UNSUPPORTED", "MISSING") for _, v, _ in cases)
+        parts.append(f"<testsuite name={quoteattr(name)} tests=\"{len(cases)}\" failures=\"{failures}\" "
+                     f"errors=\"0\" skipped=\"{skipped}\">")  # fmt: skip
+        for case, verdict, message in cases:
+            parts.append(f"<testcase classname={quoteattr(name)} name={quoteattr(case)}>")
+            if verdict in ("FAIL", "ERROR"):
+                parts.append(
+                    f"<failure message={quoteattr(verdict + ': ' + message[:500])}>{escape(message)}</failure>"
+                )
+            elif verdict in ("UNSUPPORTED", "MISSING"):
+                parts.append(f"<skipped message={quoteattr(verdict + ': ' + message[:500])}/>")
+            elif verdict == "weak":
+                parts.append(f"<system-out>{escape('weak: ' + message)}</system-out>")
+            parts.append("</testcase>")
+        parts.append("</testsuite>")
+    parts.append("</testsuites>")
+    return "\n".join(parts) + "\n"
+
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 1.5em auto; max-width: 1200px; padding: 0 1em; color: #222; }
+table { border-collapse: collapse; font-size: 13px; margin: 0.5em 0 1.5em; width: 100%; table-layout: auto; }
+th, td { border: 1px solid #ccc; padding: 3px 6px; text-align: left; vertical-align: top; overflow-wrap: anywhere; }
+th { background: #eee; }
+td.PASS { background: #dfd; } td.weak { background: #ffd; } td.FAIL, td.ERROR { background: #fdd; font-weight: bold; }
+td.UNSUPPORTED, td.MISSING { background: #eee; color: #666; }
+img { max-width: 100%; }
+.big { font-size: 1.3em; }
+"""
+
+
+def html_table(df: pd.DataFrame) -> str:
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
+    body = []
+    for _, row in df.iterrows():
+        cells = []
+        for c in df.columns:
+            v = row[c]
+            text = (
+                ""
+                if v is None or (isinstance(v, float) and pd.isna(v))
+                else (f"{v:.4g}" if isinstance(v, float) else str(v))
+            )
+            cls = f' class="{html.escape(text)}"' if text in VERDICTS else ""
+            cells.append(f"<td{cls}>{html.escape(text)}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+
+
+def write_class_reports(out: Path, rows: list[dict[str, Any]], headline: str, layers: tuple[str, ...],
+                        slowest: int = 10) -> pd.DataFrame:  # fmt: skip
+    """gradebook.csv, summary.md, index.html and scores.png in ``out``; returns the gradebook."""
+    book = public(rows)
+    write_atomic(out / "gradebook.csv", book.to_csv(index=False))
+    counts, common = class_counts(book, layers), common_diagnoses(rows)
+    slow = book.sort_values("seconds", ascending=False).head(slowest)[["id", "seconds", "exit_code", "score"]]
+    if len(book):
+        histogram(book, out / "scores.png")
+    md = [f"# Class summary: {len(book)} submissions", "", headline, "",
+          "## Verdicts per layer (submissions)", "", markdown(counts), "",
+          "## The most common diagnoses", "", markdown(common) if len(common) else "_no failing layer_", "",
+          "## Gradebook", "", markdown(book.drop(columns=["sha256", "judge_version"], errors="ignore")), "",
+          "## The slowest submissions (seconds)", "", markdown(slow), "", "![scores](scores.png)", ""]  # fmt: skip
+    write_atomic(out / "summary.md", "\n".join(md))
+    page = [f"<!doctype html><html><head><meta charset='utf-8'><title>Class summary</title><style>{STYLE}</style>",
+            f"</head><body><h1>Class summary: {len(book)} submissions</h1><p class='big'>{html.escape(headline)}</p>",
+            "<h2>Verdicts per layer</h2>", html_table(counts), "<h2>The most common diagnoses</h2>",
+            html_table(common) if len(common) else "<p>No failing layer.</p>", "<h2>Gradebook</h2>",
+            html_table(book.drop(columns=["sha256", "judge_version"], errors="ignore")),
+            "<h2>The slowest submissions</h2>", html_table(slow)]  # fmt: skip
+    if (out / "scores.png").is_file():
+        import base64
+
+        data = base64.b64encode((out / "scores.png").read_bytes()).decode()
+        page.append(f"<h2>Scores</h2><img alt='score histogram' src='data:image/png;base64,{data}'>")
+    page.append("</body></html>")
+    write_atomic(out / "index.html", "\n".join(page))
+    return book
+
+
+def stored(path: Path) -> dict[str, Any] | None:
+    """A stored result (``<id>/grade.json``), or None when absent or unreadable."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
