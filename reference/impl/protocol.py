@@ -129,24 +129,67 @@ def write_params(layer: Any, layer_type: str, params: dict[str, np.ndarray]) -> 
     # compare the layer's own random weights with the reference's and report a maths bug.
     """
     own = layer.params
+    from reference.sandbox.client import RemoteObject
+
+    if isinstance(layer, RemoteObject) and isinstance(own, dict):
+        return _write_params_remote(layer, layer_type, own, params)
     for key, value in params.items():
-        if key not in own:
-            raise ProtocolViolation(f"{layer_type}.params has no key {key!r} (keys: {sorted(own)}); "
-                                    "the protocol names the weight 'W' and the bias 'b'")  # fmt: skip
-        if np.shape(own[key]) != value.shape:
-            raise ProtocolViolation(f"{layer_type}.params[{key!r}] has shape {np.shape(own[key])}, expected "
-                                    f"{value.shape} (the protocol's layout; see reference.impl.adapters for others)")  # fmt: skip
+        _check_param(layer_type, own, key, value)
         own[key][...] = value
         back = layer.params[key]
         if not np.array_equal(np.asarray(back), value):
-            raise ProtocolViolation(f"{layer_type}.params[{key!r}] is not live: a value written into it in place "
-                                    "is not there when read back (does `params` return copies?); the protocol needs "
-                                    "the arrays the layer computes with")  # fmt: skip
+            raise ProtocolViolation(_NOT_LIVE.format(layer_type=layer_type, key=key))
+
+
+def _write_params_remote(layer: Any, layer_type: str, own: dict[str, Any], params: dict[str, np.ndarray]) -> None:
+    """write_params for a sandboxed layer: the same writes and the same read-back (a fresh
+    ``layer.params``), in one exchange."""
+    from reference.sandbox.client import RemoteArray
+
+    items: list[tuple[Any, ...]] = []
+    for key, value in params.items():
+        _check_param(layer_type, own, key, value)
+        if not isinstance(own[key], RemoteArray):
+            raise ProtocolViolation(f"{layer_type}.params[{key!r}] is a {type(own[key]).__name__}, not an array")
+        items.append(("setitem", own[key], Ellipsis, value))
+    items.append(("getattr", layer, "params", None))
+    (back,) = layer._worker.batch(items, f"writing {layer_type}.params", keep=[len(items) - 1])
+    for key, value in params.items():
+        got = back.get(key) if isinstance(back, dict) else None
+        if got is None or not np.array_equal(np.asarray(got), value):
+            raise ProtocolViolation(_NOT_LIVE.format(layer_type=layer_type, key=key))
+
+
+def _check_param(layer_type: str, own: dict[str, Any], key: str, value: np.ndarray) -> None:
+    if key not in own:
+        raise ProtocolViolation(f"{layer_type}.params has no key {key!r} (keys: {sorted(own)}); "
+                                "the protocol names the weight 'W' and the bias 'b'")  # fmt: skip
+    if np.shape(own[key]) != value.shape:
+        raise ProtocolViolation(f"{layer_type}.params[{key!r}] has shape {np.shape(own[key])}, expected "
+                                f"{value.shape} (the protocol's layout; see reference.impl.adapters for others)")  # fmt: skip
+
+
+_NOT_LIVE = (
+    "{layer_type}.params[{key!r}] is not live: a value written into it in place is not there when read "
+    "back (does `params` return copies?); the protocol needs the arrays the layer computes with"
+)
 
 
 def read_grads(layer: Any, layer_type: str, keys: list[str]) -> dict[str, np.ndarray]:
-    """Copies of ``layer.grads[k]`` for each parameter key, right after a backward."""
-    grads = getattr(layer, "grads", None)
+    """Copies of ``layer.grads[k]`` for each parameter key, right after a backward (from a sandboxed
+    layer: its grads read as data in one exchange)."""
+    from reference.sandbox.client import RemoteObject
+
+    if isinstance(layer, RemoteObject):
+        try:
+            grads = layer._fetched("grads")
+        except Exception as err:
+            if "AttributeError" in getattr(err, "mro", ()):
+                grads = None
+            else:
+                raise
+    else:
+        grads = getattr(layer, "grads", None)
     if not isinstance(grads, dict):
         raise ProtocolViolation(f"{layer_type}.grads is {type(grads).__name__}, not a dict keyed like params")
     absent = [k for k in keys if grads.get(k) is None]

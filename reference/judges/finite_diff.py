@@ -171,18 +171,22 @@ def batched(layer: Any, arr: Any, x: np.ndarray, g: np.ndarray | None, labels: n
     per_batch = max(1, (32 << 20) // max(x.nbytes, 1) // 2)  # frames of at most ~32 MB of inputs
 
     def value(out: Any) -> float:
-        return float(out[0]) if labels is not None else float(np.sum(np.asarray(out) * g))
+        return float(out[0]) if labels is not None else float(out)
 
     def many(plan: list[tuple[tuple[int, ...], float, list[float]]]) -> list[float]:
+        # NOTE: <forward(x), g> is taken in the worker (the same float64 sum as here): one number
+        # comes back per trial instead of the whole output. A worker that lies about it could as well
+        # lie about the output; the comparison with the analytic gradient stays here.
+        dot = () if labels is not None else (g,)
         items: list[tuple[Any, ...]] = []
         for e, v, trials in plan:
             for t in trials:
                 if isinstance(arr, RemoteArray):
-                    items += [("setitem", arr, e, np.asarray(t)), ("call", layer, "forward", (x, *extra))]
+                    items += [("setitem", arr, e, np.asarray(t)), ("call", layer, "forward", (x, *extra), *dot)]
                 else:  # the input itself: a perturbed copy per trial
                     xt = x.copy()
                     xt[e] = t
-                    items.append(("call", layer, "forward", (xt, *extra)))
+                    items.append(("call", layer, "forward", (xt, *extra), *dot))
             if isinstance(arr, RemoteArray):
                 items.append(("setitem", arr, e, np.asarray(v)))
         results, chunk = [], []
@@ -196,6 +200,41 @@ def batched(layer: Any, arr: Any, x: np.ndarray, g: np.ndarray | None, labels: n
         if chunk:
             results += worker.batch(chunk, f"{layer._label}.forward")
         return [value(r) for r in results]
+
+    return many
+
+
+def batched_network(layers: list[Any], loss_fn: Any, arr: Any, x: np.ndarray, labels: np.ndarray) -> Any:
+    """For a network in a sandboxed worker: each trial of ``probe``'s plan (a write into the
+    parameter, the forward through every layer, the loss) as items of one batch, the activations
+    handed on inside the worker; only the losses come back. None for a network of this process."""
+    from reference.sandbox.client import RemoteArray, RemoteObject
+    from reference.sandbox.wire import Res
+
+    parts = [*layers, loss_fn]
+    if not isinstance(arr, RemoteArray) or not all(isinstance(p, RemoteObject) for p in parts):
+        return None
+    worker = arr._worker
+    per_batch = 32  # trials per exchange
+
+    def many(plan: list[tuple[tuple[int, ...], float, list[float]]]) -> list[float]:
+        trials = [(e, t, v if k == len(ts) - 1 else None) for e, v, ts in plan for k, t in enumerate(ts)]
+        values: list[float] = []
+        for start in range(0, len(trials), per_batch):
+            items: list[tuple[Any, ...]] = []
+            keep = []
+            for e, t, restore in trials[start : start + per_batch]:
+                items.append(("setitem", arr, e, np.asarray(t)))
+                flow: Any = x
+                for layer in layers:
+                    items.append(("call", layer, "forward", (flow,)))
+                    flow = Res(len(items) - 1)
+                items.append(("call", loss_fn, "forward", (flow, labels)))
+                keep.append(len(items) - 1)
+                if restore is not None:
+                    items.append(("setitem", arr, e, np.asarray(restore)))
+            values += [float(r[0]) for r in worker.batch(items, "the network's forward", keep=keep)]
+        return values
 
     return many
 
@@ -496,7 +535,8 @@ def _network_rows(impl: Any, arch: str, n_images: int, seed: int) -> list[dict[s
         for i, layer in enumerate(layers):
             for key, arr in layer.params.items():
                 elements, checked = choose_elements(arr.shape, NETWORK_ELEMENTS, [seed, i, len(key)])
-                p = probe(loss, arr, elements, max(abs(loss0), 1.0), checked)
+                p = probe(loss, arr, elements, max(abs(loss0), 1.0), checked,
+                          many=batched_network(layers, loss_fn, arr, x, labels))  # fmt: skip
                 row = judge_probe(analytic[i][key].astype(np.float64), p, layer=arch, case=case, tensor=f"{i}.{key}",
                                   **extra)  # fmt: skip
                 if row["status"] == "fail":

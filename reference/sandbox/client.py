@@ -268,7 +268,11 @@ class Worker:
             raise wire.WireError("a handle without an integer id")
         if node.get("kind") == "array":
             return RemoteArray(self, ref_id, wire.check_shape(node.get("shape")), wire.check_dtype(node.get("dtype")))
-        return RemoteObject(self, ref_id, str(node.get("type", "object"))[:100], bool(node.get("callable")))
+        obj = RemoteObject(self, ref_id, str(node.get("type", "object"))[:100], bool(node.get("callable")))
+        methods = node.get("methods")
+        if isinstance(methods, list) and len(methods) < 1000:
+            obj._methods.update({m: RemoteMethod(obj, m) for m in methods if isinstance(m, str) and m.isidentifier()})
+        return obj
 
     def release(self, ref_id: int) -> None:
         if not self.dead:
@@ -293,17 +297,19 @@ class Worker:
         return self.request(header, enc.buffers, during)
 
     def batch(self, items: list[tuple[Any, ...]], during: str, keep: list[int] | None = None) -> list[Any]:
-        """Run ``("call", obj, method, args)``, ``("getattr", obj, name, None)`` and ``("setitem", obj,
+        """Run ``("call", obj, method, args[, g])``, ``("getattr", obj, name, None)`` and ``("setitem", obj,
         key, value)`` items in order in one exchange; an object or argument may be ``wire.Res(k)``, the
         result of item k. Returns the results of items ``keep`` (default: every call) as data, or
         raises the first exception. The worker does exactly what the same requests one by one would;
         only the round trips are saved."""
         enc = wire.Encoder(by_ref=_by_ref(self))
         subs = []
-        for kind, obj, name, payload in items:
+        for kind, obj, name, payload, *dot in items:
             target = enc.value(obj) if isinstance(obj, wire.Res) else obj._id
             if kind == "call":
                 subs.append({"op": "call", "obj": target, "attr": name, "args": [enc.value(a) for a in payload]})
+                if dot:  # ("call", obj, name, args, g): the worker sends back sum(result * g), one float
+                    subs[-1]["dot"] = enc.value(dot[0])
             elif kind == "getattr":
                 subs.append({"op": "getattr", "obj": target, "attr": name})
             else:
@@ -449,6 +455,10 @@ class RemoteObject:
             self._worker.release(value._id)
             value = self._methods[name] = RemoteMethod(self, name)
         return value
+
+    def _fetched(self, name: str) -> Any:
+        """``getattr(obj, name)`` with its arrays as data, read now (a copy, as the judges take at once)."""
+        return self._worker.simple("getattr", self._id, f"{self._label}.{name}", attr=name, fetch=True)
 
     def __setattr__(self, name: str, value: Any) -> None:
         self._worker.simple("setattr", self._id, f"setting {self._label}.{name}", attr=name, value=value)

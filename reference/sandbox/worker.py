@@ -47,6 +47,7 @@ class Room:
             node.update(kind="array", shape=list(obj.shape), dtype=obj.dtype.str)
         else:
             node["kind"] = "object"
+            node["methods"] = methods_of(obj)
         return node
 
     def resolve(self, ref_id: int) -> Any:
@@ -82,7 +83,11 @@ class Room:
         if sub.get("op") == "getattr":
             return getattr(target, sub["attr"]), True
         fn = getattr(target, sub["attr"]) if sub.get("attr") else target
-        return fn(*[dec.value(a) for a in sub.get("args", [])]), True
+        result = fn(*[dec.value(a) for a in sub.get("args", [])])
+        if "dot" in sub:  # <result, g> for a probe: one number back instead of the whole output
+            g = dec.value(sub["dot"])
+            return float(np.sum(np.asarray(result, dtype=np.float64) * g)), True
+        return result, True
 
     # --- requests ---------------------------------------------------------------------------------
 
@@ -109,8 +114,8 @@ class Room:
             value, out = self.encode(result, fetch=bool(req.get("fetch")))
             states = [[slot, rng.bit_generator.state] for slot, rng in dec.rngs]
             return {"ok": value, "rngs": wire._jsonable_state(states)}, out
-        if op == "getattr":
-            value, out = self.encode(getattr(self.resolve(req["obj"]), req["attr"]), fetch=False)
+        if op == "getattr":  # arrays as handles, unless the judge asks for their data now
+            value, out = self.encode(getattr(self.resolve(req["obj"]), req["attr"]), fetch=bool(req.get("fetch")))
             return {"ok": value}, out
         if op == "getitem":
             value, out = self.encode(self.resolve(req["obj"])[dec.value(req["key"])], fetch=bool(req.get("fetch")))
@@ -135,6 +140,17 @@ class Room:
         if op == "release":
             return {"ok": None}, []
         raise wire.WireError(f"unknown request {op!r}")
+
+
+def methods_of(obj: Any) -> list[str]:
+    """The public methods an object's class defines (functions on its type, not shadowed by its own
+    attributes): the judge calls them without asking first whether they exist."""
+    try:
+        own = vars(obj) if hasattr(obj, "__dict__") else {}
+        return sorted(n for n in dir(type(obj)) if not n.startswith("_") and n not in own
+                      and callable(getattr(type(obj), n, None)) and not isinstance(getattr(type(obj), n), type))  # fmt: skip
+    except Exception:  # a class whose attributes cannot be listed: the judge asks each time
+        return []
 
 
 def raised(err: BaseException) -> dict[str, Any]:
