@@ -18,18 +18,10 @@ import pytest
 from reference.cli import main
 from reference.grade.gradebook import parse_points
 from reference.grade.submissions import discover, notebook_code
+from tests.impls.hostile import DOUBLED_DW
 
 LAYERS = ["--layers", "Dense,ReLU"]
-DOUBLED_DW = """
-from scratch_cnn import *  # noqa
-from scratch_cnn import Dense as _Dense
 
-class Dense(_Dense):
-    def backward(self, dout):
-        dx = super().backward(dout)
-        self.grads = {k: v * 2 for k, v in self.grads.items()}
-        return dx
-"""
 COURSE_ADAPTER = """
 # the course's wrapper: students write dense_forward / dense_backward; the course maps them once for all
 import numpy as np

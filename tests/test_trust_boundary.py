@@ -17,6 +17,7 @@ from reference.cases.grid import grid
 from reference.cli import main
 from reference.sandbox.client import MARKER, bwrap_works
 from reference.sandbox.target import find_target
+from tests.impls.hostile import DOUBLED_DW
 
 DENSE = next(c.id for c in grid() if c.layer == "Dense" and not c.lifecycle and c.config["bias"])
 RELU = next(c.id for c in grid() if c.layer == "ReLU" and not c.lifecycle)
@@ -24,16 +25,6 @@ SANDBOXES = ["process", *(["bwrap"] if bwrap_works() else [])]
 REPO = Path(__file__).resolve().parents[1]
 
 CORRECT = "from scratch_cnn import *  # noqa\n"
-DOUBLED_DW = """
-from scratch_cnn import *  # noqa
-from scratch_cnn import Dense as _Dense
-
-class Dense(_Dense):
-    def backward(self, dout):
-        dx = super().backward(dout)
-        self.grads = {k: v * 2 for k, v in self.grads.items()}
-        return dx
-"""
 
 
 def judge(tmp_path, source, *options, case=DENSE, name="layers.py", siblings=None):
@@ -158,6 +149,33 @@ def test_a_backward_that_ends_or_interrupts_its_process_is_an_error_row_and_exit
     assert "FAIL" in (out / "summary.md").read_text() and "PASS: reports in reports/judge" not in printed
     assert_this_runs_report(out, code)
     no_strays(out)
+
+
+@pytest.mark.parametrize("sandbox", SANDBOXES)
+def test_a_worker_lost_in_some_cases_is_replaced_and_every_other_case_is_judged(tmp_path, sandbox):
+    source = """
+        import os
+        from scratch_cnn import *  # noqa
+        from scratch_cnn import ReLU as _ReLU
+        class ReLU(_ReLU):
+            def forward(self, x):
+                if x.ndim == 3:  # a crash on one input rank only
+                    os._exit(0)
+                return super().forward(x)
+        """
+    sub = tmp_path / "submission"
+    sub.mkdir()
+    (sub / "layers.py").write_text(textwrap.dedent(source))
+    out = tmp_path / "out"
+    code = main(["judge", "--impl", str(sub / "layers.py"), "--layers", "ReLU", "--quick", "--no-curves",
+                 "--sandbox", sandbox, "--out", str(out)])  # fmt: skip
+    rows = rows_of(out)
+    rank = rows["case"].str.extract(r"\] ((?:x\d+)+)")[0].str.count("x")
+    errors = rows[rows["status"] == "error"]
+    assert code == 1 and len(errors) and (rank[errors.index] == 3).all(), errors[["case", "note"]]
+    assert errors["note"].str.contains("ended its process with status 0").all()
+    for judge in ("autograd", "finite_diff", "lifecycle"):  # fresh workers took every other case, in every judge
+        assert (rows[(rows["judge"] == judge) & (rank != 3)]["status"] == "pass").all()
 
 
 def test_an_infinite_loop_costs_one_time_limit_and_the_layers_other_cases_are_not_run(tmp_path):

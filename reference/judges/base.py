@@ -135,20 +135,22 @@ def case_rows(ctx: Context, judge: str, cases: list[Case], run_one: Callable[[Ca
                 done[0] += 1
                 ctx.tick(desc, done[0], len(cases))
 
-    threads = parallel_layers(ctx.impl)
-    if threads > 1 and len(groups) > 1:
-        from concurrent.futures import ThreadPoolExecutor
-
-        # the largest groups first, so the last one to finish is a short one
-        ordered = sorted(groups.values(), key=len, reverse=True)
-        with ThreadPoolExecutor(threads) as pool:
-            for future in [pool.submit(run_group, g) for g in ordered]:
-                future.result()
-    else:
-        for group in groups.values():
-            run_group(group)
+    # the largest groups first, so the last one to finish is a short one
+    in_parallel(ctx.impl, [lambda g=g: run_group(g) for g in sorted(groups.values(), key=len, reverse=True)])
     rows = [r for i in sorted(rows_of) for r in rows_of[i]]
     return failures_first(pd.DataFrame(rows)) if rows else pd.DataFrame(columns=[*ROW_COLUMNS, "family"])
+
+
+def in_parallel(impl: Any, jobs: list[Callable[[], Any]]) -> list[Any]:
+    """Each job's result, in order; jobs that judge different scopes run at once in a sandbox
+    (``parallel_layers`` threads, each waiting on its own worker), one after another otherwise."""
+    threads = parallel_layers(impl)
+    if threads <= 1 or len(jobs) <= 1:
+        return [job() for job in jobs]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(min(threads, len(jobs))) as pool:
+        return [f.result() for f in [pool.submit(job) for job in jobs]]
 
 
 def parallel_layers(impl: Any) -> int:

@@ -54,7 +54,7 @@ from reference.impl.protocol import (
     missing_layers,
     read_grads,  # fmt: skip
 )
-from reference.judges.base import Context, Judge, Result, case_rows, judged_in, skip_reason
+from reference.judges.base import Context, Judge, Result, case_rows, in_parallel, judged_in, skip_reason
 from reference.report.compare import compare, error_row, raised_row
 from reference.report.diagnosis import Evidence, diagnose, route_max_pool
 from reference.report.tables import failures_first
@@ -640,7 +640,8 @@ class FiniteDiffJudge(Judge):
         networks = NETWORKS if ctx.networks is None else ctx.networks
         df = case_rows(ctx, JUDGE, cases, lambda c: case_and_adjoint_rows(ctx.impl, c, self.attribution),
                        "finite differences")  # fmt: skip
-        net = [r for i, (arch, n) in enumerate(networks.items()) for r in network_rows(ctx.impl, arch, n)]
+        jobs = [lambda a=arch, n=n: network_rows(ctx.impl, a, n) for arch, n in networks.items()]
+        net = [r for rows in in_parallel(ctx.impl, jobs) for r in rows]
         return failures_first(pd.concat([df, pd.DataFrame(net)], ignore_index=True)) if net else df
 
     def run(self, ctx: Context) -> Result:

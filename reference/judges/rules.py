@@ -24,7 +24,7 @@ import pandas as pd
 
 from reference.impl.protocol import PARAMETRIC, REQUIRED, available, construct
 
-from .base import Context, Judge, Result, held_by, judged_in, missing_row, skip_reason
+from .base import Context, Judge, Result, held_by, in_parallel, judged_in, missing_row, skip_reason
 
 JUDGE = "protocol"
 # name -> (constructor config, input shape): small, even-sided, square (what every partial layer takes)
@@ -217,16 +217,17 @@ def _dtypes(impl: Any, layer_type: str, config: dict[str, Any], shape: tuple[int
 
 
 def check_protocol(impl: Any, layers: tuple[str, ...] | list[str] = REQUIRED) -> pd.DataFrame:
-    rows: list[dict[str, Any]] = []
-    for layer_type in layers:
+    """Every rule for every layer (layers at once in a sandbox, each in its own worker)."""
+
+    def one(layer_type: str) -> list[dict[str, Any]]:
         if not available(impl, layer_type):
-            rows.append(missing_row(JUDGE, layer_type))
-        elif why := skip_reason(impl, layer_type):
-            rows.append(_row(layer_type, "runs", "error", why))
-        else:
-            with judged_in(impl, layer_type):
-                rows += check_layer(impl, layer_type)
-    return pd.DataFrame(rows)
+            return [missing_row(JUDGE, layer_type)]
+        if why := skip_reason(impl, layer_type):
+            return [_row(layer_type, "runs", "error", why)]
+        with judged_in(impl, layer_type):
+            return check_layer(impl, layer_type)
+
+    return pd.DataFrame([r for rows in in_parallel(impl, [lambda t=t: one(t) for t in layers]) for r in rows])
 
 
 def protocol_lines(df: pd.DataFrame) -> list[str]:

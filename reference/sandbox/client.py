@@ -176,9 +176,12 @@ class Worker:
         if session.sandbox == "bwrap":
             argv = bwrap_argv(self.dir) + argv
         env = worker_env(self.dir, session.run_id)
-        self.proc = subprocess.Popen(argv, cwd=self.dir, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, pass_fds=(to_worker_r, from_worker_w),
-                                     start_new_session=True)  # fmt: skip
+        # NOTE: started from the session's one long-lived spawner thread, never from a judge's pool
+        # thread: bubblewrap's --die-with-parent is PR_SET_PDEATHSIG, which fires when the *thread*
+        # that forked it exits, so a worker started by a finished pool thread would be killed.
+        self.proc = session.spawn(lambda: subprocess.Popen(
+            argv, cwd=self.dir, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            pass_fds=(to_worker_r, from_worker_w), start_new_session=True))  # fmt: skip
         os.close(to_worker_r)
         os.close(from_worker_w)
         for fd in (self.to_worker, self.from_worker):
@@ -578,6 +581,13 @@ class Session:
         self.lock = threading.Lock()
         self.local = threading.local()
         self.impl = RemoteImpl(self)
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.spawner = ThreadPoolExecutor(1, thread_name_prefix="scratch-cnn-spawner")
+
+    def spawn(self, start: Any) -> subprocess.Popen[bytes]:
+        """Run ``start`` (a Popen) on the session's spawner thread, which lives until close."""
+        return self.spawner.submit(start).result()
 
     def _get(self, name: str, default: Any) -> Any:
         return getattr(self.local, name, default)
@@ -659,6 +669,7 @@ class Session:
         for w in self.workers.values():
             w.close()
         self.workers.clear()
+        self.spawner.shutdown(wait=True)
         reap_strays(self.run_id)
 
 
