@@ -18,7 +18,6 @@ state one layer changes never reaches another.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import fcntl
 import os
 import shutil
@@ -692,12 +691,6 @@ def _reap_zombies() -> None:
     with contextlib.suppress(ChildProcessError, OSError):
         while os.waitpid(-1, os.WNOHANG)[0] > 0:
             pass
-
-
-def become_subreaper() -> None:
-    """Orphans of workers become the judge's children (Linux), so none outlives the run unseen."""
-    with contextlib.suppress(Exception):
-        ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
 
 
 class ImportFailed(Exception):
