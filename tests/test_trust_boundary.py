@@ -421,3 +421,15 @@ def _cleanup_cwd():
     yield
     os.chdir(REPO)
     shutil.rmtree(REPO / "reports" / "judge-test", ignore_errors=True)
+
+
+def test_a_module_that_hangs_at_import_costs_the_startup_limit_and_says_so(tmp_path):
+    from reference.sandbox.client import ImportFailed, Limits, open_session
+
+    (tmp_path / "hangs.py").write_text("while True:\n    pass\n")
+    start = time.monotonic()
+    with pytest.raises(ImportFailed, match="did not finish importing within 2 s"):
+        open_session(
+            find_target(str(tmp_path / "hangs.py")), ["Dense"], limits=Limits(startup_seconds=2), sandbox="process"
+        )
+    assert time.monotonic() - start < 15

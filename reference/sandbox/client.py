@@ -205,6 +205,9 @@ class Worker:
             wire.send(self.to_worker, header, buffers, deadline)
             answer, data = wire.receive(self.from_worker, deadline, max_body=limit)
         except wire.Timeout:
+            if first:
+                raise self._lose(f"the implementation did not finish importing within "
+                                 f"{self.session.limits.startup_seconds:g} s", "timeout") from None  # fmt: skip
             raise self._lose(*self.session.timeout_reason(during)) from None
         except wire.Closed:
             raise self._lose(self._ended(during), "exit") from None
