@@ -197,8 +197,10 @@ def junit_xml(suites: list[tuple[str, list[tuple[str, str, str]]]]) -> str:
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 1.5em auto; max-width: 1200px; padding: 0 1em; color: #222; }
 table { border-collapse: collapse; font-size: 13px; margin: 0.5em 0 1.5em; width: 100%; table-layout: auto; }
-th, td { border: 1px solid #ccc; padding: 3px 6px; text-align: left; vertical-align: top; overflow-wrap: anywhere; }
-th { background: #eee; }
+th, td { border: 1px solid #ccc; padding: 3px 6px; text-align: left; vertical-align: top; overflow-wrap: break-word; }
+th { background: #eee; overflow-wrap: anywhere; }
+td.text { min-width: 24em; }
+td.PASS, td.weak, td.FAIL, td.ERROR, td.UNSUPPORTED, td.MISSING { white-space: nowrap; }
 td.PASS { background: #dfd; } td.weak { background: #ffd; } td.FAIL, td.ERROR { background: #fdd; font-weight: bold; }
 td.UNSUPPORTED, td.MISSING { background: #eee; color: #666; }
 img { max-width: 100%; }
@@ -218,7 +220,7 @@ def html_table(df: pd.DataFrame) -> str:
                 if v is None or (isinstance(v, float) and pd.isna(v))
                 else (f"{v:.4g}" if isinstance(v, float) else str(v))
             )
-            cls = f' class="{html.escape(text)}"' if text in VERDICTS else ""
+            cls = f' class="{html.escape(text)}"' if text in VERDICTS else ' class="text"' if len(text) > 60 else ""
             cells.append(f"<td{cls}>{html.escape(text)}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     return f"<table><tr>{head}</tr>{''.join(body)}</table>"
@@ -243,7 +245,7 @@ def write_class_reports(out: Path, rows: list[dict[str, Any]], headline: str, la
             f"</head><body><h1>Class summary: {len(book)} submissions</h1><p class='big'>{html.escape(headline)}</p>",
             "<h2>Verdicts per layer</h2>", html_table(counts), "<h2>The most common diagnoses</h2>",
             html_table(common) if len(common) else "<p>No failing layer.</p>", "<h2>Gradebook</h2>",
-            html_table(book.drop(columns=["sha256", "judge_version"], errors="ignore")),
+            html_table(book.drop(columns=["sha256", "judge_version", "sandbox", "dropped_notebook_lines"], errors="ignore")),
             "<h2>The slowest submissions</h2>", html_table(slow)]  # fmt: skip
     if (out / "scores.png").is_file():
         import base64
