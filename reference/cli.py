@@ -376,6 +376,11 @@ def main(argv: list[str] | None = None) -> int:
     judge's own failure). Never another code, never a traceback: the judged code runs in workers."""
     from scratch_cnn.data import DataError
 
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["mutants"]:  # its own parser: python -m reference mutants --help
+        from reference.mutants.run import main as mutants
+
+        return mutants(argv[1:])
     args = parser().parse_args(argv)
     try:
         if args.command != "gate":

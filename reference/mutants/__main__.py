@@ -1,0 +1,3 @@
+from reference.mutants.run import main
+
+raise SystemExit(main())
