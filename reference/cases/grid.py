@@ -11,6 +11,8 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 VALUE_KINDS = ("noise", "zeros", "ties", "near_ties", "large", "tiny", "mnist")
+# tags of the cases every run keeps (quick runs too): each is a class of bug no other case shows
+KEPT_FAMILIES = {"per-axis": "kernel and stride differ per axis", "edge": "edges of the domain"}
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,11 @@ class Case:
         return text
 
     @property
+    def network_layer(self) -> bool:
+        """A layer shape of a built-in network (large: probed on a subset)."""
+        return bool(self.tag) and self.tag not in KEPT_FAMILIES
+
+    @property
     def lifecycle(self) -> bool:
         return self.then is not None
 
@@ -49,6 +56,8 @@ class Case:
         """The configuration family the coverage table groups by."""
         if self.lifecycle:
             return "lifecycle: two rounds on one instance"
+        if self.tag in KEPT_FAMILIES:
+            return KEPT_FAMILIES[self.tag]
         if self.tag:
             return f"{self.tag} layer shapes"
         return config_family(self.layer, self.config, self.input_shape)
@@ -101,6 +110,8 @@ def _draw_values(rng: np.random.Generator, shape: tuple[int, ...], kind: str) ->
         return rng.uniform(-1, 1, shape) * 1e3
     if kind == "tiny":
         return rng.uniform(-1, 1, shape) * 1e-4
+    if kind == "rising":  # along the width axis: each window's maximum is its last element (edge cases only)
+        return np.linspace(-1, 1, shape[2]).reshape(1, 1, -1, 1) + 1e-3 * rng.uniform(-1, 1, shape)
     if kind == "mnist":  # quantised like MNIST pixels: mostly exact zeros, levels k/255
         return np.where(rng.random(shape) < 0.7, 0.0, rng.integers(1, 256, shape) / 255.0)
     raise ValueError(f"unknown value kind {kind!r}; expected one of {VALUE_KINDS}")
@@ -152,6 +163,27 @@ def input_stats(case: Case, x: np.ndarray) -> dict[str, int]:
         stride = _as_pair(case.config.get("stride")) if case.config.get("stride") is not None else kernel
         stats["ties"], stats["near_ties"] = pool_window_ties(x, kernel, stride)
     return stats
+
+
+def expected_output_shape(case: Case) -> tuple[int, ...]:
+    """The shape a right forward returns on the case's input (the loss: its probabilities')."""
+    shape, c = case.input_shape, case.config
+    if case.layer == "Conv2D":
+        (kh, kw), (sh, sw) = _as_pair(c["kernel_size"]), _as_pair(c.get("stride", 1))
+        p = c.get("padding", "same")
+        if p == "same":
+            return (shape[0], shape[1], shape[2], c["out_ch"])
+        ph, pw = (0, 0) if p == "valid" else _as_pair(p)
+        return (shape[0], (shape[1] + 2 * ph - kh) // sh + 1, (shape[2] + 2 * pw - kw) // sw + 1, c["out_ch"])
+    if case.layer in ("MaxPool2D", "AvgPool2D"):
+        k = _as_pair(c.get("kernel_size", 2))
+        s = _as_pair(c["stride"]) if c.get("stride") is not None else k
+        return (shape[0], (shape[1] - k[0]) // s[0] + 1, (shape[2] - k[1]) // s[1] + 1, shape[3])
+    if case.layer == "Flatten":
+        return (shape[0], int(np.prod(shape[1:])))
+    if case.layer == "Dense":
+        return (shape[0], c["n_out"])
+    return tuple(shape)  # ReLU, the loss's probabilities
 
 
 def _as_pair(v: Any) -> tuple[int, int]:
@@ -222,6 +254,35 @@ def conv_square_grid() -> list[Case]:
         config = {"in_ch": 2, "out_ch": 3, "kernel_size": k, "stride": s, "padding": p, "bias": True}
         cases.append(Case("Conv2D", config, (2, 8, 8, 2), "noise", seed=220 + j))
     return cases
+
+
+def anisotropic_grid() -> list[Case]:
+    """Kernels and strides that differ per axis, with overlapping windows: code that uses one axis's
+    stride (or kernel) for both passes every square case and fails these."""
+    conv = [((2, 3), (1, 2), "valid"), ((3, 2), (2, 1), (1, 0)), (3, (2, 1), 1), ((3, 3), (1, 2), (0, 1))]
+    cases = []
+    for i, (k, s, p) in enumerate(conv):
+        config = {"in_ch": 2, "out_ch": 3, "kernel_size": k, "stride": s, "padding": p, "bias": True}
+        cases.append(Case("Conv2D", config, (2, 7, 8, 2), _cycle(["noise", "mnist"], i), seed=240 + i, tag="per-axis"))
+    pool = [((2, 3), (1, 2)), ((3, 2), (2, 1)), (2, (1, 2)), ((3, 3), (2, 1))]
+    for layer in ("MaxPool2D", "AvgPool2D"):
+        for i, (k, s) in enumerate(pool):
+            cases.append(Case(layer, {"kernel_size": k, "stride": s}, (2, 7, 8, 2), _cycle(["ties", "near_ties"], i),
+                              seed=250 + i, tag="per-axis"))  # fmt: skip
+    return cases
+
+
+def edge_grid() -> list[Case]:
+    """Edges of the domain: an input exactly one window (one output element), and max-pool windows of
+    256 and 257 elements (a winner index kept in 8 bits holds offsets 0..255: the 257th wraps to 0)."""
+    shapes = [({"kernel_size": 3, "stride": None}, (2, 3, 3, 2), "ties"),
+              ({"kernel_size": (2, 3), "stride": 1}, (1, 2, 3, 3), "near_ties"),
+              ({"kernel_size": (16, 16), "stride": None}, (1, 16, 16, 1), "noise"),
+              ({"kernel_size": (1, 257), "stride": None}, (1, 1, 257, 1), "rising")]  # fmt: skip
+    cases = [Case(layer, config, shape, kind, seed=260 + i, tag="edge")
+             for layer in ("MaxPool2D", "AvgPool2D") for i, (config, shape, kind) in enumerate(shapes)]  # fmt: skip
+    conv = {"in_ch": 2, "out_ch": 2, "kernel_size": (3, 2), "stride": 1, "padding": "valid", "bias": True}
+    return [*cases, Case("Conv2D", conv, (2, 3, 2, 2), "noise", seed=264, tag="edge")]
 
 
 ARCH_BATCH = 2  # > 1, so a gradient that forgets (or repeats) the 1/m of the mean shows
@@ -301,7 +362,7 @@ def loss_grid() -> list[Case]:
 def grid() -> list[Case]:
     """The fixed grid: every option of every layer, the layer shapes of the built-in networks, and the
     lifecycle cases (two rounds on one instance)."""
-    cases = [*conv_grid(), *conv_square_grid(), *pool_grid("MaxPool2D"), *pool_grid("AvgPool2D"),
+    cases = [*conv_grid(), *conv_square_grid(), *anisotropic_grid(), *edge_grid(), *pool_grid("MaxPool2D"), *pool_grid("AvgPool2D"),
              *elementwise_grid(), *dense_grid(), *loss_grid(), *arch_grid(), *lifecycle_grid()]  # fmt: skip
     return list({c.id: c for c in cases}.values())
 
@@ -309,7 +370,7 @@ def grid() -> list[Case]:
 def sample(cases: list[Case], fraction: float, seed: int = 0) -> list[Case]:
     """A fixed random subset, for quick runs, that still holds every (layer, value kind, family) triple."""
     rng = np.random.default_rng(seed)
-    keep = [c for c in cases if rng.random() < fraction or c.lifecycle]  # lifecycle cases are few and cheap
+    keep = [c for c in cases if rng.random() < fraction or c.lifecycle or c.tag in KEPT_FAMILIES]  # few, cheap
     key = lambda c: (c.layer, c.values, c.family)  # noqa: E731
     have = {key(c) for c in keep}
     for c in cases:

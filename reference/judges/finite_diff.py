@@ -39,6 +39,7 @@ from reference.cases.grid import (
     Case,
     _as_pair,
     case_inputs,
+    expected_output_shape,
     grid,
     input_stats,
     make_values,
@@ -332,6 +333,9 @@ def run_case(impl: Any, case: Case, attribution: bool = True) -> list[dict[str, 
             tensors, forward = {"dlogits": x}, {"loss": np.asarray(loss0, dtype=np.float64)}
         else:
             out = np.array(layer.forward(x.copy()))
+            if out.shape != (want := expected_output_shape(case)):  # no probe means anything against it
+                return [error_row(judge=JUDGE, layer=case.layer, case=case.id, tensor="out", kind="element",
+                                  message=f"forward returned shape {out.shape}, expected {want}", **extra)]  # fmt: skip
             g = upstream_gradient(inputs, out.shape)
             grads = {"dx": np.array(layer.backward(g.copy()), dtype=np.float64)}
             own = read_grads(layer, case.layer, list(inputs["params"]))
@@ -344,7 +348,7 @@ def run_case(impl: Any, case: Case, attribution: bool = True) -> list[dict[str, 
         return [raised_row(err, judge=JUDGE, layer=case.layer, case=case.id, tensor="*", kind="element", **extra)]
     labels = inputs.get("labels") if case.layer == "SoftmaxCrossEntropy" else None
     rows, probes = [], {}
-    limit = ARCH_ELEMENTS if case.tag else MAX_ELEMENTS
+    limit = ARCH_ELEMENTS if case.network_layer else MAX_ELEMENTS
     for tensor, arr in tensors.items():
         if grads[tensor].shape != arr.shape:
             rows.append(error_row(judge=JUDGE, layer=case.layer, case=case.id, tensor=tensor, kind="element",

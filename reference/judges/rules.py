@@ -12,6 +12,10 @@ maths bug). Per layer class the module defines:
 | params are live | a value written into ``params[k][...]`` reads back and is what forward computes with |
 | grads survive a later forward | a forward after the backward leaves ``grads`` as they were |
 | dtype kept, float32 / float64 | the output, dx and every parameter gradient have the input's dtype |
+| params and grads, bias=False | (layers with a ``bias`` option) without a bias, ``grads`` has exactly the keys of ``params`` (no ``b`` in either) |
+| returned arrays stay the caller's | a second round on the same instance leaves the arrays the first returned (output and dx; probs and dlogits) as they were: a returned view of a buffer the layer reuses changes under the caller |
+| dtype kept after a float32 round | the same instance, given float64 after float32 (parameters converted by ``astype`` where the layer has one), returns float64 |
+| labels outside [0, K) refused | (the loss) a label K or -1 raises; it is never scored against some class (-1 indexes the last one) |
 | backward_params agrees with backward | (only for a layer with parameters that has the optional ``backward_params``, which networks call on their first layer in training) it fills the grads ``backward`` fills for the same forward, not those of an earlier round |
 """
 
@@ -75,8 +79,11 @@ def check_layer(impl: Any, layer_type: str) -> list[dict[str, Any]]:
         status, message = classify(err)
         return [_row(layer_type, "runs", status, f"config {config} on input {shape}: {message}")]
     rows = [_row(layer_type, "runs", True, f"config {config} on input {shape}")]
+    rows.append(_guarded(layer_type, "returned arrays stay the caller's", lambda: _returns_kept(impl, layer_type)))
+    rows += _round_trip(impl, layer_type)
     if layer_type == "SoftmaxCrossEntropy":
-        return rows + _dtypes(impl, layer_type, config, shape)
+        refused = _guarded(layer_type, "labels outside [0, K) refused", lambda: _labels_refused(impl, shape))
+        return [*rows, refused, *_dtypes(impl, layer_type, config, shape)]
     rows.append(
         _guarded(layer_type, "inputs left unchanged", lambda: _inputs_unchanged(impl, layer_type, config, shape))
     )
@@ -96,6 +103,8 @@ def check_layer(impl: Any, layer_type: str) -> list[dict[str, Any]]:
         rows.append(_guarded(layer_type, "params are live", lambda: _live(layer, layer_type, shape, rng)))
         rows.append(_guarded(layer_type, "grads survive a later forward",
                              lambda: _grads_survive(layer, layer_type, shape, rng)))  # fmt: skip
+    if "bias" in config:
+        rows.append(_guarded(layer_type, "params and grads, bias=False", lambda: _without_bias(impl, layer_type)))
     if layer_type in PARAMETRIC and same and hasattr(layer, "backward_params"):  # without params: nothing to agree on
         rows.append(_params_only_agrees(impl, layer_type, config, shape))
     rows += _dtypes(impl, layer_type, config, shape)
@@ -122,6 +131,86 @@ def _inputs_unchanged(impl: Any, layer_type: str, config: dict[str, Any], shape:
     return _row(layer_type, check, not changed, f"{' and '.join(changed)} modified in place by "
                 f"{'forward' if changed[0] == 'x' else 'backward'}: a layer must not write into arrays it is given "
                 "(the previous layer may still hold them)" if changed else "")  # fmt: skip
+
+
+def _without_bias(impl: Any, layer_type: str) -> dict[str, Any]:
+    check = "params and grads, bias=False"
+    config, shape = SMOKE[layer_type]
+    layer = construct(impl, layer_type, {**config, "bias": False}, dtype=np.float64)
+    _round(layer, layer_type, np.random.default_rng(4).standard_normal(shape), np.random.default_rng(5))
+    params, grads = set(layer.params), set(layer.grads)
+    why = [f"params has {sorted(params)}, grads {sorted(grads)}"] if params != grads else []
+    why += [f"{name} holds 'b' though the layer has no bias" for name, keys in (("params", params), ("grads", grads))
+            if "b" in keys]  # fmt: skip
+    return _row(layer_type, check, not why, "; ".join(why) or f"params and grads: {sorted(params)}")
+
+
+def _returns_kept(impl: Any, layer_type: str) -> dict[str, Any]:
+    """Round 1's returned arrays, read again after round 2 on the same instance (the same shapes)."""
+    check = "returned arrays stay the caller's"
+    config, shape = SMOKE[layer_type]
+    rng = np.random.default_rng(6)
+    with judged_in(impl, layer_type, lazy=True):  # in a sandbox: handles to the worker's very arrays
+        layer = construct(impl, layer_type, config, dtype=np.float64)
+        first = _round_kept(layer, layer_type, rng.standard_normal(shape), rng)
+        seen = {k: np.array(v, copy=True) for k, v in first.items()}
+        _round_kept(layer, layer_type, rng.standard_normal(shape), rng)
+        changed = [k for k, v in first.items() if not np.array_equal(np.asarray(v), seen[k])]
+    return _row(layer_type, check, not changed, f"{', '.join(changed)} returned by round 1 changed during round 2: "
+                "the layer returns a view of a buffer it reuses; return a fresh array" if changed else
+                f"{', '.join(first)} of round 1 unchanged by round 2")  # fmt: skip
+
+
+def _round_kept(layer: Any, layer_type: str, x: np.ndarray, rng: np.random.Generator) -> dict[str, Any]:
+    """One round; what it returned, uncopied."""
+    if layer_type == "SoftmaxCrossEntropy":
+        result = layer.forward(x, rng.integers(0, x.shape[1], x.shape[0]))
+        return {"probs": result[1], "dlogits": layer.backward()}
+    out = layer.forward(x)
+    return {"out": out, "dx": layer.backward(rng.standard_normal(np.shape(out)))}
+
+
+def _round_trip(impl: Any, layer_type: str) -> list[dict[str, Any]]:
+    """float32 then float64 on one instance; a layer with parameters and no ``astype`` is not asked."""
+    from reference.impl.protocol import classify, read_grads
+
+    check = "dtype kept after a float32 round"
+    config, shape = SMOKE[layer_type]
+    rng = np.random.default_rng(7)
+    try:
+        layer = construct(impl, layer_type, config, dtype=np.float32)
+        _round(layer, layer_type, rng.standard_normal(shape).astype(np.float32), rng)
+        if layer_type in PARAMETRIC:
+            if not callable(getattr(layer, "astype", None)):
+                return []
+            layer.astype(np.float64)
+        got = _round(layer, layer_type, rng.standard_normal(shape), rng)
+        if layer_type in PARAMETRIC:
+            got.update({f"d{k}": v for k, v in read_grads(layer, layer_type, list(layer.params)).items()})
+    except Exception as err:
+        status, message = classify(err)
+        return [_row(layer_type, check, status, message)]
+    wrong = {k: np.asarray(v).dtype.name for k, v in got.items() if np.asarray(v).dtype != np.float64}
+    note = ", ".join(f"{k} is {d}" for k, d in wrong.items())
+    return [_row(layer_type, check, not wrong, f"{note} for float64 input after a float32 round" if wrong else "")]
+
+
+def _labels_refused(impl: Any, shape: tuple[int, ...]) -> dict[str, Any]:
+    check = "labels outside [0, K) refused"
+    logits = np.random.default_rng(8).standard_normal(shape)
+    scored = []
+    for bad in (shape[1], -1):
+        labels = np.zeros(shape[0], dtype=np.int64)
+        labels[-1] = bad
+        layer = construct(impl, "SoftmaxCrossEntropy", {}, dtype=np.float64)
+        try:
+            layer.forward(logits, labels)
+        except Exception:  # any exception is a refusal  # noqa: S112
+            continue
+        scored.append(str(bad))
+    return _row("SoftmaxCrossEntropy", check, not scored, f"label {' and '.join(scored)} of K={shape[1]} classes was "
+                "scored, not refused (-1 is silently the last class; K reads past the row or wraps)" if scored else
+                f"labels {shape[1]} and -1 raise")  # fmt: skip
 
 
 def _guarded(layer_type: str, check: str, run: Any) -> dict[str, Any]:
