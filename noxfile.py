@@ -47,6 +47,15 @@ def bench(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def mutants(session: nox.Session) -> None:
+    """The mutation run: 200 seeded first-order mutants of scratch_cnn, each judged by the judges
+    (reports/latest/mutants/; exit 1 when a non-equivalent mutant survives). `-- --all` for every one,
+    `-- --only ID,...` to rejudge some."""
+    install(session, "reference")
+    session.run("python", "-m", "reference", "mutants", *session.posargs)
+
+
+@nox.session(python=PYTHON)
 def train(session: nox.Session) -> None:
     """Train on MNIST with NumPy alone: `nox -s train -- --arch lenet --epochs 5`."""
     session.install("-e", ".")

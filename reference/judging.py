@@ -24,7 +24,7 @@ from reference.impl.protocol import REQUIRED
 from reference.sandbox.client import Limits, Session, open_session
 from reference.sandbox.target import find_target
 
-NAMES = (*REQUIRED, "SGD")
+NAMES = (*REQUIRED, "SGD", "Sequential")  # SGD and Sequential: optional
 
 
 def limits_from(args: argparse.Namespace) -> Limits:

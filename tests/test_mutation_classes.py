@@ -170,3 +170,32 @@ def test_the_new_rules_pass_scratch_cnn_and_are_rows_of_every_layer_they_apply_t
     assert per_rule["returned arrays stay the caller's"] == set(rows["layer"])
     assert per_rule["params and grads, bias=False"] == {"Conv2D", "Dense"}
     assert per_rule["labels outside [0, K) refused"] == {"SoftmaxCrossEntropy"}
+
+
+class SequentialForgetsDx(scratch_cnn.Sequential):
+    """A user's container whose backward runs every layer and forgets to return the result."""
+
+    def backward(self, dout, input_grad=True):
+        for layer in reversed(self.layers):
+            dout = layer.backward(dout)
+
+
+class SequentialGradsByKey(scratch_cnn.Sequential):
+    """Names gradients by key alone, so layer 4's W overwrites layer 0's."""
+
+    @property
+    def grads(self):
+        return {k: v for layer in self.layers for k, v in layer.grads.items()}
+
+
+@pytest.mark.parametrize(
+    "bug, why",
+    [
+        (SequentialForgetsDx, "dx has shape (), expected (2, 4, 4, 2)"),
+        (SequentialGradsByKey, "grads has ['W', 'b'], the layers' grads are ['0.W', '0.b', '4.W', '4.b']"),
+    ],
+    ids=["no-dx", "grads-by-key"],
+)
+def test_a_sequential_that_disagrees_with_its_own_layers_is_named(bug, why):
+    lines = [line for line in protocol_lines(check_protocol(_impl(Sequential=bug))) if "Sequential" in line]
+    assert len(lines) == 1 and lines[0].startswith(f"protocol: Sequential: FAIL Sequential agrees with its layers: {why}")

@@ -111,7 +111,7 @@ def _draw_values(rng: np.random.Generator, shape: tuple[int, ...], kind: str) ->
     if kind == "tiny":
         return rng.uniform(-1, 1, shape) * 1e-4
     if kind == "rising":  # along the width axis: each window's maximum is its last element (edge cases only)
-        return np.linspace(-1, 1, shape[2]).reshape(1, 1, -1, 1) + 1e-3 * rng.uniform(-1, 1, shape)
+        return np.linspace(0, 1, shape[2]).reshape(1, 1, -1, 1) + 1e-3 * rng.uniform(-1, 1, shape)
     if kind == "mnist":  # quantised like MNIST pixels: mostly exact zeros, levels k/255
         return np.where(rng.random(shape) < 0.7, 0.0, rng.integers(1, 256, shape) / 255.0)
     raise ValueError(f"unknown value kind {kind!r}; expected one of {VALUE_KINDS}")

@@ -16,6 +16,7 @@ maths bug). Per layer class the module defines:
 | returned arrays stay the caller's | a second round on the same instance leaves the arrays the first returned (output and dx; probs and dlogits) as they were: a returned view of a buffer the layer reuses changes under the caller |
 | dtype kept after a float32 round | the same instance, given float64 after float32 (parameters converted by ``astype`` where the layer has one), returns float64 |
 | labels outside [0, K) refused | (the loss) a label K or -1 raises; it is never scored against some class (-1 indexes the last one) |
+| Sequential agrees with its layers | (a module with the optional ``Sequential(layers)``, judged when every layer is) a conv-relu-pool-flatten-dense network's forward, ``backward(dout)`` (dx), ``grads`` (named ``"{index}.{key}"``) and ``backward(dout, input_grad=False)`` equal the same layers chained by hand |
 | backward_params agrees with backward | (only for a layer with parameters that has the optional ``backward_params``, which networks call on their first layer in training) it fills the grads ``backward`` fills for the same forward, not those of an earlier round |
 """
 
@@ -305,8 +306,58 @@ def _dtypes(impl: Any, layer_type: str, config: dict[str, Any], shape: tuple[int
     return rows
 
 
+# the network of the Sequential rule: (layer, config); input (2, 4, 4, 2) -> logits (2, 3)
+SEQUENTIAL_NET = [("Conv2D", SMOKE["Conv2D"][0]), ("ReLU", {}), ("MaxPool2D", {"kernel_size": 2, "stride": None}),
+                  ("Flatten", {}), ("Dense", {"n_in": 12, "n_out": 3, "bias": True})]  # fmt: skip
+
+
+def _sequential(impl: Any) -> dict[str, Any]:
+    """The implementation's Sequential against its own layers chained by hand (the same objects)."""
+    check = "Sequential agrees with its layers"
+    rng = np.random.default_rng(9)
+    layers = [construct(impl, t, c, dtype=np.float64) for t, c in SEQUENTIAL_NET]
+    x, dout = rng.standard_normal((2, 4, 4, 2)), rng.standard_normal((2, 3))
+    h = x
+    for layer in layers:
+        h = layer.forward(h)
+    want = {"out": np.array(h)}
+    g = dout
+    for layer in reversed(layers):
+        g = layer.backward(g)
+    want["dx"] = np.array(g)
+    want_grads = {f"{i}.{k}": np.array(v) for i, layer in enumerate(layers) for k, v in dict(layer.grads).items()}
+    try:
+        net = impl.Sequential(layers)
+    except Exception as err:  # another container API: not this protocol's Sequential
+        return _row(
+            "Sequential", check, "unsupported", f"Sequential(list of layers) raised {type(err).__name__}: {err}"
+        )
+    got = {"out": np.array(net.forward(x)), "dx": np.array(net.backward(dout.copy()))}
+    wrong = [f"{k} has shape {got[k].shape}, expected {v.shape}" if got[k].shape != v.shape else f"{k} differs"
+             for k, v in want.items() if got[k].shape != v.shape or not _close(got[k], v)]  # fmt: skip
+    grads = {k: np.array(v) for k, v in dict(net.grads).items()}
+    if set(grads) != set(want_grads):
+        wrong.append(f"grads has {sorted(grads)}, the layers' grads are {sorted(want_grads)}")
+    wrong += [f"grads[{k!r}] differs" for k in want_grads if k in grads and not _close(grads[k], want_grads[k])]
+    net.forward(x)
+    net.backward(dout.copy(), input_grad=False)
+    later = {k: np.array(v) for k, v in dict(net.grads).items()}
+    wrong += [f"grads[{k!r}] after backward(input_grad=False) differs" for k in want_grads
+              if k not in later or not _close(later[k], want_grads[k])]  # fmt: skip
+    return _row("Sequential", check, not wrong, "; ".join(wrong) + " (against the same layers chained by hand)" if wrong
+                else "out, dx and every gradient equal the layers chained by hand")  # fmt: skip
+
+
+def _close(a: np.ndarray, b: np.ndarray) -> bool:
+    """Equal up to float64 rounding of one order of summation and another (1e-12 of the scale)."""
+    return a.shape == b.shape and bool(
+        np.allclose(a, b, rtol=0, atol=1e-12 * max(float(np.abs(b).max(initial=0)), 1e-300))
+    )
+
+
 def check_protocol(impl: Any, layers: tuple[str, ...] | list[str] = REQUIRED) -> pd.DataFrame:
-    """Every rule for every layer (layers at once in a sandbox, each in its own worker)."""
+    """Every rule for every layer (layers at once in a sandbox, each in its own worker); the
+    Sequential rule too when every layer is judged and the module has one."""
 
     def one(layer_type: str) -> list[dict[str, Any]]:
         if not available(impl, layer_type):
@@ -316,7 +367,17 @@ def check_protocol(impl: Any, layers: tuple[str, ...] | list[str] = REQUIRED) ->
         with judged_in(impl, layer_type):
             return check_layer(impl, layer_type)
 
-    return pd.DataFrame([r for rows in in_parallel(impl, [lambda t=t: one(t) for t in layers]) for r in rows])
+    def network() -> list[dict[str, Any]]:
+        if not all(available(impl, t) for t, _ in SEQUENTIAL_NET):
+            return [_row("Sequential", "Sequential agrees with its layers", "missing",
+                         "not judged: needs " + ", ".join(t for t, _ in SEQUENTIAL_NET if not available(impl, t)))]  # fmt: skip
+        with judged_in(impl, "Sequential"):
+            return [_guarded("Sequential", "Sequential agrees with its layers", lambda: _sequential(impl))]
+
+    tasks = [lambda t=t: one(t) for t in layers]
+    if set(REQUIRED) <= set(layers) and callable(getattr(impl, "Sequential", None)):
+        tasks.append(network)
+    return pd.DataFrame([r for rows in in_parallel(impl, tasks) for r in rows])
 
 
 def protocol_lines(df: pd.DataFrame) -> list[str]:
