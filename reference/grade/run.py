@@ -109,15 +109,25 @@ def load_stored(out: Path, sub: Submission, version: str) -> dict[str, Any] | No
 
 
 class Ticker:
-    """A progress line every PROGRESS_EVERY seconds: done/total, failing so far, ETA."""
+    """Progress: a bar on a terminal (tqdm, with the failures so far); elsewhere a line every
+    PROGRESS_EVERY seconds: done/total, failing so far, ETA."""
 
-    def __init__(self, total: int) -> None:
+    def __init__(self, total: int, terminal: bool | None = None) -> None:
         self.total, self.done, self.failing = total, 0, 0
         self.start = self.last = time.monotonic()
+        self.bar: Any = None
+        if sys.stdout.isatty() if terminal is None else terminal:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc="grade", unit="submission", file=sys.stdout)
 
     def tick(self, failed: bool, force: bool = False) -> None:
         self.done += 1
         self.failing += failed
+        if self.bar is not None:
+            self.bar.set_postfix(failing=self.failing, refresh=False)
+            self.bar.update(1)
+            return
         now = time.monotonic()
         if force or now - self.last >= PROGRESS_EVERY or self.done == self.total:
             self.last = now
@@ -125,6 +135,10 @@ class Ticker:
             eta = rate * (self.total - self.done)
             print(f"[grade] {self.done}/{self.total} judged, {self.failing} with a failing layer so far, "
                   f"{now - self.start:.0f}s elapsed, ETA {eta:.0f}s", flush=True)  # fmt: skip
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -224,4 +238,6 @@ def judge_all(args: argparse.Namespace, todo: list[Submission], results: dict[st
             for f in futures:
                 f.cancel()
             return True
+        finally:
+            ticker.close()
     return False
