@@ -47,7 +47,7 @@ class Mutant:
     @property
     def key(self) -> str:
         """Stable name: ``file::function::operator::before -> after::occurrence``."""
-        return f"{self.file}::{self.function}::{self.operator}::{self.before} -> {self.after}::{self.occurrence}"
+        return f"{self.file}::{self.function}::{self.operator}::{_one_line(self.before)} -> {_one_line(self.after)}::{self.occurrence}"
 
     @property
     def id(self) -> str:
@@ -67,6 +67,10 @@ class Mutant:
             difflib.unified_diff(source.splitlines(keepends=True), self.apply(source).splitlines(keepends=True),
                                  f"a/{self.file}", f"b/{self.file}", n=1)
         )  # fmt: skip
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 def _char_offset(line: str, col: int) -> int:
@@ -204,7 +208,7 @@ def find_mutants(file: str, source: str) -> list[Mutant]:
     seen: Counter[str] = Counter()
     out = []
     for m in sorted(finder.found, key=lambda m: (m.line, m.col, m.operator, m.after)):
-        base = f"{m.file}::{m.function}::{m.operator}::{m.before} -> {m.after}"
+        base = Mutant(**{**m.__dict__, "occurrence": 0}).key
         out.append(Mutant(**{**m.__dict__, "occurrence": seen[base]}))
         seen[base] += 1
     for m in out:  # every mutant must still be valid Python

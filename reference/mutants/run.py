@@ -99,6 +99,9 @@ def sample(mutants: list[Mutant], n: int, seed: int) -> list[Mutant]:
     while sum(quota.values()) > n:  # trim the largest shares first
         biggest = max(quota, key=lambda f: quota[f])
         quota[biggest] -= 1
+    while sum(quota.values()) < n:  # rounding left some over: to the files with the most left
+        roomiest = max(quota, key=lambda f: len(by_file[f]) - quota[f])
+        quota[roomiest] += 1
     chosen = [m for f, ms in by_file.items() for m in rng.sample(ms, quota[f])]
     return sorted(chosen, key=lambda m: (list(SCOPE).index(m.file), m.line, m.col))
 
@@ -151,7 +154,9 @@ def judge_package(package: Path, layers: list[str] | None, case_timeout: float) 
         if done.returncode == 1:
             by = name if name != "judge" else f"judge ({failing_judges(out / 'judge') or 'summary'})"
             return Outcome("killed", by, time.perf_counter() - start, _last_lines(done.stdout))
-        if done.returncode != 0:
+        if done.returncode == 2 and "the judge itself failed" not in done.stderr:  # it does not import, say
+            return Outcome("killed", f"{name} (exit 2)", time.perf_counter() - start, _last_lines(done.stderr))
+        if done.returncode != 0:  # the judge crashed: a defect of the judge, never a kill
             return Outcome("judge error", name, time.perf_counter() - start, _last_lines(done.stderr or done.stdout))
     return Outcome("survived", "", time.perf_counter() - start)
 
