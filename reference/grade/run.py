@@ -181,6 +181,9 @@ def run(args: argparse.Namespace) -> int:
     interrupted = False
     if todo:
         interrupted = judge_all(args, todo, results)
+    for sub in todo:  # what an interrupt left unjudged: a row that says so, judged by the next run
+        results.setdefault(sub.id, {"exit_code": None, "files": {},
+                                    "output": "error: not judged yet (interrupted); run the same command again"})  # fmt: skip
     rows = [gradebook_row(s, results[s.id], points) for s in subs]
     judged = sum(1 for s in subs if s.id in results and results[s.id].get("exit_code") is not None)
     headline = (f"{judged} of {len(subs)} submissions judged; mean score "
