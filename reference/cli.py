@@ -167,7 +167,7 @@ def cmd_judge(args: argparse.Namespace) -> int:
         # the gradcheck cross-check proves the finite-difference judge itself (verify and finite-diff run it)
         judges: list[Any] = [ProtocolJudge(), AutogradJudge(), FiniteDiffJudge(crosscheck=False), LifecycleJudge()]
         has_sgd = callable(getattr(j.impl, "SGD", None))
-        curves = args.curves and not args.layers and not args.case and has_sgd
+        curves = getattr(args, "curves", True) and not args.layers and not args.case and has_sgd
         if curves:
             judges.append(CurvesJudge())
         results = run_judges(judges, ctx)
@@ -310,8 +310,8 @@ def parser() -> argparse.ArgumentParser:
     _common(p, "reports/judge")
     _filters(p)
     p.add_argument("--case", help="rerun one case alone, by its id (the 'case' column of the CSVs)")
-    p.add_argument("--no-curves", dest="curves", action="store_false",
-                   help="skip the lockstep training check (it runs when the module has SGD; needs MNIST)")  # fmt: skip
+    p.add_argument("--no-curves", dest="curves", action="store_false", default=argparse.SUPPRESS,
+                   help="skip the lockstep training check (by default it runs when the module has SGD; needs MNIST)")  # fmt: skip
     p.add_argument(
         "--full-curves", action="store_true", help="also train lenet in float32 on full MNIST beside the twin"
     )
