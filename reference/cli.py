@@ -166,6 +166,8 @@ def cmd_judge(args: argparse.Namespace) -> int:
                       data=mnist_loader(args.data_dir), full_curves=args.full_curves, epochs=args.epochs)  # fmt: skip
         # the gradcheck cross-check proves the finite-difference judge itself (verify and finite-diff run it)
         judges: list[Any] = [ProtocolJudge(), AutogradJudge(), FiniteDiffJudge(crosscheck=False), LifecycleJudge()]
+        if args.judges:
+            judges = [judge for judge in judges if judge.name in args.judges]
         has_sgd = callable(getattr(j.impl, "SGD", None))
         curves = getattr(args, "curves", True) and not args.layers and not args.case and has_sgd
         if curves:
@@ -301,6 +303,15 @@ def _filters(p: argparse.ArgumentParser) -> None:
     p.add_argument("--strict", action="store_true", help="unsupported and missing rows fail too (exit 1)")
 
 
+def judge_names(text: str) -> list[str]:
+    names = [n.strip().replace("-", "_") for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in ("protocol", "autograd", "finite_diff", "lifecycle")]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown judge(s) {', '.join(unknown) or '(none given)'}; choose from "
+                                         "protocol, autograd, finite_diff, lifecycle")  # fmt: skip
+    return names
+
+
 def parser() -> argparse.ArgumentParser:
     fmt = argparse.ArgumentDefaultsHelpFormatter
     ap = argparse.ArgumentParser(prog="python -m reference", description=__doc__, formatter_class=fmt)
@@ -318,6 +329,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, help="epochs of the --full-curves run")
     p.add_argument("--data-dir", help="directory holding the MNIST IDX files (else the cache, else download)")
     p.add_argument("--junit", help="also write JUnit XML here: one test case per layer (for CI systems)")
+    p.add_argument("--judges", type=judge_names, help="only these judges, comma-separated (protocol, autograd, "
+                   "finite_diff, lifecycle; the lockstep is --no-curves's)")  # fmt: skip
     p = sub.add_parser("grade", formatter_class=fmt,
                        help="grade a class: every submission in a folder judged on Dask; gradebook, class summary, reports")  # fmt: skip
     p.add_argument("submissions", help="a folder: each .py file, folder or .ipynb notebook in it is one submission")

@@ -66,11 +66,14 @@ def test_the_sample_is_seeded_and_spreads_over_every_file_in_scope():
 def test_every_equivalent_mutant_has_a_reason_and_is_a_mutant_of_the_code(tmp_path):
     listed = load_equivalent()
     keys = {m.key for m in every_mutant()}
-    assert all(reason.strip() for reason in listed.values())
+    assert all(reason.strip() and cls in ("equivalent", "outside the protocol") for cls, reason in listed.values())
     assert set(listed) <= keys, sorted(set(listed) - keys)  # a stale entry must be removed
     bad = tmp_path / "equivalent.csv"
-    bad.write_text("key,reason\nconv.py::f::constant::1 -> 2::0,\n")
+    bad.write_text("key,class,reason\nconv.py::f::constant::1 -> 2::0,equivalent,\n")
     with pytest.raises(ValueError, match="needs a reason"):
+        load_equivalent(bad)
+    bad.write_text("key,class,reason\nconv.py::f::constant::1 -> 2::0,harmless,it is fine\n")
+    with pytest.raises(ValueError, match="class must be one of"):
         load_equivalent(bad)
 
 
@@ -82,7 +85,7 @@ def test_ci_s_fixed_sample_of_mutants_is_killed_by_the_judges(tmp_path, capsys):
     printed = capsys.readouterr().out
     rows = pd.read_csv(out / "mutants.csv")
     assert code == 0, printed
-    assert len(rows) == 12 and set(rows["status"]) <= {"killed", "timed out", "equivalent"}
+    assert len(rows) == 12 and set(rows["status"]) <= {"killed", "timed out", "equivalent", "outside the protocol"}
     assert (rows.loc[rows["status"] == "killed", "killed_by"] != "").all()
     summary = (out / "summary.md").read_text()
     assert "Kill rate: 100.0%" in summary and (out / "index.html").is_file() and (out / "run.json").is_file()

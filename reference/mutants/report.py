@@ -15,7 +15,8 @@ from reference.report.publish import check_out, new_staging, stamp, swap_into_pl
 from reference.report.summary import STYLE, html_table
 from reference.report.tables import markdown, write_atomic
 
-STATUSES = ["killed", "timed out", "survived", "equivalent", "judge error"]
+STATUSES = ["killed", "timed out", "survived", "equivalent", "outside the protocol", "judge error"]
+SET_ASIDE = ("equivalent", "outside the protocol")  # listed with reasons, not in the kill rate
 
 
 def per_file(rows: pd.DataFrame) -> pd.DataFrame:
@@ -28,8 +29,8 @@ def per_file(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def kill_rate(rows: pd.DataFrame) -> str:
-    """Killed (a timeout is a kill: the judge stopped it) over the non-equivalent mutants, as a percent."""
-    live = rows[rows["status"] != "equivalent"]
+    """Killed (a timeout is a kill: the judge stopped it) over the mutants not set aside, as a percent."""
+    live = rows[~rows["status"].isin(SET_ASIDE)]
     killed = live["status"].isin(["killed", "timed out"]).sum()
     return f"{100 * killed / len(live):.1f}% ({killed} of {len(live)})" if len(live) else "n/a (all equivalent)"
 
@@ -40,19 +41,20 @@ def per_judge(rows: pd.DataFrame) -> pd.DataFrame:
     return killed.groupby("killed_by").size().rename("mutants").sort_values(ascending=False).reset_index()
 
 
-def write_reports(rows: pd.DataFrame, out: Path, *, seconds: float, workers: int, equivalent: dict[str, str],
+def write_reports(rows: pd.DataFrame, out: Path, *, seconds: float, workers: int, equivalent: dict[str, tuple[str, str]],
                   sampled: bool, seed: int) -> None:  # fmt: skip
     check_out(out)
     files, judges = per_file(rows), per_judge(rows)
     survivors = rows[rows["status"].isin(["survived", "judge error"])]
-    stale = sorted(set(equivalent) - set(rows.loc[rows["status"] == "equivalent", "key"]) & set(rows["key"]))
+    stale = sorted(set(equivalent) - set(rows.loc[rows["status"].isin(SET_ASIDE), "key"]) & set(rows["key"]))
     head = [
         "# Mutation run of scratch_cnn, judged by the judges",
         "",
         f"**Kill rate: {kill_rate(rows)}** of the non-equivalent mutants; {len(rows)} mutants "
         f"({'a seeded sample, seed ' + str(seed) if sampled else 'chosen'}), "
-        f"{(rows['status'] == 'equivalent').sum()} equivalent (listed with reasons in "
-        "reference/mutants/equivalent.csv).",
+        f"{(rows['status'] == 'equivalent').sum()} equivalent and {(rows['status'] == 'outside the protocol').sum()} "
+        "outside the protocol (changing only what happens on input the protocol leaves undefined), each listed "
+        "with its reason in reference/mutants/equivalent.csv.",
         "",
         f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: {seconds / 60:.1f} min with "
         f"{workers} mutants at once.",
@@ -66,8 +68,9 @@ def write_reports(rows: pd.DataFrame, out: Path, *, seconds: float, workers: int
             body += [f"### {r.id}: {r.file} {r.function} ({r.status})", "", "```diff", r.diff.rstrip(), "```", ""]
     else:
         body += ["_none_", ""]
-    eq = rows[rows["status"] == "equivalent"]
-    body += ["## Equivalent mutants", "", markdown(eq[["id", "file", "function", "before", "after", "reason"]])
+    eq = rows[rows["status"].isin(SET_ASIDE)]
+    body += ["## Equivalent, or outside the protocol", "",
+             markdown(eq[["id", "status", "file", "function", "before", "after", "reason"]])
              if len(eq) else "_none in this run_", ""]  # fmt: skip
     if stale:
         body += ["## Listed as equivalent but killed in this run (remove them from equivalent.csv)", "",
@@ -99,7 +102,7 @@ def page(head: list[str], files: pd.DataFrame, judges: pd.DataFrame, survivors: 
                          f"<pre>{html.escape(r.diff)}</pre>")  # fmt: skip
     else:
         parts.append("<p>none</p>")
-    parts += ["<h2>Equivalent mutants</h2>",
-              html_table(eq[["id", "file", "function", "before", "after", "reason"]]) if len(eq) else "<p>none</p>",
+    parts += ["<h2>Equivalent, or outside the protocol</h2>",
+              html_table(eq[["id", "status", "file", "function", "before", "after", "reason"]]) if len(eq) else "<p>none</p>",
               "</body></html>"]  # fmt: skip
     return "".join(parts)

@@ -5,15 +5,22 @@ scratch_cnn never shadows it) with one change, judged in its own folder by the s
 user types, cheapest first, stopping at the first that fails (kills) it:
 
 1. ``reference autograd --quick --strict`` on the layers the mutated file holds,
-2. ``reference judge --quick --no-curves --strict`` (protocol rules, autograd, finite differences
-   with the network probes, lifecycle) on the same layers,
-3. ``reference curves --quick``: the float64 lockstep beside the torch twin (optimiser, model).
+2. ``reference judge --judges protocol,finite_diff,lifecycle --quick --no-curves --strict`` (the
+   protocol rules, finite differences with the network probes, two rounds on one instance) on the
+   same layers,
+3. for the optimiser, the model and the layer base class, ``reference curves --quick``: the float64
+   lockstep beside the torch twin.
 
-A mutant that passes all three survived; one listed in ``equivalent.csv`` (its key and a one-line
-reason) is equivalent. Scope: the modules the judges claim (layers, losses, model, optimiser,
-validation, workspace); data loading, the CLI, image reading, the training loop's bookkeeping,
-saving and loading a model and printing a layer have unit tests and no judge. Defaults of
-arguments and the architectures' sizes are choices, not computations, and are not mutated.
+A mutant that passes every stage survived, unless ``equivalent.csv`` lists it (its key, a class and
+a one-line reason): ``equivalent`` (no observable change) or ``outside the protocol`` (it changes
+only what happens on input the protocol leaves undefined: which invalid argument raises, or the
+message). Neither counts in the kill rate; both are listed in the report.
+
+Scope: the modules the judges claim (layers, losses, model, optimiser, validation, workspace). Data
+loading, the CLI, image reading, the training loop's bookkeeping, saving and loading a model and
+printing a layer have unit tests and no judge; the named architectures are the judges' own (their
+networks are built from the judge's scratch_cnn, never the judged module's). Defaults of arguments
+are choices, not computations, and are not mutated.
 """
 
 from __future__ import annotations
@@ -44,7 +51,6 @@ ALL_LAYERS = None  # the whole module: every layer, the network probes
 SCOPE: dict[str, list[str] | None] = {
     "_validate.py": ALL_LAYERS,
     "activations.py": ["ReLU"],
-    "architectures.py": ALL_LAYERS,
     "conv.py": ["Conv2D"],
     "dense.py": ["Dense", "Flatten"],
     "layer.py": ALL_LAYERS,
@@ -54,10 +60,10 @@ SCOPE: dict[str, list[str] | None] = {
     "pooling.py": ["MaxPool2D", "AvgPool2D"],
     "workspace.py": ALL_LAYERS,
 }
-NOT_MUTATED = {("architectures.py", "constant")}  # layer sizes of the named networks: choices
 # saving, loading and printing a model have unit tests (tests/test_model.py); no judge claims them
 NOT_JUDGED = {"Sequential.predict_proba", "Sequential.spec", "Sequential.save", "Sequential.from_spec",
               "Sequential.load", "read_npz", "atomic_savez"}  # fmt: skip
+LOCKSTEP_FILES = {"optim.py", "model.py", "layer.py"}  # what training uses beyond the layers' own maths
 STAGE_TIMEOUT_S = 600.0  # a stage's whole command; its cases have the judge's own --case-timeout
 
 
@@ -79,9 +85,7 @@ def every_mutant() -> list[Mutant]:
         out += [
             m
             for m in find_mutants(file, source)
-            if (file, m.operator) not in NOT_MUTATED
-            and m.function not in NOT_JUDGED
-            and m.function.rsplit(".", 1)[-1] not in ("__repr__", "config")
+            if m.function not in NOT_JUDGED and m.function.rsplit(".", 1)[-1] not in ("__repr__", "config")
         ]
     return out
 
@@ -106,26 +110,33 @@ def sample(mutants: list[Mutant], n: int, seed: int) -> list[Mutant]:
     return sorted(chosen, key=lambda m: (list(SCOPE).index(m.file), m.line, m.col))
 
 
-def load_equivalent(path: Path = EQUIVALENT) -> dict[str, str]:
-    """{mutant key: the reason it is equivalent} from the committed list."""
+CLASSES = ("equivalent", "outside the protocol")
+
+
+def load_equivalent(path: Path = EQUIVALENT) -> dict[str, tuple[str, str]]:
+    """{mutant key: (class, reason)} from the committed list."""
     if not path.is_file():
         return {}
     table = pd.read_csv(path, dtype=str).fillna("")
     bad = table[table["reason"].str.strip() == ""]
     if len(bad):
         raise ValueError(f"{path}: every equivalent mutant needs a reason; missing for {', '.join(bad['key'])}")
-    return dict(zip(table["key"], table["reason"], strict=True))
+    wrong = table[~table["class"].isin(CLASSES)]
+    if len(wrong):
+        raise ValueError(f"{path}: class must be one of {', '.join(CLASSES)}; got {', '.join(set(wrong['class']))}")
+    return {k: (c, r) for k, c, r in zip(table["key"], table["class"], table["reason"], strict=True)}
 
 
-def stages(layers: list[str] | None, out: Path, case_timeout: float) -> list[tuple[str, list[str]]]:
+def stages(layers: list[str] | None, out: Path, case_timeout: float, lockstep: bool) -> list[tuple[str, list[str]]]:
     """(stage name, command) in order, cheapest first."""
     py, common = [sys.executable, "-m", "reference"], ["--impl", MUTANT_NAME, "--parallel", "1",
                                                        "--case-timeout", str(case_timeout)]  # fmt: skip
     only = ["--layers", ",".join(layers)] if layers else []
+    rest = ["--judges", "protocol,finite_diff,lifecycle", "--no-curves"]
     return [
         ("autograd", [*py, "autograd", *common, "--quick", "--strict", *only, "--out", str(out / "autograd")]),
-        ("judge", [*py, "judge", *common, "--quick", "--strict", "--no-curves", *only, "--out", str(out / "judge")]),
-        ("lockstep", [*py, "curves", *common, "--quick", "--out", str(out / "lockstep")]),
+        ("judge", [*py, "judge", *common, "--quick", "--strict", *rest, *only, "--out", str(out / "judge")]),
+        *([("lockstep", [*py, "curves", *common, "--quick", "--out", str(out / "lockstep")])] if lockstep else []),
     ]
 
 
@@ -142,11 +153,11 @@ def failing_judges(folder: Path) -> str:
     return ",".join(names)
 
 
-def judge_package(package: Path, layers: list[str] | None, case_timeout: float) -> Outcome:
+def judge_package(package: Path, layers: list[str] | None, case_timeout: float, lockstep: bool) -> Outcome:
     """Run the stages on ``package`` (a folder holding ``scnn_mutant/``); the first failing one kills."""
     start = time.perf_counter()
     out = package / "reports"
-    for name, command in stages(layers, out, case_timeout):
+    for name, command in stages(layers, out, case_timeout, lockstep):
         try:
             done = subprocess.run(command, cwd=package, capture_output=True, text=True, timeout=STAGE_TIMEOUT_S)
         except subprocess.TimeoutExpired:
@@ -178,7 +189,8 @@ def mutant_folder(mutant: Mutant | None) -> Path:
 def judge_mutant(mutant: Mutant | None, case_timeout: float) -> Outcome:
     folder = mutant_folder(mutant)
     try:
-        return judge_package(folder, SCOPE[mutant.file] if mutant else ALL_LAYERS, case_timeout)
+        layers = SCOPE[mutant.file] if mutant else ALL_LAYERS
+        return judge_package(folder, layers, case_timeout, lockstep=mutant is None or mutant.file in LOCKSTEP_FILES)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -204,15 +216,16 @@ def run_mutants(mutants: list[Mutant], workers: int, case_timeout: float,
     return sorted(done, key=lambda mo: order[mo[0].key])
 
 
-def table(results: list[tuple[Mutant, Outcome]], equivalent: dict[str, str]) -> pd.DataFrame:
-    """One row per mutant; a survivor listed in equivalent.csv becomes `equivalent` with its reason."""
+def table(results: list[tuple[Mutant, Outcome]], equivalent: dict[str, tuple[str, str]]) -> pd.DataFrame:
+    """One row per mutant; a survivor listed in equivalent.csv takes its class there, with its reason."""
     rows = []
     for m, o in results:
-        status = "equivalent" if o.status == "survived" and m.key in equivalent else o.status
+        listed = o.status == "survived" and m.key in equivalent
+        status = equivalent[m.key][0] if listed else o.status
         sources = (PACKAGE / m.file).read_text()
         rows.append({"id": m.id, "file": m.file, "function": m.function, "line": m.line, "operator": m.operator,
                      "before": m.before, "after": m.after, "status": status, "killed_by": o.killed_by,
-                     "seconds": round(o.seconds, 1), "reason": equivalent.get(m.key, "") if status == "equivalent" else "",
+                     "seconds": round(o.seconds, 1), "reason": equivalent[m.key][1] if listed else "",
                      "detail": o.detail, "key": m.key, "diff": m.diff(sources)})  # fmt: skip
     return pd.DataFrame(rows)
 
@@ -276,7 +289,8 @@ def main(argv: list[str] | None = None) -> int:
                   sampled=not (args.all or args.only), seed=args.seed)  # fmt: skip
     live = rows[rows["status"].isin(["survived", "judge error"])]
     print(f"{(rows['status'] == 'killed').sum()} killed, {(rows['status'] == 'timed out').sum()} timed out, "
-          f"{(rows['status'] == 'equivalent').sum()} equivalent, {len(live)} survived or broke the judge, "
+          f"{(rows['status'] == 'equivalent').sum()} equivalent, {(rows['status'] == 'outside the protocol').sum()} "
+          f"outside the protocol, {len(live)} survived or broke the judge, "
           f"in {seconds / 60:.1f} min; reports in {args.out}/ (summary.md first)")  # fmt: skip
     for r in live.itertuples():
         print(f"  {r.status}: {r.id} {r.file}:{r.line} {r.function} {r.operator}: {r.before!r} -> {r.after!r}")
