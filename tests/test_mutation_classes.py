@@ -127,6 +127,15 @@ class ReLUFirstDtype(scratch_cnn.ReLU):
         return super().backward(dout).astype(self.dtype)
 
 
+class PoolSquareOutputShape(scratch_cnn.MaxPool2D):
+    """Its output_shape, written for square windows, uses the first axis's kernel and stride for both."""
+
+    def output_shape(self, input_shape):
+        m, H, W, C = input_shape
+        (k, _), (s, _) = self.kernel_size, self.stride
+        return (m, (H - k) // s + 1, (W - k) // s + 1, C)
+
+
 class LossUncheckedLabels:
     """The textbook loss on probabilities: -log p[range(m), y], no check that y is a class."""
 
@@ -157,8 +166,19 @@ class LossUncheckedLabels:
             LossUncheckedLabels,
             "labels outside [0, K) refused: label -1 of K=5 classes was scored",
         ),
+        (
+            "MaxPool2D",
+            PoolSquareOutputShape,
+            "output_shape agrees with forward: output_shape(2, 7, 8, 2) = (2, 3, 3, 2), forward returns (2, 3, 7, 2)",
+        ),
     ],
-    ids=["reused-output-buffer", "bias-grad-without-bias", "first-dtype-kept", "labels-unchecked"],
+    ids=[
+        "reused-output-buffer",
+        "bias-grad-without-bias",
+        "first-dtype-kept",
+        "labels-unchecked",
+        "square-output-shape",
+    ],
 )
 def test_a_protocol_bug_is_one_line_naming_its_rule(layer, bug, line):
     lines = protocol_lines(check_protocol(_impl(**{layer: bug}), [layer]))
@@ -190,14 +210,27 @@ class SequentialGradsByKey(scratch_cnn.Sequential):
         return {k: v for layer in self.layers for k, v in layer.grads.items()}
 
 
+class SequentialAstypeForgetsLayers(scratch_cnn.Sequential):
+    """Converts nothing: astype only returns self."""
+
+    def astype(self, dtype):
+        return self
+
+
 @pytest.mark.parametrize(
     "bug, why",
     [
+        (
+            SequentialAstypeForgetsLayers,
+            "after astype(float32), forward on float32 input raised ValueError: Conv2D: input",
+        ),
         (SequentialForgetsDx, "dx has shape (), expected (2, 4, 4, 2)"),
         (SequentialGradsByKey, "grads has ['W', 'b'], the layers' grads are ['0.W', '0.b', '4.W', '4.b']"),
     ],
-    ids=["no-dx", "grads-by-key"],
+    ids=["astype-converts-nothing", "no-dx", "grads-by-key"],
 )
 def test_a_sequential_that_disagrees_with_its_own_layers_is_named(bug, why):
     lines = [line for line in protocol_lines(check_protocol(_impl(Sequential=bug))) if "Sequential" in line]
-    assert len(lines) == 1 and lines[0].startswith(f"protocol: Sequential: FAIL Sequential agrees with its layers: {why}")
+    assert len(lines) == 1 and lines[0].startswith(
+        f"protocol: Sequential: FAIL Sequential agrees with its layers: {why}"
+    )

@@ -259,7 +259,8 @@ def conv_square_grid() -> list[Case]:
 def anisotropic_grid() -> list[Case]:
     """Kernels and strides that differ per axis, with overlapping windows: code that uses one axis's
     stride (or kernel) for both passes every square case and fails these."""
-    conv = [((2, 3), (1, 2), "valid"), ((3, 2), (2, 1), (1, 0)), (3, (2, 1), 1), ((3, 3), (1, 2), (0, 1))]
+    conv = [((2, 3), (1, 2), "valid"), ((3, 2), (2, 1), (1, 0)), (3, (2, 1), 1), ((3, 3), (1, 2), (0, 1)),
+            ((2, 3), 1, "same"), ((4, 1), 1, "same")]  # 'same' with an even side: padded (0, 1) there, (1, 1) or none on the other  # fmt: skip
     cases = []
     for i, (k, s, p) in enumerate(conv):
         config = {"in_ch": 2, "out_ch": 3, "kernel_size": k, "stride": s, "padding": p, "bias": True}

@@ -45,8 +45,12 @@ def notebook(*cells: str) -> str:
                        "metadata": {}, "nbformat": 4, "nbformat_minor": 5})  # fmt: skip
 
 
-def write_class(root: Path, size: int = 200, seed: int = 0) -> pd.DataFrame:
-    """Write ``size`` submissions into ``root`` (which must be empty or absent); their table."""
+MUTATED_FILES = ("conv.py", "pooling.py", "dense.py", "activations.py", "losses.py")
+
+
+def write_class(root: Path, size: int = 200, seed: int = 0, files: tuple[str, ...] = MUTATED_FILES) -> pd.DataFrame:
+    """Write ``size`` submissions into ``root`` (which must be empty or absent), the mutants drawn from
+    scratch_cnn's ``files``; their table."""
     if root.exists() and any(root.iterdir()):
         raise ValueError(f"{root} is not empty: a sample class is written into a new folder")
     root.mkdir(parents=True, exist_ok=True)
@@ -84,8 +88,9 @@ def write_class(root: Path, size: int = 200, seed: int = 0) -> pd.DataFrame:
     left = size - len(rows)
     if left < 0:
         raise ValueError(f"--size {size}: the fixed part of the class alone is {len(rows)} submissions")
-    layer_files = [m for m in every_mutant() if m.file in ("conv.py", "pooling.py", "dense.py", "activations.py",
-                                                           "losses.py")]  # fmt: skip
+    layer_files = [m for m in every_mutant() if m.file in files]
+    if len(layer_files) < left:
+        raise ValueError(f"--size {size}: {left} mutants wanted, {', '.join(files)} have {len(layer_files)}")
     for m in sample(layer_files, left, seed):
         folder = root / f"mutant_{m.id}"
         shutil.copytree(PACKAGE, folder / MUTANT_NAME, ignore=shutil.ignore_patterns("__pycache__"))
@@ -104,9 +109,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("folder", type=Path)
     ap.add_argument("--size", type=int, default=200)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--files", default=",".join(MUTATED_FILES),
+                    help="scratch_cnn files the mutants are drawn from (those of the layers you will grade)")  # fmt: skip
     args = ap.parse_args(argv)
     try:
-        table = write_class(args.folder, args.size, args.seed)
+        table = write_class(args.folder, args.size, args.seed, tuple(f.strip() for f in args.files.split(",")))
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

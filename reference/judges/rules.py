@@ -16,6 +16,7 @@ maths bug). Per layer class the module defines:
 | returned arrays stay the caller's | a second round on the same instance leaves the arrays the first returned (output and dx; probs and dlogits) as they were: a returned view of a buffer the layer reuses changes under the caller |
 | dtype kept after a float32 round | the same instance, given float64 after float32 (parameters converted by ``astype`` where the layer has one), returns float64 |
 | labels outside [0, K) refused | (the loss) a label K or -1 raises; it is never scored against some class (-1 indexes the last one) |
+| output_shape agrees with forward | (a layer with the optional ``output_shape(input_shape)``) it gives the shape forward returns, on a configuration whose kernel, stride and padding differ per axis |
 | Sequential agrees with its layers | (a module with the optional ``Sequential(layers)``, judged when every layer is) a conv-relu-pool-flatten-dense network's forward, ``backward(dout)`` (dx), ``grads`` (named ``"{index}.{key}"``) and ``backward(dout, input_grad=False)`` equal the same layers chained by hand |
 | backward_params agrees with backward | (only for a layer with parameters that has the optional ``backward_params``, which networks call on their first layer in training) it fills the grads ``backward`` fills for the same forward, not those of an earlier round |
 """
@@ -81,6 +82,8 @@ def check_layer(impl: Any, layer_type: str) -> list[dict[str, Any]]:
         return [_row(layer_type, "runs", status, f"config {config} on input {shape}: {message}")]
     rows = [_row(layer_type, "runs", True, f"config {config} on input {shape}")]
     rows.append(_guarded(layer_type, "returned arrays stay the caller's", lambda: _returns_kept(impl, layer_type)))
+    if layer_type in SHAPED and callable(getattr(layer, "output_shape", None)):
+        rows.append(_guarded(layer_type, "output_shape agrees with forward", lambda: _output_shape(impl, layer_type)))
     rows += _round_trip(impl, layer_type)
     if layer_type == "SoftmaxCrossEntropy":
         refused = _guarded(layer_type, "labels outside [0, K) refused", lambda: _labels_refused(impl, shape))
@@ -132,6 +135,25 @@ def _inputs_unchanged(impl: Any, layer_type: str, config: dict[str, Any], shape:
     return _row(layer_type, check, not changed, f"{' and '.join(changed)} modified in place by "
                 f"{'forward' if changed[0] == 'x' else 'backward'}: a layer must not write into arrays it is given "
                 "(the previous layer may still hold them)" if changed else "")  # fmt: skip
+
+
+# a configuration per layer whose every size differs per axis (so a formula that mixes the axes shows)
+SHAPED: dict[str, tuple[dict[str, Any], tuple[int, ...]]] = {
+    "Conv2D": ({"in_ch": 2, "out_ch": 3, "kernel_size": (3, 2), "stride": (2, 1), "padding": (1, 0), "bias": True},
+               (2, 7, 8, 2)),
+    "MaxPool2D": ({"kernel_size": (3, 2), "stride": (2, 1)}, (2, 7, 8, 2)),
+    "AvgPool2D": ({"kernel_size": (3, 2), "stride": (2, 1)}, (2, 7, 8, 2)),
+}  # fmt: skip
+
+
+def _output_shape(impl: Any, layer_type: str) -> dict[str, Any]:
+    check = "output_shape agrees with forward"
+    config, shape = SHAPED[layer_type]
+    layer = construct(impl, layer_type, config, dtype=np.float64)
+    said = tuple(int(n) for n in layer.output_shape(shape))
+    got = tuple(np.shape(layer.forward(np.random.default_rng(10).standard_normal(shape))))
+    return _row(layer_type, check, said == got, f"output_shape{shape} = {said}, forward returns {got} (config {config})"
+                if said != got else f"{got} for input {shape}")  # fmt: skip
 
 
 def _without_bias(impl: Any, layer_type: str) -> dict[str, Any]:
@@ -344,8 +366,30 @@ def _sequential(impl: Any) -> dict[str, Any]:
     later = {k: np.array(v) for k, v in dict(net.grads).items()}
     wrong += [f"grads[{k!r}] after backward(input_grad=False) differs" for k in want_grads
               if k not in later or not _close(later[k], want_grads[k])]  # fmt: skip
+    wrong += _sequential_dtype(net, x)
     return _row("Sequential", check, not wrong, "; ".join(wrong) + " (against the same layers chained by hand)" if wrong
                 else "out, dx and every gradient equal the layers chained by hand")  # fmt: skip
+
+
+def _sequential_dtype(net: Any, x: np.ndarray) -> list[str]:
+    """The optional ``dtype`` and ``astype`` of a Sequential: float64 layers say float64; after
+    ``astype(float32)`` the network computes and says float32."""
+    wrong = []
+    if hasattr(net, "dtype") and np.dtype(net.dtype) != np.float64:
+        wrong.append(f"dtype is {np.dtype(net.dtype)} for float64 layers")
+    if callable(getattr(net, "astype", None)):
+        net.astype(np.float32)
+        try:
+            out = np.asarray(net.forward(x.astype(np.float32)))
+        except Exception as err:  # the layers kept float64 parameters and refuse float32 input, say
+            from reference.impl.protocol import classify
+
+            return [*wrong, f"after astype(float32), forward on float32 input raised {classify(err)[1]}"]
+        if out.dtype != np.float32:
+            wrong.append(f"after astype(float32) forward returns {out.dtype}")
+        if hasattr(net, "dtype") and np.dtype(net.dtype) != np.float32:
+            wrong.append(f"after astype(float32) dtype is {np.dtype(net.dtype)}")
+    return wrong
 
 
 def _close(a: np.ndarray, b: np.ndarray) -> bool:

@@ -4,7 +4,8 @@ Every mutant is a copy of the package under another name (``scnn_mutant``, so th
 scratch_cnn never shadows it) with one change, judged in its own folder by the same commands a
 user types, cheapest first, stopping at the first that fails (kills) it:
 
-1. ``reference autograd --quick --strict`` on the layers the mutated file holds,
+1. ``reference autograd --quick --strict`` on the layers the mutated file holds, then the same on
+   the whole grid (what ``verify`` runs),
 2. ``reference judge --judges protocol,finite_diff,lifecycle --quick --no-curves --strict`` (the
    protocol rules, finite differences with the network probes, two rounds on one instance) on the
    same layers,
@@ -135,6 +136,7 @@ def stages(layers: list[str] | None, out: Path, case_timeout: float, lockstep: b
     rest = ["--judges", "protocol,finite_diff,lifecycle", "--no-curves"]
     return [
         ("autograd", [*py, "autograd", *common, "--quick", "--strict", *only, "--out", str(out / "autograd")]),
+        ("autograd, full grid", [*py, "autograd", *common, "--strict", *only, "--out", str(out / "autograd-full")]),
         ("judge", [*py, "judge", *common, "--quick", "--strict", *rest, *only, "--out", str(out / "judge")]),
         *([("lockstep", [*py, "curves", *common, "--quick", "--out", str(out / "lockstep")])] if lockstep else []),
     ]
