@@ -48,6 +48,10 @@ def write_module(tmp_path, monkeypatch, name, source):
 def test_a_cs231n_style_nchw_implementation_passes_end_to_end_through_the_adapters():
     # every sampled case but the built-in networks' full-size layers, which its loop convolution takes minutes over
     rows = judge_all(load_impl("tests.impls.cs231n_protocol"), [c for c in QUICK if not c.network_layer])
+    # its one finding: softmax_loss indexes probs[range(m), y] unchecked, so a label -1 is scored as the last class
+    unchecked = (rows["case"] == "labels outside [0, K) refused") & (rows["status"] == "fail")
+    assert unchecked.sum() == 1 and "label -1" in rows.loc[unchecked, "note"].iloc[0]
+    rows = rows[~unchecked]
     assert set(rows["status"]) <= {"pass", "unsupported"}, rows[~rows.status.isin(["pass", "unsupported"])].head()
     v = verdicts(rows)
     assert all(v[layer] == "PASS" for layer in ("Conv2D", "ReLU", "MaxPool2D", "AvgPool2D", "Flatten", "Dense"))

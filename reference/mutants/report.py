@@ -53,7 +53,8 @@ def write_reports(rows: pd.DataFrame, out: Path, *, seconds: float, workers: int
         f"**Kill rate: {kill_rate(rows)}** of the non-equivalent mutants; {len(rows)} mutants "
         f"({'a seeded sample, seed ' + str(seed) if sampled else 'chosen'}), "
         f"{(rows['status'] == 'equivalent').sum()} equivalent and {(rows['status'] == 'outside the protocol').sum()} "
-        "outside the protocol (changing only what happens on input the protocol leaves undefined), each listed "
+        "outside the protocol (changing only what the protocol leaves to the implementation: invalid input, "
+        "error messages, initial weights), each listed "
         "with its reason in reference/mutants/equivalent.csv.",
         "",
         f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: {seconds / 60:.1f} min with "

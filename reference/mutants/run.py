@@ -14,8 +14,9 @@ user types, cheapest first, stopping at the first that fails (kills) it:
 
 A mutant that passes every stage survived, unless ``equivalent.csv`` lists it (its key, a class and
 a one-line reason): ``equivalent`` (no observable change) or ``outside the protocol`` (it changes
-only what happens on input the protocol leaves undefined: which invalid argument raises, or the
-message). Neither counts in the kill rate; both are listed in the report.
+only what the protocol leaves to the implementation: what happens on invalid input, which invalid
+argument raises, an error's message, the initial weights). Neither counts in the kill rate; both
+are listed in the report.
 
 Scope: the modules the judges claim (layers, losses, model, optimiser, validation, workspace). Data
 loading, the CLI, image reading, the training loop's bookkeeping, saving and loading a model and
