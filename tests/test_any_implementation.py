@@ -78,11 +78,18 @@ class ColumnMajorDense:
 
 def test_a_column_major_class_with_out_in_weights_and_grads_carrying_1_over_m_passes():
     style = Conventions(dense_weight="out_in", dense_x="columns", bias="column", param_grads="carry_1/m")
-    dense = class_layer("Dense", lambda c: ColumnMajorDense(c.n_in, c.n_out), conventions=style,
-                        params={"W": "W", "b": "b"}, grads={"W": "dW", "b": "db"})  # fmt: skip
+
+    def build(c):
+        if not c.bias:  # the course's layer always has a bias: declared, so bias=False is unsupported, not ignored
+            raise NotImplementedError("this Dense always has a bias")
+        return ColumnMajorDense(c.n_in, c.n_out)
+
+    dense = class_layer("Dense", build, conventions=style, params={"W": "W", "b": "b"}, grads={"W": "dW", "b": "db"})
     cases = [c for c in grid() if c.layer == "Dense" and c.config["bias"]]
     rows = judge_all(_impl(Dense=dense), cases, networks={})
-    assert len(rows) > 40 and (rows["status"] == "pass").all(), rows[rows.status != "pass"].head()
+    declared = rows["case"] == "params and grads, bias=False"
+    assert rows.loc[declared, "status"].tolist() == ["unsupported"]
+    assert len(rows) > 40 and (rows.loc[~declared, "status"] == "pass").all(), rows[rows.status != "pass"].head()
 
 
 # --- partial implementations --------------------------------------------------------------------
@@ -178,19 +185,19 @@ class DenseParamsCopies:
     def __init__(self, n_in, n_out, bias=True, *, rng=None, dtype=np.float64):
         rng = rng if rng is not None else np.random.default_rng()
         self.W = (rng.standard_normal((n_in, n_out)) / np.sqrt(n_in)).astype(dtype)
-        self.b = np.zeros(n_out, dtype=dtype)
+        self.b = np.zeros(n_out, dtype=dtype) if bias else None
         self.grads = {}
 
     @property
     def params(self):
-        return {"W": self.W.copy(), "b": self.b.copy()}
+        return {"W": self.W.copy(), **({"b": self.b.copy()} if self.b is not None else {})}
 
     def forward(self, x):
         self.x = x
-        return x @ self.W + self.b
+        return x @ self.W + (self.b if self.b is not None else 0)
 
     def backward(self, dout):
-        self.grads = {"W": self.x.T @ dout, "b": dout.sum(axis=0)}
+        self.grads = {"W": self.x.T @ dout, **({"b": dout.sum(axis=0)} if self.b is not None else {})}
         return dout @ self.W.T
 
 

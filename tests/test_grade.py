@@ -213,7 +213,7 @@ def test_a_separately_started_scheduler_and_worker_grade_the_same_class(klass, t
 def test_a_real_ctrl_c_keeps_every_finished_result_and_the_rerun_judges_only_the_rest(tmp_path):
     klass = tmp_path / "class"
     klass.mkdir()
-    for i in range(5):
+    for i in range(8):  # an interrupt after two leaves some unjudged, however loaded the machine
         (klass / f"s{i}.py").write_text(f"from scratch_cnn import *  # noqa  student {i}\n")
     out = tmp_path / "grades"
     cmd = [sys.executable, "-m", "reference", "grade", str(klass), "--out", str(out), *LAYERS, "--workers", "1"]
@@ -225,10 +225,10 @@ def test_a_real_ctrl_c_keeps_every_finished_result_and_the_rerun_judges_only_the
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 2 and "every finished submission is kept" in err, err
     first = {p.parent.name: json.loads(p.read_text())["run_id"] for p in out.glob("*/grade.json")}
-    assert 2 <= len(first) < 5
+    assert 2 <= len(first) < 8
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr
-    assert f"{5 - len(first)} to judge, {len(first)} unchanged" in again.stdout
+    assert f"{8 - len(first)} to judge, {len(first)} unchanged" in again.stdout
     after = {p.parent.name: json.loads(p.read_text())["run_id"] for p in out.glob("*/grade.json")}
-    assert len(after) == 5 and all(after[k] == v for k, v in first.items())  # none judged twice
-    assert len(book_of(out)) == 5 and (book_of(out)["Dense"] == "PASS").all()
+    assert len(after) == 8 and all(after[k] == v for k, v in first.items())  # none judged twice
+    assert len(book_of(out)) == 8 and (book_of(out)["Dense"] == "PASS").all()

@@ -149,6 +149,13 @@ def _kernel(case: Case) -> tuple[int, int]:
     return tuple(k) if isinstance(k, (tuple, list)) else (k, k)  # type: ignore[return-value]
 
 
+def _stride(case: Case) -> tuple[int, int]:
+    s = case.config.get("stride")
+    if s is None:
+        return _kernel(case)
+    return tuple(s) if isinstance(s, (tuple, list)) else (s, s)  # type: ignore[return-value]
+
+
 def _pads_nonzero(case: Case) -> bool:
     p = case.config.get("padding", "same")
     if p == "valid":
@@ -178,7 +185,7 @@ FAULTS = [
     Fault("maxpool_ties_to_every_max", "max pool routes the gradient to every tied maximum",
           lambda: _impl(MaxPool2D=MaxPoolTiesToEveryMax), lambda c, t, s: c.layer == "MaxPool2D" and t == "dx" and s["ties"] > 0),
     Fault("avgpool_wrong_axis", "average pool with the window's axes swapped", lambda: _impl(AvgPool2D=AvgPoolWrongAxis),
-          lambda c, t, s: c.layer == "AvgPool2D" and _kernel(c)[0] != _kernel(c)[1]),
+          lambda c, t, s: c.layer == "AvgPool2D" and (_kernel(c)[0] != _kernel(c)[1] or _stride(c)[0] != _stride(c)[1])),
     Fault("conv_dW_missing_1_over_m", "conv dW misses the 1/m of the mean loss", lambda: _impl(Conv2D=ConvDWMissingOneOverM),
           lambda c, t, s: c.layer == "Conv2D" and t == "dW" and c.input_shape[0] > 1),
     Fault("conv_dW_sign_flip", "one element of conv dW has its sign flipped", lambda: _impl(Conv2D=ConvDWOneSignFlipped),
