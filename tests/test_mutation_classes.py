@@ -169,7 +169,7 @@ class LossUncheckedLabels:
         (
             "MaxPool2D",
             PoolSquareOutputShape,
-            "output_shape agrees with forward: output_shape(2, 7, 8, 2) = (2, 3, 3, 2), forward returns (2, 3, 7, 2)",
+            "output_shape agrees with forward: output_shape(2, 8, 9, 2) = (2, 3, 4, 2), forward returns (2, 3, 8, 2)",
         ),
     ],
     ids=[

@@ -137,12 +137,13 @@ def _inputs_unchanged(impl: Any, layer_type: str, config: dict[str, Any], shape:
                 "(the previous layer may still hold them)" if changed else "")  # fmt: skip
 
 
-# a configuration per layer whose every size differs per axis (so a formula that mixes the axes shows)
+# a configuration per layer whose every size differs per axis, and sides chosen so that taking either
+# axis's kernel or stride for the other changes the output size (7 rows would hide a kernel mix-up)
 SHAPED: dict[str, tuple[dict[str, Any], tuple[int, ...]]] = {
     "Conv2D": ({"in_ch": 2, "out_ch": 3, "kernel_size": (3, 2), "stride": (2, 1), "padding": (1, 0), "bias": True},
-               (2, 7, 8, 2)),
-    "MaxPool2D": ({"kernel_size": (3, 2), "stride": (2, 1)}, (2, 7, 8, 2)),
-    "AvgPool2D": ({"kernel_size": (3, 2), "stride": (2, 1)}, (2, 7, 8, 2)),
+               (2, 8, 9, 2)),
+    "MaxPool2D": ({"kernel_size": (3, 2), "stride": (2, 1)}, (2, 8, 9, 2)),
+    "AvgPool2D": ({"kernel_size": (3, 2), "stride": (2, 1)}, (2, 8, 9, 2)),
 }  # fmt: skip
 
 
