@@ -1,22 +1,31 @@
 """Adapters: layers written in other layouts and styles, made to follow the layer protocol.
 
-Two styles are wrapped, each in any of the layouts below:
+Two kinds of code are wrapped, each in any of the layouts below:
 
-- **function pairs** (CS231n style): ``forward(x, w, b, hyper) -> (out, cache)`` and
+- **function pairs** (CS231n style, notebooks): ``forward(x, w, b, hyper) -> (out, cache)`` and
   ``backward(dout, cache) -> (dx, dw, db)`` (``forward(x, hyper)`` / ``-> dx`` without parameters);
-  the adapter keeps the parameters, in the protocol's layout, as the live arrays;
-- **classes** with their own ``forward(x)``, ``backward(dout)`` and parameters held in their layout:
-  the adapter shows them to the judges as protocol-layout views of the same memory.
+  the adapter keeps the parameters, in the protocol's layout, as the live arrays (``function_layer``);
+- **classes** with their own methods and parameters held in their layout: the adapter shows them
+  to the judges as protocol-layout views of the same memory (``class_layer``). Its options declare
+  the common styles: other method names and signatures, one sample at a time (``per_sample``), an
+  update inside backward (``update``), an optimizer kept in the layer (``optimizer``), an input-shape
+  hook, parameter sets per configuration, gradients read from anywhere.
+
+Both take declared limits and conventions: ``supports`` (a dict or a predicate on ``Config``: outside
+it a case is ``unsupported``), ``unsupported`` (their exception types that mean "not supported"),
+``float64_only`` (see ``FLOAT64_ONLY``) and ``kinks`` (published as ``kink_conventions`` on the class
+and its instances, e.g. ``{"relu_grad_at_zero": 1.0}``). The machinery lives in ``styles``; every
+layout conversion lives here.
 
 ``Conventions`` declares a layout and a gradient scale:
 
 | field | protocol (default) | other |
 |---|---|---|
 | images | "NHWC" | "NCHW" |
-| conv_weight | "HWIO" `(kh, kw, C_in, C_out)` | "OIHW" `(C_out, C_in, kh, kw)` |
+| conv_weight | "HWIO" `(kh, kw, C_in, C_out)` | "OIHW" `(C_out, C_in, kh, kw)`, "OHW" `(C_out, kh, kw)` (one input channel) |
 | dense_weight | "in_out" `(n_in, n_out)` | "out_in" `(n_out, n_in)` |
 | dense_x | "rows" `x (m, n_in)` | "columns" `x (n_in, m)` (logits `(K, m)` too) |
-| bias | "flat" `(n,)` | "column" `(n, 1)` |
+| bias | "flat" `(n,)` | "column" `(n, 1)`, "row" `(1, n)`, "image" `(1, 1, 1, n)` |
 | loss | "mean" | "sum": the loss and its gradient are the batch's sum |
 | param_grads | "true" | "carry_1/m": dW, db already divided by the batch size (the blog's style) |
 
@@ -33,7 +42,8 @@ from typing import Any
 
 import numpy as np
 
-from reference.cases import layout
+from reference.impl import styles
+from reference.impl.styles import CHANGE_RATE, RecordingOptimizer  # noqa: F401  (re-exported for wrappers)
 
 
 @dataclass(frozen=True)
@@ -76,6 +86,15 @@ class Config:
             )
         return top
 
+    def padding_mode(self) -> str:
+        """'same' or 'valid' for a Conv2D whose padding is one of them; NotImplementedError otherwise."""
+        if self.padding == ((0, 0), (0, 0)):
+            return "valid"
+        if self.stride == (1, 1) and self.padding == normalise("Conv2D", {"kernel_size": self.kernel_size,
+                                                                         "in_ch": 0, "out_ch": 0}).padding:  # fmt: skip
+            return "same"
+        raise NotImplementedError(f"padding {self.padding}: this implementation takes 'same' or 'valid' only")
+
 
 def _pair(v: Any) -> tuple[int, int]:
     return (int(v[0]), int(v[1])) if isinstance(v, (tuple, list)) else (int(v), int(v))
@@ -106,11 +125,36 @@ def normalise(kind: str, kwargs: dict[str, Any]) -> Config:
 # --- one place for the conversions between a user's layout and the protocol's -----------------------
 
 
+# NOTE: the transposes of reference.cases.layout (tests/test_adapter_styles.py holds them equal),
+# restated here because that module imports torch and these run in the sandboxed worker, which never
+# needs torch (importing it costs every worker seconds).
+
+
+def images_to_nchw(x: np.ndarray) -> np.ndarray:
+    """NHWC -> NCHW, a view (other ranks pass through)."""
+    return x.transpose(0, 3, 1, 2) if x.ndim == 4 else x
+
+
+def images_to_nhwc(x: np.ndarray) -> np.ndarray:
+    """NCHW -> NHWC, a view (other ranks pass through)."""
+    return x.transpose(0, 2, 3, 1) if x.ndim == 4 else x
+
+
+def conv_weight_to_oihw(w: np.ndarray) -> np.ndarray:
+    """(kh, kw, C_in, C_out) -> (C_out, C_in, kh, kw), a view."""
+    return w.transpose(3, 2, 0, 1)
+
+
+def conv_weight_to_hwio(w: np.ndarray) -> np.ndarray:
+    """(C_out, C_in, kh, kw) -> (kh, kw, C_in, C_out), a view."""
+    return w.transpose(2, 3, 1, 0)
+
+
 def x_to_theirs(kind: str, x: np.ndarray, c: Conventions) -> np.ndarray:
     if kind == "Dense":
         return np.ascontiguousarray(x.T) if c.dense_x == "columns" else x
     if x.ndim == 4 and c.images == "NCHW":
-        return np.ascontiguousarray(layout.images_to_torch(x))
+        return np.ascontiguousarray(images_to_nchw(x))
     return x
 
 
@@ -118,29 +162,61 @@ def x_from_theirs(kind: str, y: np.ndarray, c: Conventions) -> np.ndarray:
     if kind == "Dense":
         return np.ascontiguousarray(np.asarray(y).T) if c.dense_x == "columns" else y
     if np.ndim(y) == 4 and c.images == "NCHW":
-        return np.ascontiguousarray(layout.images_from_torch(y))
+        return np.ascontiguousarray(images_to_nhwc(y))
     return y
+
+
+SAMPLE_LAYOUTS = ("HW", "HWC", "CHW", "n", "any")
+
+
+def samples_to_theirs(x: np.ndarray, lay: str) -> list[np.ndarray]:
+    """A protocol batch (NHWC images, ``(m, n)`` rows) as their samples, one array per sample, in
+    ``lay``: "HW" ``(H, W)`` (one channel; NotImplementedError for more), "HWC", "CHW", "n", "any"."""
+    if lay == "HW":
+        if x.ndim != 4 or x.shape[3] != 1:
+            raise NotImplementedError(f"this layer takes one-channel images (H, W); got {x.shape[1:]} per sample")
+        x = x[..., 0]
+    elif lay == "CHW":
+        x = images_to_nchw(x)
+    return [np.ascontiguousarray(s) for s in x]
+
+
+def samples_from_theirs(samples: list[Any], lay: str) -> np.ndarray:
+    """Their per-sample results stacked into the protocol's batch layout (the inverse of samples_to_theirs)."""
+    if any(s is None for s in samples):
+        # NOTE: a tutorial's first layer often returns no input gradient. The judges need dx; the
+        # case is declared unsupported, with the reason, rather than failed for a gradient never computed.
+        raise NotImplementedError("this layer's backward returns None: it computes no input gradient")
+    y = np.stack([np.asarray(s) for s in samples])
+    if lay == "HW":
+        return y[..., None]
+    return np.ascontiguousarray(images_to_nhwc(y)) if lay == "CHW" else y
 
 
 def weight_to_protocol(kind: str, w: np.ndarray, c: Conventions) -> np.ndarray:
     """A view (same memory) of their weight in the protocol's layout."""
     if kind == "Conv2D" and c.conv_weight == "OIHW":
-        return layout.conv_weight_from_torch(w)
+        return conv_weight_to_hwio(w)
+    if kind == "Conv2D" and c.conv_weight == "OHW":  # (C_out, kh, kw), one input channel
+        return w.transpose(1, 2, 0)[:, :, None, :]
     if kind == "Dense" and c.dense_weight == "out_in":
-        return layout.dense_weight_from_torch(w)
+        return w.T
     return w
 
 
 def weight_to_theirs(kind: str, w: np.ndarray, c: Conventions) -> np.ndarray:
     if kind == "Conv2D" and c.conv_weight == "OIHW":
-        return layout.conv_weight_to_torch(w)
+        return conv_weight_to_oihw(w)
+    if kind == "Conv2D" and c.conv_weight == "OHW":
+        return w[:, :, 0, :].transpose(2, 0, 1)
     if kind == "Dense" and c.dense_weight == "out_in":
-        return layout.dense_weight_to_torch(w)
+        return w.T
     return w
 
 
 def bias_to_theirs(b: np.ndarray, c: Conventions) -> np.ndarray:
-    return b.reshape(-1, 1) if c.bias == "column" else b
+    shapes = {"column": (-1, 1), "row": (1, -1), "image": (1, 1, 1, -1)}
+    return b.reshape(shapes[c.bias]) if c.bias in shapes else b
 
 
 def bias_to_protocol(b: np.ndarray, c: Conventions) -> np.ndarray:
@@ -174,15 +250,22 @@ SIGNATURES = {
     "Flatten": (),
 }
 DEFAULTS = {"stride": 1, "padding": "same", "bias": True, "kernel_size": 2}
+Unsupported = type[BaseException] | tuple[type[BaseException], ...]
 
 
 class _Adapted:
-    """The protocol side of an adapted layer: conversions in, the user's code, conversions out."""
+    """The protocol side of an adapted layer: conversions in, the user's code, conversions out, and
+    the declarations every style shares (``supports``, ``unsupported``, ``float64_only``, ``kinks``)."""
 
     kind = ""
     conventions = Conventions()
+    kink_conventions: dict[str, float | str] = {}  # the declared conventions at kinks: what the judges read
+    float64_only = False
+    _supports: Any = None
+    _unsupported: Unsupported = ()
+    _channels_first = False  # their images are channels-first (Flatten reorders)
 
-    def _setup(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+    def _setup(self, args: tuple[Any, ...], kwargs: dict[str, Any], dtype: Any = np.float64) -> dict[str, Any]:
         names = SIGNATURES[self.kind]
         given = dict(zip(names, args, strict=False)) | {k: v for k, v in kwargs.items() if k in names}
         for name in names:
@@ -190,25 +273,44 @@ class _Adapted:
         if self.kind in ("MaxPool2D", "AvgPool2D") and "stride" not in kwargs and len(args) < 2:
             given["stride"] = None
         self.config = normalise(self.kind, given)
+        self.kink_conventions = dict(type(self).kink_conventions)
         self._m = 1
         self._shape: tuple[int, ...] = ()
+        why = styles.outside(self._supports, self.config)
+        if why:  # a declared limit: the judges report the case unsupported
+            raise NotImplementedError(f"{self.kind} {describe(self.kind, self.config)} is outside the declared "
+                                      f"region: {why}")  # fmt: skip
+        if self.float64_only and np.dtype(dtype) != np.float64:
+            raise NotImplementedError(FLOAT64_ONLY.format(kind=self.kind, dtype=np.dtype(dtype).name))
         return given
 
+    def _user(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """A call into their code: their 'not supported' exceptions become NotImplementedError."""
+        return styles.declared_unsupported(self._unsupported, fn, *args)
+
     def _in(self, x: np.ndarray) -> np.ndarray:
-        self._m, self._shape = x.shape[0], x.shape
+        self._arrived(x)
         return x_to_theirs(self.kind, x, self.conventions)
 
+    def _arrived(self, x: np.ndarray) -> None:
+        if self.float64_only and x.dtype != np.float64:
+            raise NotImplementedError(FLOAT64_ONLY.format(kind=self.kind, dtype=x.dtype.name))
+        self._m, self._shape = x.shape[0], x.shape
+
     def _out(self, y: np.ndarray) -> np.ndarray:
-        if self.kind == "Flatten" and self.conventions.images == "NCHW":
+        if self.kind == "Flatten" and self._channels_first:
             m, H, W, C = self._shape
             return flatten_to_protocol(np.asarray(y), (m, C, H, W))
         return x_from_theirs(self.kind, y, self.conventions)
 
     def _dout(self, dout: np.ndarray) -> np.ndarray:
-        if self.kind == "Flatten" and self.conventions.images == "NCHW":
+        if self.kind == "Flatten" and self._channels_first:
             m, H, W, C = self._shape
             return flatten_from_protocol(dout, (m, C, H, W))
         return x_to_theirs(self.kind, dout, self.conventions)
+
+    def _dx(self, dx: Any) -> np.ndarray:
+        return self._out(dx) if self.kind != "Flatten" else x_from_theirs(self.kind, dx, self.conventions)
 
     def _grad(self, key: str, g: np.ndarray) -> np.ndarray:
         g = param_to_protocol(self.kind, key, np.asarray(g), self.conventions)
@@ -217,20 +319,48 @@ class _Adapted:
         return np.ascontiguousarray(g)
 
 
+# NOTE: the protocol says a layer computes in its input's dtype. Code that computes in float64 whatever
+# it is given is not judged in float32 at all (cast back, its float64 numbers would pass float32's
+# tolerances and hide that a float32 run of it is float64 throughout): its float32 cases are
+# `unsupported`, with this reason in the row's note, and its float64 cases are judged as they are.
+FLOAT64_ONLY = ("{kind}: declared float64_only (this implementation computes in float64 whatever it is given), "
+                "so {dtype} is not judged")  # fmt: skip
+
+
+def describe(kind: str, c: Config) -> str:
+    """The configuration in a line: ``(in_ch=1, out_ch=2, kernel_size=(3, 3), stride=(1, 1), ...)``."""
+    fields = {"Conv2D": ("in_ch", "out_ch", "kernel_size", "stride", "padding", "bias"), "Dense": ("n_in", "n_out", "bias"),
+              "MaxPool2D": ("kernel_size", "stride"), "AvgPool2D": ("kernel_size", "stride")}.get(kind, ())  # fmt: skip
+    return "(" + ", ".join(f"{f}={getattr(c, f)}" for f in fields) + ")"
+
+
+def _declare(cls: type, kind: str, conventions: Conventions, supports: Any, unsupported: Unsupported,
+             float64_only: bool, kinks: dict[str, Any] | None) -> type:  # fmt: skip
+    cls.kind, cls.conventions, cls._unsupported = kind, conventions, unsupported
+    cls._supports = staticmethod(supports) if callable(supports) else supports  # NOTE: else a bound method
+    cls.float64_only = float64_only
+    cls.kink_conventions = styles.kink_conventions(kind, kinks)  # ValueError here, at wrap time
+    cls.__name__ = cls.__qualname__ = kind
+    return cls
+
+
 def function_layer(kind: str, forward: Callable[..., Any], backward: Callable[..., Any], *,
-                   conventions: Conventions = Conventions(), hyper: Callable[[Config], Any] | None = None) -> type:  # fmt: skip
+                   conventions: Conventions = Conventions(), hyper: Callable[[Config], Any] | None = None,
+                   supports: Any = None, unsupported: Unsupported = (), float64_only: bool = False,
+                   kinks: dict[str, Any] | None = None) -> type:  # fmt: skip
     """A protocol class for ``kind`` around a CS231n-style function pair.
 
     Parametric (Conv2D, Dense): ``forward(x, w, b, hyper) -> (out, cache)``, ``backward(dout, cache)
     -> (dx, dw, db)``; others: ``forward(x, hyper) -> (out, cache)``, ``backward(dout, cache) -> dx``.
     Without ``hyper`` the functions are called without that argument. The weights live in the
     adapter, in the protocol's layout, drawn from the protocol's ``rng`` (He normal).
+    ``supports``, ``unsupported``, ``float64_only``, ``kinks``: as for ``class_layer``.
     """
 
     class Layer(_Adapted):
         def __init__(self, *args: Any, rng: np.random.Generator | None = None, dtype: Any = np.float64, **kwargs: Any):
-            self._setup(args, kwargs)
-            self.hyper = hyper(self.config) if hyper else None  # NotImplementedError here: a declared limit
+            self._setup(args, kwargs, dtype)
+            self.hyper = self._user(hyper, self.config) if hyper else None  # NotImplementedError: a declared limit
             self.params: dict[str, np.ndarray] = {}
             self.grads: dict[str, np.ndarray] = {}
             c, dt = self.config, np.dtype(dtype)
@@ -252,13 +382,13 @@ def function_layer(kind: str, forward: Callable[..., Any], backward: Callable[..
             if kind in ("Conv2D", "Dense"):
                 w = weight_to_theirs(kind, self.params["W"], conventions)
                 b = self.params.get("b", np.zeros(self.params["W"].shape[-1], dtype=x.dtype))  # W's last axis: out
-                out, self._cache = forward(xt, w, bias_to_theirs(b, conventions), *extra)
+                out, self._cache = self._user(forward, xt, w, bias_to_theirs(b, conventions), *extra)
             else:
-                out, self._cache = forward(xt, *extra)
+                out, self._cache = self._user(forward, xt, *extra)
             return self._out(out)
 
         def backward(self, dout: np.ndarray) -> np.ndarray:
-            got = backward(self._dout(dout), self._cache)
+            got = self._user(backward, self._dout(dout), self._cache)
             if kind in ("Conv2D", "Dense"):
                 dx, dw, db = got
                 self.grads = {"W": self._grad("W", dw)}
@@ -266,87 +396,156 @@ def function_layer(kind: str, forward: Callable[..., Any], backward: Callable[..
                     self.grads["b"] = self._grad("b", db)
             else:
                 dx = got
-            return self._out(dx) if kind != "Flatten" else x_from_theirs(kind, dx, conventions)
+            return self._dx(dx)
 
-    Layer.kind, Layer.conventions = kind, conventions
-    Layer.__name__ = Layer.__qualname__ = kind
-    return Layer
+    Layer._channels_first = conventions.images == "NCHW"
+    return _declare(Layer, kind, conventions, supports, unsupported, float64_only, kinks)
+
+
+Names = dict[str, str] | Callable[[Config], dict[str, str]] | None
+Method = str | Callable[..., Any] | None
 
 
 def class_layer(kind: str, make: Callable[[Config], Any], *, conventions: Conventions = Conventions(),
-                params: dict[str, str] | None = None, grads: dict[str, str] | None = None) -> type:  # fmt: skip
-    """A protocol class for ``kind`` around a user's class in another layout.
+                params: Names = None, grads: dict[str, str] | Callable[[Any], dict[str, Any]] | None = None,
+                forward: Method = None, backward: Method = None,
+                input_shape: Callable[[Any, tuple[int, ...]], Any] | None = None,
+                per_sample: str | tuple[str, str] | None = None, update: str | None = None,
+                optimizer: dict[str, str] | None = None, supports: Any = None, unsupported: Unsupported = (),
+                float64_only: bool = False, kinks: dict[str, Any] | None = None) -> type:  # fmt: skip
+    """A protocol class for ``kind`` around a user's class, in its layout and style.
 
-    ``make(config)`` builds their layer (its ``forward(x)`` / ``backward(dout)`` in their layout).
-    ``params`` / ``grads`` map the protocol's keys to their attribute names (default: their own
-    ``params`` / ``grads`` dicts with keys ``W``, ``b``). The judges see their parameters as
-    protocol-layout views of the same memory, so writes reach their layer.
+    ``make(config)`` builds their layer. The judges see its parameters as protocol-layout views of the
+    same memory, so writes reach their layer. Every option is a declaration:
+
+    - ``params``: protocol key -> their attribute path (``{"W": "filters"}``, ``"params.W"`` indexes a
+      dict), or ``lambda config: {...}`` per configuration; default their own ``params`` dict.
+    - ``grads``: key -> attribute path, or ``lambda layer: {"W": layer.W_opt.grad}`` over their
+      instance (their layout); default their ``grads`` dict. Not needed with ``update`` / ``optimizer``.
+    - ``forward`` / ``backward``: a method name or ``lambda layer, x: ...`` / ``lambda layer, d: ...``
+      (``lambda layer, d, lr: ...`` with ``update``); default ``layer.forward(x)``, ``layer.backward(d)``.
+    - ``input_shape``: ``lambda layer, shape: layer.set_input_shape(shape)``, called before every
+      forward with the shape their forward gets, in their layout, without the batch axis.
+    - ``per_sample``: their forward takes one sample, in this layout: "HW" (one channel, no channel
+      axis), "HWC", "CHW", "n" (a vector), "any" (as it is); a pair ``(in, out)`` when they differ
+      (a tutorial conv: ``("HW", "HWC")``). The adapter loops over the batch, stacks, sums gradients.
+    - ``update``: their backward takes a learning rate and applies ``W -= lr * dW`` itself:
+      "product" (exact, weights untouched; a dx computed after the update goes unseen) or "change"
+      (run at a rate of 2**20, the change read back and undone; relative error ~ eps). See ``styles``.
+    - ``optimizer``: key -> attribute path where their layer keeps an optimizer object with
+      ``update(w, grad) -> w``; a ``RecordingOptimizer`` is put there before each backward (exact;
+      as with "product", the weights never change, so a dx computed from updated weights goes unseen).
+    - ``supports``, ``unsupported``, ``float64_only``, ``kinks``: declared limits and conventions
+      (``styles.outside``, ``styles.declared_unsupported``, ``FLOAT64_ONLY``, ``styles.kink_conventions``).
+
+    Arrays: x, dout, dx as the protocol's (NHWC images, ``(m, n)`` rows) on the judges' side;
+    ``conventions`` and ``per_sample`` say theirs. dtype: their parameters are cast to the protocol's.
     """
+    fwd: Method = forward or "forward"
+    bwd: Method = backward or "backward"
+    lay_in, lay_out = (per_sample, per_sample) if isinstance(per_sample, str) else (per_sample or (None, None))
+    captured = bool(update or optimizer or per_sample)  # grads kept by the adapter, not read live from theirs
+    if update not in (None, "product", "change"):
+        raise ValueError(f"update={update!r}: expected 'product' or 'change'")
+    if {lay_in, lay_out} - {None, *SAMPLE_LAYOUTS} or (kind == "Flatten" and "CHW" in (lay_in, lay_out)):
+        raise ValueError(f"per_sample={per_sample!r}: expected one of {SAMPLE_LAYOUTS} or a pair of them "
+                         "(a per-sample Flatten takes HWC)")  # fmt: skip
 
     class Layer(_Adapted):
         def __init__(self, *args: Any, rng: np.random.Generator | None = None, dtype: Any = np.float64, **kwargs: Any):
-            self._setup(args, kwargs)
-            self.inner = make(self.config)
-            self._dtype = np.dtype(dtype)
-            for key in (params or {}) if params else getattr(self.inner, "params", {}):
-                value = self._theirs("params", params, key)
-                if value.dtype != self._dtype:  # their constructor may not take a dtype: convert in place of it
-                    self._set_theirs(params, key, value.astype(self._dtype))
+            self._setup(args, kwargs, dtype)
+            self.inner = self._user(make, self.config)
+            self._declared = params(self.config) if callable(params) else params
+            self._dtype, self._grads = np.dtype(dtype), {}
+            for path in self._names.values():
+                value = styles.get_path(self.inner, path)
+                if np.asarray(value).dtype != self._dtype:  # their constructor may not take a dtype: convert for it
+                    styles.set_path(self.inner, path, np.asarray(value).astype(self._dtype))
 
-        def _theirs(self, what: str, names: dict[str, str] | None, key: str) -> np.ndarray:
-            return getattr(self.inner, names[key]) if names else getattr(self.inner, what)[key]
-
-        def _set_theirs(self, names: dict[str, str] | None, key: str, value: np.ndarray) -> None:
-            if names:
-                setattr(self.inner, names[key], value)
-            else:
-                self.inner.params[key] = value
+        @property
+        def _names(self) -> dict[str, str]:
+            """Protocol key -> their attribute path: as declared, else their own ``params`` dict's keys (live)."""
+            if self._declared is not None:
+                return self._declared
+            return {k: f"params.{k}" for k in getattr(self.inner, "params", {})}
 
         @property
         def params(self) -> dict[str, np.ndarray]:
-            keys = list(params) if params else list(getattr(self.inner, "params", {}))
-            return {k: param_to_protocol(kind, k, self._theirs("params", params, k), conventions) for k in keys}
+            return {k: param_to_protocol(kind, k, styles.get_path(self.inner, p), conventions)
+                    for k, p in self._names.items()}  # fmt: skip
 
         @property
         def grads(self) -> dict[str, np.ndarray]:
-            if grads and not all(hasattr(self.inner, name) for name in grads.values()):
-                return {}  # before the first backward their gradient attributes do not exist yet
-            keys = list(grads) if grads else list(getattr(self.inner, "grads", {}))
-            return {k: self._grad(k, self._theirs("grads", grads, k)) for k in keys}
+            if captured:
+                return self._grads
+            theirs = self._theirs_grads()
+            return {k: self._grad(k, v) for k, v in theirs.items()}
+
+        def _theirs_grads(self) -> dict[str, Any]:
+            """Their gradients, read where they keep them ({} before the first backward)."""
+            try:
+                if callable(grads):  # their gradients for the keys of params (None: not there yet)
+                    return {k: v for k, v in grads(self.inner).items() if k in self._names and v is not None}
+                names = grads if grads else {k: f"grads.{k}" for k in getattr(self.inner, "grads", {})}
+                return {k: styles.get_path(self.inner, p) for k, p in names.items()}
+            except (AttributeError, KeyError):
+                return {}
+
+        def _forward(self, xt: np.ndarray) -> Any:
+            if input_shape is not None:
+                self._user(input_shape, self.inner, tuple(xt.shape if per_sample else xt.shape[1:]))
+            return self._user(styles.call, fwd, self.inner, xt)
+
+        def _backward(self, d: np.ndarray) -> tuple[Any, dict[str, Any]]:
+            """Their backward on ``d`` (their layout) -> (their dx, their gradients)."""
+            if update:
+                run = lambda lr: self._user(styles.call, bwd, self.inner, d, lr)  # noqa: E731
+                return styles.captured_backward(update, run, self._names, self.inner)
+            recorders = {k: styles.RecordingOptimizer() for k in (optimizer or {}) if k in self._names}
+            for k, rec in recorders.items():
+                styles.set_path(self.inner, optimizer[k], rec)  # type: ignore[index]
+            dx = self._user(styles.call, bwd, self.inner, d)
+            if recorders:
+                return dx, {k: r.grad for k, r in recorders.items() if r.grad is not None}
+            return dx, {k: np.array(v, copy=True) for k, v in self._theirs_grads().items()}
 
         def forward(self, x: np.ndarray) -> np.ndarray:
-            return self._out(self.inner.forward(self._in(x)))
+            if not per_sample:
+                return self._out(self._forward(self._in(x)))
+            self._arrived(x)
+            self._samples = samples_to_theirs(x, lay_in)
+            return samples_from_theirs([self._forward(s) for s in self._samples], lay_out)
 
         def backward(self, dout: np.ndarray) -> np.ndarray:
-            dx = self.inner.backward(self._dout(dout))
-            return self._out(dx) if kind != "Flatten" else x_from_theirs(kind, dx, conventions)
+            if not per_sample:
+                dx, g = self._backward(self._dout(dout))
+                if captured:
+                    self._grads = {k: self._grad(k, v) for k, v in g.items()}
+                return self._dx(dx)
+            # NOTE: their layer caches its last sample: sample i's backward needs sample i's forward run
+            # last. The batch's forward ran them in order, so backward goes in reverse, re-running each
+            # forward but the last's (with the weights unchanged: every update is captured and undone).
+            douts, dxs, total = samples_to_theirs(dout, lay_out), [], {}
+            for i in reversed(range(len(douts))):
+                if i != len(douts) - 1:
+                    self._forward(self._samples[i])
+                dx, g = self._backward(douts[i])
+                dxs.append(dx)
+                for k, v in g.items():  # the protocol's grads are of sum(dout * out): the samples' sum
+                    total[k] = total[k] + np.asarray(v) if k in total else np.array(v, copy=True)
+            self._grads = {k: self._grad(k, v) for k, v in total.items()}
+            return samples_from_theirs(dxs[::-1], lay_in)
 
-    Layer.kind, Layer.conventions = kind, conventions
-    Layer.__name__ = Layer.__qualname__ = kind
-    return Layer
+    Layer._channels_first = not per_sample and conventions.images == "NCHW"
+    return _declare(Layer, kind, conventions, supports, unsupported, float64_only, kinks)
 
 
 def loss_function(fn: Callable[[np.ndarray, np.ndarray], tuple[Any, np.ndarray]], *,
-                  conventions: Conventions = Conventions()) -> type:  # fmt: skip
+                  conventions: Conventions = Conventions(), **options: Any) -> type:  # fmt: skip
     """A protocol SoftmaxCrossEntropy around ``fn(logits, labels) -> (loss, dlogits)`` (CS231n's
-    ``softmax_loss``), logits in ``conventions.dense_x`` layout, reduced by ``conventions.loss``."""
+    ``softmax_loss``): ``reference.impl.loss_adapters.loss_function`` (options ``probs=`` their softmax,
+    ``unsupported=``). The probabilities are never rebuilt from the gradient: without ``probs=`` the
+    forward returns None for them."""
+    from reference.impl.loss_adapters import loss_function as styled  # it imports this module
 
-    class SoftmaxCrossEntropy:
-        def forward(self, logits: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]:
-            theirs = np.ascontiguousarray(logits.T) if conventions.dense_x == "columns" else logits
-            loss, d = fn(theirs, labels)
-            d = np.asarray(d).T if conventions.dense_x == "columns" else np.asarray(d)
-            m = logits.shape[0]
-            if conventions.loss == "sum":
-                loss, d = loss / m, d / d.dtype.type(m)
-            self._d = np.ascontiguousarray(d)
-            # NOTE: CS231n's softmax_loss returns no probabilities. They are read off the user's own
-            # gradient, (p - onehot) / m, so the judges' probs row still compares their numbers.
-            probs = d * d.dtype.type(m)
-            probs[np.arange(m), labels] += 1
-            return float(loss), probs
-
-        def backward(self) -> np.ndarray:
-            return self._d
-
-    return SoftmaxCrossEntropy
+    return styled(fn, conventions=conventions, **options)

@@ -1,0 +1,289 @@
+"""Loss adapters: softmax cross-entropy written in other styles, made to follow the protocol's
+``SoftmaxCrossEntropy`` (``forward(logits, labels) -> (mean loss, probs)``, ``backward() -> dlogits``).
+
+Three styles, each a one-call declaration:
+
+- ``loss_function(softmax_loss)``: CS231n's ``softmax_loss(x, y) -> (loss, dx)``. It returns no
+  probabilities; the adapter then returns ``None`` for them (the judges report "no probabilities"),
+  or the user's own ``probs=softmax`` is called on the logits. Probabilities are never rebuilt from
+  the gradient: a wrong gradient would otherwise show a second time as wrong probabilities.
+- ``probability_loss(softmax, loss, grad)``: a loss written on probabilities, ``loss(p, y)`` (mean,
+  sum, or one value per sample) with its gradient ``grad(p, y) = dL/dp`` (``-1/p`` at the label); the
+  adapter takes dL/dlogits through the softmax's Jacobian at *their* p.
+- ``fused_dense_softmax(make, loss=, grad=)``: a dense layer fused with its softmax (Victor Zhou's
+  ``Softmax(input_len, nodes)`` with ``forward(input) -> probs`` and ``backprop(d_L_d_out,
+  learn_rate)`` for one sample), split into the protocol's ``Dense`` (their affine part; its
+  backward is declared unsupported, see there) and ``SoftmaxCrossEntropy`` (their softmax, their
+  loss and their backprop, on an identity affine part).
+
+Shared options: ``conventions`` (``reference.impl.adapters.Conventions``: ``loss="mean"|"sum"``,
+``dense_x="rows"|"columns"``, ``dense_weight`` for the fused Dense), ``unsupported=`` an exception
+type (or tuple) that the user's code raises to mean "not supported" (an ``AssertionError``, say):
+it becomes a NotImplementedError, which the judges report ``unsupported``, not failed.
+
+These run on the worker side of the trust boundary (the judged module imports them): NumPy and
+``reference.impl.adapters`` only, never the judges, the reports or torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+
+from reference.impl.adapters import Config, Conventions, weight_to_protocol, weight_to_theirs
+
+Unsupported = type[BaseException] | tuple[type[BaseException], ...]
+ROWS_MEAN = Conventions()  # the protocol's own: logits (m, K) in rows, the batch's mean
+
+
+@contextmanager
+def declared(unsupported: Unsupported = ()) -> Iterator[None]:
+    """Their "not supported" exception, raised inside the block, as a NotImplementedError (a
+    declared limit)."""
+    try:
+        yield
+    except unsupported as err:  # an empty tuple catches nothing
+        raise NotImplementedError(f"{type(err).__name__}: {err}" if str(err) else type(err).__name__) from err
+
+
+class RecordingRate:
+    """A learning rate that records what it multiplies and gives zeros back, so that an update
+    ``param -= lr * grad`` (or ``grad * lr``) inside their backward leaves the parameter unchanged and
+    the gradient is kept, exactly, in ``seen`` (copies, in call order).
+
+    # NOTE: ``__array_ufunc__ = None`` makes ``ndarray * rate`` return NotImplemented, so Python calls
+    # ``rate.__rmul__``; without it NumPy would broadcast the rate as an object scalar. A product the
+    # code scales further (``lr * dW / m``) is recorded before the scaling: declare it, do not guess.
+    """
+
+    __array_ufunc__ = None
+
+    def __init__(self) -> None:
+        self.seen: list[np.ndarray] = []
+
+    def __mul__(self, grad: Any) -> np.ndarray:
+        grad = np.asarray(grad)
+        self.seen.append(np.array(grad, copy=True))
+        return np.zeros_like(grad)
+
+    __rmul__ = __mul__
+
+    def shaped(self, shape: tuple[int, ...]) -> np.ndarray:
+        """The sum of the recorded gradients of ``shape`` (an update applied in several steps is their
+        sum); RuntimeError when none was recorded."""
+        found = [g for g in self.seen if g.shape == shape]
+        if not found:
+            raise RuntimeError(f"their backward applied no gradient of shape {shape} under the learning rate "
+                               f"(it multiplied the rate by arrays of shapes {[g.shape for g in self.seen]})")  # fmt: skip
+        return found[0] if len(found) == 1 else np.sum(found, axis=0)
+
+
+def _theirs(a: np.ndarray, c: Conventions) -> np.ndarray:
+    """(m, K) rows -> their layout ((K, m) when ``dense_x="columns"``)."""
+    return np.ascontiguousarray(a.T) if c.dense_x == "columns" else a
+
+
+def _ours(a: Any, c: Conventions) -> np.ndarray:
+    a = np.asarray(a)
+    return np.ascontiguousarray(a.T) if c.dense_x == "columns" else a
+
+
+def _scale(d: np.ndarray, m: int) -> np.ndarray:
+    return d / d.dtype.type(m) if d.dtype.kind == "f" else d / m
+
+
+def one_hot(labels: np.ndarray, k: int, dtype: Any) -> np.ndarray:
+    """(m,) integer labels as (m, k) one-hot rows. A label outside [0, k) has no one-hot form: a
+    NotImplementedError (``-1`` would otherwise index the last class, a silent wrong label)."""
+    labels = np.asarray(labels)
+    if labels.size and (labels.min() < 0 or labels.max() >= k):
+        raise NotImplementedError(f"labels outside [0, {k}) have no one-hot form (this implementation takes one-hot labels)")  # fmt: skip
+    out = np.zeros((labels.shape[0], k), dtype=dtype)
+    out[np.arange(labels.shape[0]), labels] = 1
+    return out
+
+
+# --- 1. CS231n: softmax_loss(x, y) -> (loss, dx) ------------------------------------------------------
+
+
+def loss_function(fn: Callable[[np.ndarray, np.ndarray], tuple[Any, Any]], *, conventions: Conventions = ROWS_MEAN,
+                  probs: Callable[[np.ndarray], Any] | None = None, unsupported: Unsupported = ()) -> type:  # fmt: skip
+    """A protocol SoftmaxCrossEntropy around ``fn(logits, labels) -> (loss, dlogits)``.
+
+    logits ``(m, K)`` float32/float64 (``(K, m)`` for ``dense_x="columns"``), labels ``(m,)`` int;
+    ``conventions.loss="sum"``: their loss and gradient are the batch's sums (divided by m here).
+    ``probs``: their own ``softmax(logits) -> p`` (same layout), called on the logits; without it the
+    forward returns ``None`` as probs (their function gives none).
+    """
+
+    class SoftmaxCrossEntropy:
+        def forward(self, logits: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray | None]:
+            theirs, m = _theirs(logits, conventions), logits.shape[0]
+            with declared(unsupported):
+                p = None if probs is None else _ours(probs(np.array(theirs, copy=True)), conventions)
+                loss, d = fn(theirs, labels)
+            d = _ours(d, conventions)
+            if conventions.loss == "sum":
+                loss, d = loss / m, _scale(d, m)
+            # NOTE: no probabilities are read off the gradient ((p - onehot) / m, solved for p): that
+            # would copy every gradient error into a probs row, also where their softmax is right.
+            self._d = np.ascontiguousarray(d)
+            return float(loss), p
+
+        def backward(self) -> np.ndarray:
+            return self._d
+
+    return SoftmaxCrossEntropy
+
+
+# --- 2. a loss on probabilities: softmax(z) -> p, loss(p, y), grad(p, y) = dL/dp ----------------------
+
+
+def through_softmax(p: np.ndarray, dp: np.ndarray) -> np.ndarray:
+    """dL/dlogits from dL/dp (both ``(m, K)``, one softmax per row) through the softmax at ``p``.
+
+    # NOTE: the adapter's maths, exact for any dp: the softmax's Jacobian is diag(p) - p p^T, so
+    # dL/dz = p * (dp - sum(dp * p)). It is taken at *their* p: where their softmax is wrong the probs
+    # row shows it, and dlogits inherits it (it is what a softmax that gave their p would propagate).
+    # An underflowed p = 0 under dp = -1/p = -inf gives 0 * inf = nan: their gradient is infinite
+    # there, and the nan is reported as theirs (a fused (p - onehot) would have hidden it); the
+    # warnings of that arithmetic are silenced here, not in their code.
+    """
+    with np.errstate(invalid="ignore", over="ignore"):
+        return p * (dp - np.sum(dp * p, axis=1, keepdims=True))
+
+
+def probability_loss(softmax: Callable[[np.ndarray], Any], loss: Callable[[Any, Any], Any],
+                     grad: Callable[[Any, Any], Any], *, conventions: Conventions = ROWS_MEAN,
+                     per_sample: bool = False, labels: str = "index", unsupported: Unsupported = ()) -> type:  # fmt: skip
+    """A protocol SoftmaxCrossEntropy around a loss written on probabilities.
+
+    ``softmax(logits) -> p``; ``loss(p, y)``: a scalar (the batch's mean, or sum with
+    ``conventions.loss="sum"``) or one value per sample (then averaged here); ``grad(p, y) -> dL/dp``
+    of their loss as returned (``-1/(m p)`` at the label for a mean). ``per_sample=True``: the three
+    take one sample (``z (K,)``, ``p (K,)``, ``y`` an int) and the batch is looped. ``labels="one_hot"``:
+    ``y`` is given as one-hot rows (columns with ``dense_x="columns"``) in the logits' dtype.
+    """
+
+    def ys(lab: np.ndarray, k: int, dtype: Any) -> Any:
+        return one_hot(lab, k, dtype) if labels == "one_hot" else lab
+
+    class SoftmaxCrossEntropy:
+        def forward(self, logits: np.ndarray, labels_: np.ndarray) -> tuple[float, np.ndarray]:
+            m, k = logits.shape
+            y = ys(labels_, k, logits.dtype)
+            with declared(unsupported):
+                if per_sample:
+                    p = np.stack([np.asarray(softmax(z)) for z in logits])
+                    value: Any = np.array([loss(pi, yi) for pi, yi in zip(p, y, strict=True)])
+                    dp = np.stack([np.asarray(grad(pi, yi)) for pi, yi in zip(p, y, strict=True)])
+                else:
+                    theirs = softmax(_theirs(logits, conventions))
+                    yt = _theirs(y, conventions) if labels == "one_hot" else y
+                    value, dp = loss(theirs, yt), _ours(grad(theirs, yt), conventions)
+                    p = _ours(theirs, conventions)
+            d = through_softmax(p, dp)
+            if np.ndim(value) >= 1:  # one value per sample: their gradient is of the sum
+                value, d = np.mean(value), _scale(d, m)
+            elif conventions.loss == "sum":
+                value, d = value / m, _scale(d, m)
+            self._d = np.ascontiguousarray(d)
+            return float(value), p
+
+        def backward(self) -> np.ndarray:
+            return self._d
+
+    return SoftmaxCrossEntropy
+
+
+# --- 3. a dense layer fused with its softmax ------------------------------------------------------------
+
+
+FUSED_BACKWARD = (
+    "a Dense fused with its softmax is entered only through that softmax, with dL/dprobs of one sample "
+    "(their backprop(d_L_d_out, learn_rate)); an upstream gradient on the logits is reachable only where "
+    "each row sums to 0 (the softmax's Jacobian has the ones vector in its null space), which the case's "
+    "does not: the affine part's backward alone cannot be judged; its forward is, and the pair is judged "
+    "as SoftmaxCrossEntropy"
+)
+
+
+def fused_dense_softmax(make: Callable[[Config], Any], *, loss: Callable[[Any, int], Any],
+                        grad: Callable[[Any, int], Any], logits: str = "last_totals", backprop: str = "backprop",
+                        params: dict[str, str] | None = None, conventions: Conventions = ROWS_MEAN,
+                        unsupported: Unsupported = ()) -> tuple[type, type]:  # fmt: skip
+    """(Dense, SoftmaxCrossEntropy) protocol classes around a per-sample dense+softmax layer.
+
+    ``make(config)`` builds theirs (``config.n_in``, ``config.n_out``); its ``forward(x (n_in,))``
+    returns the probabilities ``(n_out,)`` and keeps the logits in the attribute ``logits``;
+    ``getattr(layer, backprop)(d_L_d_out, learn_rate)`` takes dL/dprobs of that sample and updates the
+    parameters inside (``param -= learn_rate * grad``). ``params`` maps ``W``, ``b`` to their attribute
+    names (W in ``conventions.dense_weight`` layout, b ``(n_out,)``). ``loss(p, y)`` and ``grad(p, y)``
+    are their per-sample loss on probabilities and its dL/dp (their training loop's lines).
+
+    Dense: their affine part; forward returns their stored logits, stacked over the batch; backward
+    raises NotImplementedError (FUSED_BACKWARD says why). SoftmaxCrossEntropy: a fresh layer of theirs
+    with n_in = n_out = K, W = I and b = 0 (so their logits are the given ones, exactly), per sample
+    their forward (probs), loss and backprop under a RecordingRate; dlogits is their bias gradient
+    (d logits / d b = 1), the loss and dlogits the mean over the batch.
+    """
+    names = params or {"W": "weights", "b": "biases"}
+
+    def build(n_in: int, n_out: int, dtype: Any) -> Any:
+        with declared(unsupported):
+            inner = make(Config(n_in=n_in, n_out=n_out))
+        for name in names.values():  # their constructor may not take a dtype: convert in place of it
+            setattr(inner, name, np.asarray(getattr(inner, name)).astype(dtype))
+        return inner
+
+    class Dense:
+        def __init__(self, n_in: int, n_out: int, bias: bool = True, *, rng: Any = None, dtype: Any = np.float64):
+            if not bias:
+                raise NotImplementedError("the fused dense+softmax layer always has a bias")
+            self.inner = build(n_in, n_out, np.dtype(dtype))
+            self.grads: dict[str, np.ndarray] = {}
+
+        @property
+        def params(self) -> dict[str, np.ndarray]:
+            w = weight_to_protocol("Dense", getattr(self.inner, names["W"]), conventions)
+            return {"W": w, "b": getattr(self.inner, names["b"])}
+
+        def forward(self, x: np.ndarray) -> np.ndarray:
+            out = []
+            for row in x:
+                # NOTE: their forward runs their softmax too; its overflow warnings are the loss's to
+                # report, not this affine part's (only the stored logits are read here).
+                with declared(unsupported), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                    self.inner.forward(row)
+                out.append(np.array(getattr(self.inner, logits), copy=True).reshape(-1))
+            return np.stack(out) if out else np.zeros((0, self.params["b"].shape[0]), dtype=x.dtype)
+
+        def backward(self, dout: np.ndarray) -> np.ndarray:
+            raise NotImplementedError(FUSED_BACKWARD)
+
+    class SoftmaxCrossEntropy:
+        def forward(self, logits_: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]:
+            m, k = logits_.shape
+            inner = build(k, k, logits_.dtype)
+            w = weight_to_theirs("Dense", np.eye(k, dtype=logits_.dtype), conventions)
+            setattr(inner, names["W"], np.ascontiguousarray(w))
+            setattr(inner, names["b"], np.zeros(k, dtype=logits_.dtype))
+            values, probs, dlogits = [], [], []
+            for z, y in zip(logits_, labels, strict=True):
+                rate = RecordingRate()
+                with declared(unsupported):
+                    p = np.asarray(inner.forward(z.copy()))
+                    values.append(loss(p, int(y)))
+                    getattr(inner, backprop)(grad(p, int(y)), rate)
+                probs.append(p)
+                dlogits.append(rate.shaped((k,)))  # their d_L_d_b = d_L_d_t: dL/dlogits of this sample
+            self._d = np.ascontiguousarray(_scale(np.stack(dlogits), m))
+            return float(np.mean(values)), np.stack(probs)
+
+        def backward(self) -> np.ndarray:
+            return self._d
+
+    return Dense, SoftmaxCrossEntropy
