@@ -46,7 +46,9 @@ def select_cases(quick: bool, layers: str | None, case: str | None) -> tuple[lis
         networks = {} if set(wanted) != set(LAYERS) | {"SoftmaxCrossEntropy"} else None
     if case:
         nets = {arch: n for arch, n in NETWORKS.items() if case.startswith(f"{arch} network")}
-        chosen = [c for c in everything if c.id == case]
+        from reference.judges.reach import searchable
+
+        chosen = [c for c in [*everything, *searchable(everything)] if c.id == case][:1]  # a searched case reruns too
         if not chosen and not nets:
             close = difflib.get_close_matches(case, [c.id for c in everything], n=3, cutoff=0.5)
             hint = f"; did you mean: {' | '.join(close)}" if close else "; the case ids are in the CSVs' 'case' column"
@@ -63,9 +65,19 @@ def run_judges(judges: list[Any], ctx: Any) -> dict[str, Any]:
     Nothing is written here: reports are written after the session is closed."""
     from reference.judges.rules import protocol_lines
 
+    found = None
+    if ctx.search and any(j.name != "protocol" for j in judges):
+        from reference.judges.reach import reach, tried_rows
+
+        found = reach(ctx)
+        ctx.cases = [*ctx.cases, *found.added]
+        for note in found.notes.values():
+            print(f"search: {note}")
     results = {}
     for judge in judges:
         result = judge.run(ctx)
+        if found is not None and judge.name in ("autograd", "finite_diff") and (extra := tried_rows(found, judge.name)):
+            result.rows = pd.concat([result.rows, pd.DataFrame(extra)], ignore_index=True)
         results[judge.name] = result
         if judge.name == "protocol":
             for line in protocol_lines(result.rows):
@@ -104,7 +116,8 @@ def cmd_single(judge_name: str) -> Callable[[argparse.Namespace], int]:
         check_out(args.out)
         cases, networks = select_cases(args.quick, args.layers, None)
         with judgement(args) as j:
-            ctx = Context(j.impl, args.impl, cases, quick=args.quick, progress=progress_sink(), networks=networks)
+            ctx = Context(j.impl, args.impl, cases, quick=args.quick, progress=progress_sink(), networks=networks,
+                          search=True)  # fmt: skip
             result = run_judges([judge], ctx)[judge.name]
             print_incidents(j)
         judge.write(result, args.out, args.impl)
@@ -163,7 +176,8 @@ def cmd_judge(args: argparse.Namespace) -> int:
     with judgement(args) as j:
         print(f"judging {args.impl} in sandboxed workers ({j.session.sandbox}; run {j.session.run_id})")
         ctx = Context(j.impl, args.impl, cases, quick=args.quick, progress=progress_sink(), networks=networks,
-                      data=mnist_loader(args.data_dir), full_curves=args.full_curves, epochs=args.epochs)  # fmt: skip
+                      data=mnist_loader(args.data_dir), full_curves=args.full_curves, epochs=args.epochs,
+                      search=not args.case)  # fmt: skip
         # the gradcheck cross-check proves the finite-difference judge itself (verify and finite-diff run it)
         judges: list[Any] = [ProtocolJudge(), AutogradJudge(), FiniteDiffJudge(crosscheck=False), LifecycleJudge()]
         if args.judges:

@@ -83,13 +83,57 @@ def test_a_spatial_shift_by_one_and_a_flipped_kernel():
 
 def test_dtype_promotion_overflow_and_lifecycle_evidence():
     assert "float32 in, float64 out" in dg.dtype_promotion(ev(REF, REF.astype(np.float32), dtype="float32"))
-    nan = np.full((2, 3), np.nan)
-    assert "without subtracting" in dg.overflow_without_max_shift(
-        ev(nan, np.ones((2, 3)), layer="SoftmaxCrossEntropy", tensor="dlogits")
-    )
     prior = RNG.standard_normal(REF.shape)
     assert "accumulate across calls" in dg.accumulated(ev(prior + REF, prior=prior))
     assert "repeats round 1" in dg.stale_cache(ev(prior, prior=prior))
+
+
+def loss_ev(ours, x, labels, tensor="loss", rerun=None, dtype="float64"):
+    ref = np.asarray(1.0, dtype=dtype) if tensor == "loss" else np.ones(x.shape, dtype=dtype)
+    return ev(np.asarray(ours, dtype=dtype), ref, layer="SoftmaxCrossEntropy", tensor=tensor, x=x.astype(dtype),
+              labels=np.asarray(labels), rerun=rerun, dtype=dtype)  # fmt: skip
+
+
+BIG = np.array([[1000.0, 0.0, 0.0], [0.0, 800.0, 1.0]])  # exp(1000) overflows in float64; the labels' p are 0
+
+
+def test_no_max_shift_is_named_only_where_the_implementation_itself_is_finite_on_shifted_logits():
+    finite_when_shifted = lambda logits: {"dlogits": np.zeros_like(logits)}  # noqa: E731
+    nan = np.full((2, 3), np.nan)
+    said = dg.overflow_without_max_shift(loss_ev(nan, BIG, [0, 1], "dlogits", finite_when_shifted))
+    assert "without subtracting each row's maximum" in said and "exp overflows in float64 for 2 logits" in said
+    assert dg.overflow_without_max_shift(loss_ev(nan, BIG, [0, 1], "dlogits")) is None  # nothing shown: no cause
+    still_nan = lambda logits: {"dlogits": np.full_like(logits, np.nan)}  # noqa: E731
+    assert dg.overflow_without_max_shift(loss_ev(nan, BIG, [0, 1], "dlogits", still_nan)) is None
+    small = np.array([[3.0, 0.0, 1.0]])  # exp does not overflow here: whatever made the nan, it was not that
+    assert (
+        dg.overflow_without_max_shift(loss_ev(np.full((1, 3), np.nan), small, [0], "dlogits", finite_when_shifted))
+        is None
+    )
+
+
+def test_an_underflowed_probability_under_a_log_is_named_by_what_it_did():
+    said = dg.underflowed_probability(loss_ev(np.inf, BIG, [1, 0]))  # the labels' logits 1000 and 800 below the max
+    assert "probability is exactly 0 in float64 in 2 of 2 rows" in said and "logsumexp" in said
+    assert dg.underflowed_probability(loss_ev(np.inf, BIG, [0, 1])) is None  # the labels are the maxima: p = 1
+
+
+def test_a_clip_is_named_by_its_floor_or_by_its_upper_bound_that_float32_cannot_hold():
+    x, labels = np.array([[60.0, 0.0, 0.0], [0.0, 1.0, 2.0]]), [1, 2]
+    p = dg._softmax(x)[np.arange(2), labels]
+    capped = -np.log(np.clip(p, 1e-15, 1.0)).mean()
+    assert "clip(p[label], 1e-15" in dg.clipped_probability(loss_ev(capped, x, labels))
+    assert dg.clipped_probability(loss_ev(-np.log(p).mean(), x, labels)) is None  # unclipped: no such cause
+    one = np.array([[30.0, 0.0, 0.0]])  # p = 1.0 exactly in float32, and the label's p is not 0
+    said = dg.clipped_probability(loss_ev(np.inf, one, [0], dtype="float32"))
+    assert "1 - 1e-15 is 1.0 in float32" in said
+    assert dg.clipped_probability(loss_ev(np.inf, one, [0], dtype="float64")) is None
+
+
+def test_no_constant_factor_for_one_element_and_a_factor_near_one_carries_its_digits():
+    assert dg.constant_factor(ev(np.array([2.5]), np.array([1.0]))) is None
+    said = dg.constant_factor(ev(REF * (1 + 3e-7), REF, tol=dg.Tolerance(atol=1e-12, rtol=1e-12, reason="tight")))
+    assert said.startswith("ours = (1 + 3e-07) x ref"), said
 
 
 def test_the_loss_clamp_from_either_judge():

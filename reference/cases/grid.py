@@ -12,7 +12,12 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 VALUE_KINDS = ("noise", "zeros", "ties", "near_ties", "large", "tiny", "mnist")
 # tags of the cases every run keeps (quick runs too): each is a class of bug no other case shows
-KEPT_FAMILIES = {"per-axis": "kernel and stride differ per axis", "edge": "edges of the domain"}
+KEPT_FAMILIES = {
+    "per-axis": "kernel and stride differ per axis",
+    "edge": "edges of the domain",
+    "tutorial": "the shapes of tutorials",
+    "searched": "found inside what the layer supports",
+}
 
 
 @dataclass(frozen=True)
@@ -286,6 +291,25 @@ def edge_grid() -> list[Case]:
     return [*cases, Case("Conv2D", conv, (2, 3, 2, 2), "noise", seed=264, tag="edge")]
 
 
+def tutorial_grid() -> list[Case]:
+    """The shapes of the most common tutorial CNN: one input channel, 8 filters 3x3 'valid' without
+    bias on 28x28, 2x2 max pooling of 26x26, a dense layer of 13*13*8 inputs to 10 classes. Code
+    written for that network takes these and often nothing else of the grid."""
+    conv = {"in_ch": 1, "out_ch": 8, "kernel_size": 3, "stride": 1, "padding": "valid", "bias": False}
+    pool = {"kernel_size": 2, "stride": None}
+    cases = [Case("Conv2D", conv, (2, 28, 28, 1), "mnist", seed=600, tag="tutorial"),
+             Case("Conv2D", {**conv, "out_ch": 2}, (2, 6, 6, 1), "ties", seed=601, tag="tutorial"),
+             Case("MaxPool2D", pool, (2, 26, 26, 8), "ties", seed=602, tag="tutorial"),
+             Case("MaxPool2D", pool, (2, 26, 26, 8), "near_ties", seed=603, tag="tutorial"),
+             Case("AvgPool2D", pool, (2, 26, 26, 8), "mnist", seed=604, tag="tutorial"),
+             Case("ReLU", {}, (2, 26, 26, 8), "zeros", seed=605, tag="tutorial"),
+             Case("Flatten", {}, (2, 13, 13, 8), "noise", seed=606, tag="tutorial"),
+             Case("Dense", {"n_in": 13 * 13 * 8, "n_out": 10, "bias": True}, (2, 13 * 13 * 8), "zeros", seed=607,
+                  tag="tutorial"),
+             Case("SoftmaxCrossEntropy", {}, (2, 10), "noise", seed=608, tag="tutorial")]  # fmt: skip
+    return cases
+
+
 ARCH_BATCH = 2  # > 1, so a gradient that forgets (or repeats) the 1/m of the mean shows
 
 
@@ -363,7 +387,7 @@ def loss_grid() -> list[Case]:
 def grid() -> list[Case]:
     """The fixed grid: every option of every layer, the layer shapes of the built-in networks, and the
     lifecycle cases (two rounds on one instance)."""
-    cases = [*conv_grid(), *conv_square_grid(), *anisotropic_grid(), *edge_grid(), *pool_grid("MaxPool2D"), *pool_grid("AvgPool2D"),
+    cases = [*conv_grid(), *conv_square_grid(), *anisotropic_grid(), *edge_grid(), *tutorial_grid(), *pool_grid("MaxPool2D"), *pool_grid("AvgPool2D"),
              *elementwise_grid(), *dense_grid(), *loss_grid(), *arch_grid(), *lifecycle_grid()]  # fmt: skip
     return list({c.id: c for c in cases}.values())
 

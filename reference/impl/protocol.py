@@ -40,7 +40,6 @@ import importlib
 import importlib.util
 import os
 import sys
-import traceback
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -241,11 +240,9 @@ def classify(err: BaseException) -> tuple[str, str]:
 
 def implementation_frame(err: BaseException) -> str:
     """``file:line in function`` of the last frame outside the judges, NumPy and the standard library."""
-    frames = traceback.extract_tb(err.__traceback__)
+    from reference.sandbox.worker import own_frame
+
     skip = (REFERENCE_DIR + os.sep, os.path.dirname(np.__file__) + os.sep, os.path.dirname(os.__file__) + os.sep)
-    adapters = os.path.join(REFERENCE_DIR, "impl", "adapters.py")
-    own = [f for f in frames if not f.filename.startswith(skip) or f.filename == adapters]
-    if not own:
-        return ""
-    f = own[-1]
-    return f"{os.path.basename(f.filename)}:{f.lineno} in {f.name}"
+    return own_frame(
+        err, skip, keep=(os.path.join(REFERENCE_DIR, "impl") + os.sep,)
+    )  # the adapters are the user's glue

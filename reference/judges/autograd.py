@@ -18,7 +18,9 @@ import torch.nn.functional as F
 from reference.cases import layout, twins
 from reference.cases.grid import Case, _as_pair, case_inputs, grid, input_stats, upstream_gradient
 from reference.impl.protocol import DEFAULT_IMPL, build_case_layer, load_impl, read_grads
+from reference.judges import conventions
 from reference.judges.base import Context, Judge, Result, case_rows
+from reference.report import heatmap
 from reference.report.compare import compare, error_row, raised_row
 from reference.report.diagnosis import Evidence, diagnose
 from reference.report.tolerances import autograd_tolerance
@@ -51,49 +53,96 @@ def twin_run(case: Case, inputs: dict[str, Any]) -> dict[str, np.ndarray]:
 
 
 def impl_run(layer: Any, case: Case, inputs: dict[str, Any], g: np.ndarray | None) -> dict[str, Any]:
-    """The implementation's side, in the same names as twin_run."""
+    """The implementation's side, in the same names as twin_run. Forward and backward are run apart:
+    an exception in one is kept (under ``"!forward"`` / ``"!backward"``) and the other's tensors are
+    still there to judge. Backward gets the reference's upstream gradient, of the shape a right
+    forward returns, whatever shape this forward returned."""
+    result: dict[str, Any] = {}
     if case.layer == "SoftmaxCrossEntropy":
-        loss, probs = layer.forward(inputs["x"], inputs["labels"])
-        return {"loss": np.asarray(loss, dtype=inputs["x"].dtype), "probs": probs, "dlogits": layer.backward()}
-    out = layer.forward(inputs["x"].copy())
-    result: dict[str, Any] = {"out": out}
-    if g is not None and getattr(out, "shape", None) == g.shape:
+        try:
+            loss, probs = layer.forward(inputs["x"], inputs["labels"])
+            result.update(loss=np.asarray(loss, dtype=inputs["x"].dtype), probs=probs)
+        except Exception as err:
+            result["!forward"] = err
+            return result  # the loss's backward reads what its forward kept: nothing to run it on
+        try:
+            result["dlogits"] = layer.backward()
+        except Exception as err:
+            result["!backward"] = err
+        return result
+    try:
+        result["out"] = layer.forward(inputs["x"].copy())
+    except Exception as err:
+        result["!forward"] = err
+        return result  # a backward after a failed forward has no cache to read
+    if g is None:
+        return result
+    try:
         result["dx"] = layer.backward(g.copy())
         for key, value in read_grads(layer, case.layer, list(inputs["params"])).items():
             result[f"d{key}"] = value
+    except Exception as err:
+        result["!backward"] = err
     return result
 
 
+FORWARD_TENSORS = ("out", "loss", "probs")
+
+
 def run_case(impl: Any, case: Case, dtype: str) -> list[dict[str, Any]]:
-    """Every discrepancy row of one case in one dtype."""
+    """Every discrepancy row of one case in one dtype: the forward's tensors and the backward's,
+    each judged even when the other raised."""
     inputs = case_inputs(case, dtype)
     extra = {"dtype": dtype, "values": case.values, **input_stats(case, inputs["x"])}
     tol = autograd_tolerance(dtype)
     ref = twin_run(case, inputs)
     try:
         layer = build_case_layer(impl, case.layer, case.config, inputs["params"], dtype)
-        ours = impl_run(layer, case, inputs, ref.get("g"))
+        declared = conventions.declared(layer, case.layer)  # another valid subgradient at the kinks, said so
     except Exception as err:  # the implementation raised: one row (error / unsupported), the run goes on
         return [raised_row(err, judge=JUDGE, layer=case.layer, case=case.id, tensor="*", **extra)]
+    if declared:
+        ref = conventions.apply(ref, case, inputs["x"], declared)
+        extra["convention"] = conventions.describe(declared)
+    ours = impl_run(layer, case, inputs, ref.get("g"))
+    if "!forward" in ours:  # nothing of this case ran: one row, its status the exception's (a declared limit too)
+        return [raised_row(ours["!forward"], judge=JUDGE, layer=case.layer, case=case.id, tensor="*", **extra)]
     rows = []
     for tensor, ref_value in ref.items():
         if tensor == "g":
             continue
-        if tensor not in ours or ours[tensor] is None:
+        side = "forward" if tensor in FORWARD_TENSORS else "backward"
+        if tensor in ours and ours[tensor] is not None:
+            rows.append(compare(ours[tensor], ref_value, tol, layer=case.layer, case=case.id, tensor=tensor,
+                                judge=JUDGE, **extra))  # fmt: skip
+        elif f"!{side}" in ours:
+            rows.append(raised_row(ours[f"!{side}"], judge=JUDGE, layer=case.layer, case=case.id, tensor=tensor,
+                                   prefix=f"{side}: ", **extra))  # fmt: skip
+        elif tensor == "probs" and tensor in ours:
+            rows.append(error_row(judge=JUDGE, layer=case.layer, case=case.id, tensor=tensor, status="unsupported",
+                                  message="the implementation gives no probabilities (forward returned None for "
+                                  "them): only the loss and dlogits are judged", **extra))  # fmt: skip
+        else:
             rows.append(error_row(judge=JUDGE, layer=case.layer, case=case.id, tensor=tensor,
                                   message=f"the implementation produced no {tensor}", **extra))  # fmt: skip
-            continue
-        rows.append(
-            compare(ours[tensor], ref_value, tol, layer=case.layer, case=case.id, tensor=tensor, judge=JUDGE, **extra)
-        )
     others = {r["tensor"]: r["status"] for r in rows}
     for row in rows:
         if row["status"] == "fail":
             ev = Evidence(case.layer, row["tensor"], ours[row["tensor"]], ref[row["tensor"]], dtype, case.config,
-                          case.values, x=inputs["x"], g=ref.get("g"), others=others,
-                          alternatives=lambda variant: alternative_run(case, inputs, variant))  # fmt: skip
+                          case.values, x=inputs["x"], g=ref.get("g"), others=others, labels=inputs["labels"],
+                          alternatives=lambda variant: alternative_run(case, inputs, variant),
+                          rerun=(lambda logits: loss_on(impl, logits, inputs["labels"], dtype))
+                          if case.layer == "SoftmaxCrossEntropy" else None)  # fmt: skip
             row["diagnosis"] = diagnose(ev)
+            heatmap.offer(ev, row)
     return rows
+
+
+def loss_on(impl: Any, logits: np.ndarray, labels: np.ndarray, dtype: str) -> dict[str, Any]:
+    """A fresh instance of the implementation's loss on other logits (a diagnosis testing its premise)."""
+    layer = build_case_layer(impl, "SoftmaxCrossEntropy", {}, {}, dtype)
+    loss, probs = layer.forward(logits, labels)
+    return {"loss": np.asarray(loss, dtype=logits.dtype), "probs": probs, "dlogits": layer.backward()}
 
 
 def alternative_run(case: Case, inputs: dict[str, Any], variant: str) -> dict[str, np.ndarray] | None:
@@ -136,5 +185,6 @@ class AutogradJudge(Judge):
 
     def run(self, ctx: Context) -> Result:
         cases = [c for c in ctx.cases if not c.lifecycle]
-        run_one = lambda c: [r for d in self.dtypes for r in run_case(ctx.impl, c, d)]  # noqa: E731
-        return Result(self.name, case_rows(ctx, JUDGE, cases, run_one, "autograd"))
+        figures = heatmap.Collector()  # the worst failing case of each layer, drawn by write (heatmap-<layer>.png)
+        run_one = figures.around(lambda c: [r for d in self.dtypes for r in run_case(ctx.impl, c, d)])
+        return Result(self.name, case_rows(ctx, JUDGE, cases, run_one, "autograd"), figures=figures)

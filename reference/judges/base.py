@@ -39,6 +39,7 @@ class Context:
     steps: int = 200
     networks: dict[str, int] | None = None  # whole-network checks of the finite-difference judge
     full_curves: bool = True  # the float32 MNIST curves beside the lockstep
+    search: bool = False  # look for supported cases of layers that refuse most of ``cases`` (reference.judges.reach)
 
     def tick(self, desc: str, done: int, total: int) -> None:
         if self.progress:
@@ -54,6 +55,7 @@ class Result:
     rows: pd.DataFrame
     extra: dict[str, tuple[str, pd.DataFrame]] = field(default_factory=dict)
     ok: bool | None = None
+    figures: Any = None  # pictures drawn into the run's folder by write: an object with write(out) (report.heatmap)
 
 
 class Judge:
@@ -65,6 +67,8 @@ class Judge:
 
     def write(self, result: Result, out: Path, impl_name: str) -> None:
         write_table(result.rows, out, self.name, f"{self.title}: {impl_name}", extra=result.extra)
+        if result.figures is not None:
+            result.figures.write(out)
 
     def lines(self, result: Result) -> list[str]:
         """What the terminal shows of the result: one verdict line per layer."""
@@ -99,6 +103,26 @@ def not_run_row(judge: str, layer: str, case: str, why: str, family: str = "*") 
     return error_row(judge=judge, layer=layer, case=case, tensor="*", dtype="", message=why, family=family)
 
 
+def judge_failed_row(judge: str, case: Case, err: Exception) -> dict[str, Any]:
+    """The ``error`` row of a case whose judging raised outside the implementation's own calls: what
+    it returned (a wrong shape, a wrong type) could not be used. The row names the exception and the
+    judge's frame, so a judge bug reads as one too; the implementation's exceptions keep their own
+    classification."""
+    from reference.report.compare import raised_row
+    from reference.sandbox.client import RemoteError, WorkerLost
+
+    if isinstance(err, (RemoteError, WorkerLost)):
+        return {"family": case.family, **raised_row(err, judge=judge, layer=case.layer, case=case.id, tensor="*",
+                                                    dtype="")}  # fmt: skip
+    import traceback
+
+    frame = traceback.extract_tb(err.__traceback__)[-1]
+    where = f"{Path(frame.filename).name}:{frame.lineno} in {frame.name}"
+    return error_row(judge=judge, layer=case.layer, case=case.id, tensor="*", dtype="", family=case.family,
+                     message=f"the judge could not use what the implementation returned: {type(err).__name__}: "
+                     f"{err} (in the judge, at {where})")  # fmt: skip
+
+
 def missing_row(judge: str, layer: str) -> dict[str, Any]:
     return error_row(judge=judge, layer=layer, case="*", tensor="*", dtype="", status="missing",
                      message=f"the implementation has no {layer} class", family="*")  # fmt: skip
@@ -128,8 +152,11 @@ def case_rows(ctx: Context, judge: str, cases: list[Case], run_one: Callable[[Ca
             if why := skip_reason(ctx.impl, case.layer):
                 found = [not_run_row(judge, case.layer, case.id, why, case.family)]
             else:
-                with judged_in(ctx.impl, case.layer):
-                    found = [{"family": case.family, **r} for r in run_one(case)]
+                try:
+                    with judged_in(ctx.impl, case.layer):
+                        found = [{"family": case.family, **r} for r in run_one(case)]
+                except Exception as err:  # what the implementation returned broke the judge: a row, not a crash
+                    found = [judge_failed_row(judge, case, err)]
             with lock:
                 rows_of[i] = found
                 done[0] += 1

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 import scratch_cnn
 from reference.cases import layout, twins
-from reference.impl.protocol import construct
+from reference.impl.protocol import ProtocolViolation, construct
 from reference.judges.base import Context, Judge, Result
 from reference.report.tolerances import LOCKSTEP_BOUND
 from scratch_cnn.data import to_float
@@ -188,6 +188,10 @@ def run_lockstep(
             loss_twin = twin_step(pair, x, y)
             ours = pair.net.params
             theirs = twins.network_params_from_twin(pair.twin, pair.net.layer_spec, pair.names)
+            if wrong := [f"{n} {np.shape(ours[n])} (the twin's {theirs[n].shape})" for n in pair.names
+                         if np.shape(ours[n]) != theirs[n].shape]:  # fmt: skip
+                raise ProtocolViolation(f"after training step {step + 1} the parameters have the wrong shapes: "
+                                        f"{'; '.join(wrong)}")  # fmt: skip
             diffs = {
                 n: float(np.abs(ours[n] - theirs[n]).max() / max(np.abs(theirs[n]).max(), 1e-300)) for n in pair.names
             }
@@ -524,8 +528,12 @@ class CurvesJudge(Judge):
 
     def lines(self, result: Result) -> list[str]:
         """One line per bound: status, check, value, bound, note."""
-        return [f"{r['status'].upper():4} {r['case']}: {r.get('value', float('nan')):.6g} (bound {r.get('bound', '')}) {r['note']}"
-                for _, r in result.rows.iterrows()]  # fmt: skip
+
+        def figures(r: pd.Series) -> str:
+            value = r.get("value", float("nan"))
+            return "" if pd.isna(value) else f" {value:.4g} (bound {r.get('bound', '')})"
+
+        return [f"{r['status'].upper():4} {r['case']}:{figures(r)} {r['note']}" for _, r in result.rows.iterrows()]
 
     def write(self, result: Result, out: Path, impl_name: str) -> None:
         """The curve files of the last run (curves.md, lockstep.csv, curve_checks.csv, plots), or the

@@ -322,11 +322,13 @@ def run_case(impl: Any, case: Case, attribution: bool = True) -> list[dict[str, 
     inputs = case_inputs(case, "float64")
     x = inputs["x"].copy()
     extra = {"dtype": "float64", "values": case.values, **input_stats(case, x)}
+    stage = "forward"
     try:
         layer = build_case_layer(impl, case.layer, case.config, inputs["params"], "float64")
         if case.layer == "SoftmaxCrossEntropy":
             labels = inputs["labels"]
             loss0, _ = layer.forward(x, labels)
+            stage = "backward"
             grads = {"dlogits": np.array(layer.backward(), dtype=np.float64)}
             f = lambda: float(layer.forward(x.copy(), labels)[0])  # noqa: E731
             scale, g = max(abs(loss0), float(np.abs(x).max())), None
@@ -337,6 +339,7 @@ def run_case(impl: Any, case: Case, attribution: bool = True) -> list[dict[str, 
                 return [error_row(judge=JUDGE, layer=case.layer, case=case.id, tensor="out", kind="element",
                                   message=f"forward returned shape {out.shape}, expected {want}", **extra)]  # fmt: skip
             g = upstream_gradient(inputs, out.shape)
+            stage = "backward"
             grads = {"dx": np.array(layer.backward(g.copy()), dtype=np.float64)}
             own = read_grads(layer, case.layer, list(inputs["params"]))
             grads.update({f"d{k}": v.astype(np.float64) for k, v in own.items()})
@@ -344,8 +347,13 @@ def run_case(impl: Any, case: Case, attribution: bool = True) -> list[dict[str, 
             f = lambda: float(np.sum(layer.forward(x.copy()) * g))  # noqa: E731
             scale = max(float(np.sum(np.abs(out) * np.abs(g))), 1e-300)
             tensors, forward = {"dx": x, **{f"d{k}": layer.params[k] for k in inputs["params"]}}, {"out": out}
-    except Exception as err:  # the implementation raised: one row (error, or unsupported for a declared limit)
-        return [raised_row(err, judge=JUDGE, layer=case.layer, case=case.id, tensor="*", kind="element", **extra)]
+    except Exception as err:  # the implementation raised: error, or unsupported for a declared limit
+        if stage == "forward":  # nothing ran: one row
+            return [raised_row(err, judge=JUDGE, layer=case.layer, case=case.id, tensor="*", kind="element", **extra)]
+        # the forward ran (its rows are the autograd judge's): each gradient this backward owed, named
+        names = ["dlogits"] if case.layer == "SoftmaxCrossEntropy" else ["dx", *(f"d{k}" for k in inputs["params"])]
+        return [raised_row(err, judge=JUDGE, layer=case.layer, case=case.id, tensor=t, kind="element",
+                           prefix="backward: ", **extra) for t in names]  # fmt: skip
     labels = inputs.get("labels") if case.layer == "SoftmaxCrossEntropy" else None
     rows, probes = [], {}
     limit = ARCH_ELEMENTS if case.network_layer else MAX_ELEMENTS
@@ -466,13 +474,20 @@ def adjoint_rows(impl: Any, case: Case) -> list[dict[str, Any]]:
     try:
         layer = build_case_layer(impl, case.layer, case.config, params, "float64")
         out = layer.forward(x.copy())
-        y = upstream_gradient(inputs, out.shape)
+        y = upstream_gradient(inputs, expected_output_shape(case))
         dx = layer.backward(y.copy())
         pairs = {"x": (x, dx)}
         if "W" in params:
-            pairs["W"] = (layer.params["W"], layer.grads["W"])
+            pairs["W"] = (layer.params["W"], read_grads(layer, case.layer, ["W"])["W"])
     except Exception as err:
         return [raised_row(err, judge=JUDGE, layer=case.layer, case=case.id, tensor="adjoint", **extra)]
+    out, pairs = np.asarray(out), {name: (np.asarray(v), np.asarray(adj)) for name, (v, adj) in pairs.items()}
+    wrong = [f"{name} {got.shape}, expected {want}" for name, got, want in
+             [("forward", out, y.shape), *((f"d{n}", adj, v.shape) for n, (v, adj) in pairs.items())]
+             if got.shape != want]  # fmt: skip
+    if wrong:  # an identity between arrays of the wrong shapes says nothing: the shapes are the finding
+        return [error_row(judge=JUDGE, layer=case.layer, case=case.id, tensor="adjoint",
+                          message=f"wrong shapes, adjoint identity not evaluated: {'; '.join(wrong)}", **extra)]  # fmt: skip
     lhs = float(np.sum(out * y))
     rows = []
     for name, (v, adj) in pairs.items():

@@ -59,10 +59,26 @@ def _round(layer: Any, layer_type: str, x: np.ndarray, rng: np.random.Generator)
     return {"out": out, "dx": layer.backward(rng.standard_normal(np.shape(out)).astype(x.dtype))}
 
 
-def check_layer(impl: Any, layer_type: str) -> list[dict[str, Any]]:
+# where the first configuration is declared unsupported, the rules run on the first of these the layer
+# takes (the tutorials' shapes: one input channel, 'valid', no bias; a 2-D ReLU input; a batch of one)
+SMOKE_ALTERNATIVES: dict[str, list[tuple[dict[str, Any], tuple[int, ...]]]] = {
+    "Conv2D": [({"in_ch": 1, "out_ch": 2, "kernel_size": 3, "stride": 1, "padding": "valid", "bias": False}, (2, 6, 6, 1)),
+               ({"in_ch": 1, "out_ch": 2, "kernel_size": 3, "stride": 1, "padding": "valid", "bias": True}, (2, 6, 6, 1)),
+               ({"in_ch": 2, "out_ch": 3, "kernel_size": 3, "stride": 1, "padding": "valid", "bias": True}, (2, 6, 6, 2)),
+               ({"in_ch": 2, "out_ch": 3, "kernel_size": 3, "stride": 1, "padding": "same", "bias": False}, (2, 4, 4, 2))],
+    "ReLU": [({}, (2, 6)), ({}, (1, 4, 4, 1))],
+    "MaxPool2D": [({"kernel_size": 2, "stride": None}, (2, 4, 4, 1)), ({"kernel_size": 2, "stride": None}, (1, 4, 4, 1))],
+    "AvgPool2D": [({"kernel_size": 2, "stride": None}, (2, 4, 4, 1)), ({"kernel_size": 2, "stride": None}, (1, 4, 4, 1))],
+    "Flatten": [({}, (2, 4, 4, 1)), ({}, (1, 3, 4, 5))],
+    "Dense": [({"n_in": 6, "n_out": 3, "bias": False}, (2, 6)), ({"n_in": 6, "n_out": 3, "bias": True}, (1, 6))],
+    "SoftmaxCrossEntropy": [({}, (3, 10)), ({}, (1, 10))],
+}  # fmt: skip
+
+
+def _runs(impl: Any, layer_type: str, config: dict[str, Any], shape: tuple[int, ...]) -> tuple[Any, dict[str, Any]]:
+    """(the layer after one round, or None; the ``runs`` row) on one configuration."""
     from reference.impl.protocol import classify
 
-    config, shape = SMOKE[layer_type]
     rng = np.random.default_rng(0)
     try:
         layer = construct(impl, layer_type, config, dtype=np.float64)
@@ -73,18 +89,46 @@ def check_layer(impl: Any, layer_type: str) -> list[dict[str, Any]]:
         )
         for attr in needs[:3]:  # grads may appear only with the first backward
             if not hasattr(layer, attr):
-                return [_row(layer_type, "runs", False, f"instances have no {attr!r} (the protocol needs {', '.join(needs)})")]  # fmt: skip
+                return None, _row(layer_type, "runs", False, f"instances have no {attr!r} (the protocol needs {', '.join(needs)})")  # fmt: skip
         _round(layer, layer_type, rng.standard_normal(shape), rng)
         if not hasattr(layer, needs[-1]):
-            return [_row(layer_type, "runs", False, f"instances have no {needs[-1]!r} after backward")]
+            return None, _row(layer_type, "runs", False, f"instances have no {needs[-1]!r} after backward")
     except Exception as err:
         status, message = classify(err)
-        return [_row(layer_type, "runs", status, f"config {config} on input {shape}: {message}")]
-    rows = [_row(layer_type, "runs", True, f"config {config} on input {shape}")]
-    rows.append(_guarded(layer_type, "returned arrays stay the caller's", lambda: _returns_kept(impl, layer_type)))
+        return None, _row(layer_type, "runs", status, f"config {config} on input {shape}: {message}")
+    return layer, _row(layer_type, "runs", True, f"config {config} on input {shape}")
+
+
+def supported_smoke(impl: Any, layer_type: str) -> tuple[Any, dict[str, Any], tuple[dict[str, Any], tuple[int, ...]]]:
+    """(layer or None, ``runs`` row, (config, shape)): the first smoke configuration the layer takes;
+    when it takes none, the row is the first one's, its note saying how many were tried."""
+    choices = [SMOKE[layer_type], *SMOKE_ALTERNATIVES.get(layer_type, [])]
+    first = None
+    for i, (config, shape) in enumerate(choices):
+        layer, row = _runs(impl, layer_type, config, shape)
+        if row["status"] != "unsupported":
+            if i:
+                row["note"] += f" (the first configuration the layer supports of {i + 1} tried; {first['note']})"
+            return layer, row, (config, shape)
+        first = first or row
+    assert first is not None
+    first["note"] += f"; none of {len(choices)} configurations supported, so no rule of this layer ran"
+    return None, first, choices[0]
+
+
+def check_layer(impl: Any, layer_type: str) -> list[dict[str, Any]]:
+    layer, runs, (config, shape) = supported_smoke(impl, layer_type)
+    if layer is None:
+        return [runs]
+    rng = np.random.default_rng(0)
+    smoke = (config, shape)
+    rows = [runs]
+    rows.append(
+        _guarded(layer_type, "returned arrays stay the caller's", lambda: _returns_kept(impl, layer_type, smoke))
+    )
     if layer_type in SHAPED and callable(getattr(layer, "output_shape", None)):
         rows.append(_guarded(layer_type, "output_shape agrees with forward", lambda: _output_shape(impl, layer_type)))
-    rows += _round_trip(impl, layer_type)
+    rows += _round_trip(impl, layer_type, smoke)
     if layer_type == "SoftmaxCrossEntropy":
         refused = _guarded(layer_type, "labels outside [0, K) refused", lambda: _labels_refused(impl, shape))
         return [*rows, refused, *_dtypes(impl, layer_type, config, shape)]
@@ -108,7 +152,9 @@ def check_layer(impl: Any, layer_type: str) -> list[dict[str, Any]]:
         rows.append(_guarded(layer_type, "grads survive a later forward",
                              lambda: _grads_survive(layer, layer_type, shape, rng)))  # fmt: skip
     if "bias" in config:
-        rows.append(_guarded(layer_type, "params and grads, bias=False", lambda: _without_bias(impl, layer_type)))
+        rows.append(
+            _guarded(layer_type, "params and grads, bias=False", lambda: _without_bias(impl, layer_type, smoke))
+        )
     if layer_type in PARAMETRIC and same and hasattr(layer, "backward_params"):  # without params: nothing to agree on
         rows.append(_params_only_agrees(impl, layer_type, config, shape))
     rows += _dtypes(impl, layer_type, config, shape)
@@ -157,9 +203,9 @@ def _output_shape(impl: Any, layer_type: str) -> dict[str, Any]:
                 if said != got else f"{got} for input {shape}")  # fmt: skip
 
 
-def _without_bias(impl: Any, layer_type: str) -> dict[str, Any]:
+def _without_bias(impl: Any, layer_type: str, smoke: tuple[dict[str, Any], tuple[int, ...]]) -> dict[str, Any]:
     check = "params and grads, bias=False"
-    config, shape = SMOKE[layer_type]
+    config, shape = smoke
     layer = construct(impl, layer_type, {**config, "bias": False}, dtype=np.float64)
     _round(layer, layer_type, np.random.default_rng(4).standard_normal(shape), np.random.default_rng(5))
     params, grads = set(layer.params), set(layer.grads)
@@ -169,10 +215,10 @@ def _without_bias(impl: Any, layer_type: str) -> dict[str, Any]:
     return _row(layer_type, check, not why, "; ".join(why) or f"params and grads: {sorted(params)}")
 
 
-def _returns_kept(impl: Any, layer_type: str) -> dict[str, Any]:
+def _returns_kept(impl: Any, layer_type: str, smoke: tuple[dict[str, Any], tuple[int, ...]]) -> dict[str, Any]:
     """Round 1's returned arrays, read again after round 2 on the same instance (the same shapes)."""
     check = "returned arrays stay the caller's"
-    config, shape = SMOKE[layer_type]
+    config, shape = smoke
     rng = np.random.default_rng(6)
     with judged_in(impl, layer_type, lazy=True):  # in a sandbox: handles to the worker's very arrays
         layer = construct(impl, layer_type, config, dtype=np.float64)
@@ -194,12 +240,12 @@ def _round_kept(layer: Any, layer_type: str, x: np.ndarray, rng: np.random.Gener
     return {"out": out, "dx": layer.backward(rng.standard_normal(np.shape(out)))}
 
 
-def _round_trip(impl: Any, layer_type: str) -> list[dict[str, Any]]:
+def _round_trip(impl: Any, layer_type: str, smoke: tuple[dict[str, Any], tuple[int, ...]]) -> list[dict[str, Any]]:
     """float32 then float64 on one instance; a layer with parameters and no ``astype`` is not asked."""
     from reference.impl.protocol import classify, read_grads
 
     check = "dtype kept after a float32 round"
-    config, shape = SMOKE[layer_type]
+    config, shape = smoke
     rng = np.random.default_rng(7)
     try:
         layer = construct(impl, layer_type, config, dtype=np.float32)
@@ -214,7 +260,7 @@ def _round_trip(impl: Any, layer_type: str) -> list[dict[str, Any]]:
     except Exception as err:
         status, message = classify(err)
         return [_row(layer_type, check, status, message)]
-    wrong = {k: np.asarray(v).dtype.name for k, v in got.items() if np.asarray(v).dtype != np.float64}
+    wrong = {k: np.asarray(v).dtype.name for k, v in got.items() if v is not None and np.asarray(v).dtype != np.float64}
     note = ", ".join(f"{k} is {d}" for k, d in wrong.items())
     return [_row(layer_type, check, not wrong, f"{note} for float64 input after a float32 round" if wrong else "")]
 
@@ -323,7 +369,7 @@ def _dtypes(impl: Any, layer_type: str, config: dict[str, Any], shape: tuple[int
             status, message = classify(err)
             rows.append(_row(layer_type, check, status, message))
             continue
-        wrong = {k: np.asarray(v).dtype.name for k, v in got.items() if np.asarray(v).dtype != dtype}
+        wrong = {k: np.asarray(v).dtype.name for k, v in got.items() if v is not None and np.asarray(v).dtype != dtype}
         note = ", ".join(f"{k} is {d}" for k, d in wrong.items())
         rows.append(_row(layer_type, check, not wrong, f"{note} for {np.dtype(dtype).name} input" if wrong else ""))
     return rows

@@ -22,12 +22,21 @@ CASE_JUDGES = ("autograd", "finite_diff", "lifecycle")
 KINK_NEEDS = {"MaxPool2D": ("ties", "near_ties"), "ReLU": ("zeros",)}
 
 
+def severity(df: pd.DataFrame, by: list[str]) -> pd.Series:
+    """Each row's severity for its case's status. A declared row (``unsupported``, ``missing``) of a
+    case that has judged rows too (float64 judged where float32 is declared beyond the layer, a
+    forward judged where its backward is declared) counts as a pass: the case was judged."""
+    sev = df["status"].map(SEVERITY).fillna(0)
+    judged = df["status"].isin(["pass", *FAILING]).groupby([df[c] for c in by], dropna=False).transform("any")
+    return sev.where(~(df["status"].isin(DECLARED) & judged), SEVERITY["pass"])
+
+
 def case_table(rows: pd.DataFrame) -> pd.DataFrame:
     """One row per (judge-independent) case: layer, family, case, status, ties, near_ties, zeros."""
     df = rows[rows["judge"].isin(CASE_JUDGES) & (rows["case"] != "*") & (rows.get("kind", "element") != "network")]
     if df.empty:
         return pd.DataFrame(columns=["layer", "family", "case", "status", "ties", "near_ties", "zeros"])
-    df = df.assign(_sev=df["status"].map(SEVERITY).fillna(0))
+    df = df.assign(_sev=severity(df, ["layer", "family", "case"]))
     for col in ("ties", "near_ties", "zeros"):
         df[col] = df[col].fillna(0) if col in df.columns else 0
     g = df.groupby(["layer", "family", "case"], sort=True)
@@ -75,7 +84,10 @@ def layer_verdicts(rows: pd.DataFrame) -> pd.DataFrame:
             verdict = "FAIL"
             why = f"{bad['case'].nunique()} case(s) failing or erroring, in {', '.join(sorted(set(bad['judge'])))}"
         elif statuses <= {"missing"}:
-            verdict, why = "MISSING", "the implementation has no such class"
+            network = "family" in lrows and lrows["family"].eq("whole network").all()
+            verdict = "MISSING"
+            why = (f"network not judged: {'; '.join(lrows['note'].dropna().unique())}" if network
+                   else "the implementation has no such class")  # fmt: skip
         elif judged == 0 and unsupported:
             verdict, why = "UNSUPPORTED", "every case was declared unsupported: nothing was judged"
         elif judged == 0 and layer in {*KINK_NEEDS, "Conv2D", "AvgPool2D", "Flatten", "Dense", "SoftmaxCrossEntropy"}:
@@ -89,6 +101,15 @@ def layer_verdicts(rows: pd.DataFrame) -> pd.DataFrame:
                 verdict, why = "PASS", f"{judged} cases judged" if judged else f"{len(lrows)} rows pass"
         if unsupported and verdict in ("PASS", "weak"):
             why += f"; {unsupported} case(s) declared unsupported"
+        partly = int((lrows["status"].isin(DECLARED) & (severity(lrows, ["case"]) == SEVERITY["pass"])).sum())
+        if partly and verdict in ("PASS", "weak", "FAIL"):  # a dtype or a backward declared beyond the layer
+            note = lrows.loc[lrows["status"] == "unsupported", "note"].dropna()
+            why += f"; {partly} row(s) of judged cases declared unsupported" + (
+                f" ({note.iloc[0][:80]})" if len(note) else ""
+            )
+        declared = lrows["convention"].dropna().unique() if "convention" in lrows else []
+        if len(declared):  # never silently: a declared convention at the kinks is named in the verdict
+            why += f"; judged against its {'; '.join(map(str, declared))}"
         out.append({"layer": layer, "verdict": verdict, "why": why, "cases_judged": judged,
                     "unsupported": unsupported, **{f"rows_{s}": n for s, n in sorted(counts.items())}})  # fmt: skip
     return pd.DataFrame(out).fillna(0)

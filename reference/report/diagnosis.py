@@ -41,6 +41,10 @@ class Evidence:
     alternatives: Callable[[str], dict[str, np.ndarray] | None] | None = None  # the reference under a variant
     others: dict[str, str] = field(default_factory=dict)  # the case's other tensors -> status
     attribution: str = ""  # finite differences: who disagrees with the other two
+    labels: np.ndarray | None = None  # the loss: the case's labels
+    rerun: Callable[[np.ndarray], dict[str, Any]] | None = (
+        None  # the loss: the implementation's tensors on other logits
+    )
     tol: Tolerance | None = None  # what "matches" means; default: the autograd tolerance of the dtype
 
     @property
@@ -91,12 +95,81 @@ def dtype_promotion(ev: Evidence) -> str | None:
     return None
 
 
+def _softmax(x: np.ndarray) -> np.ndarray:
+    """softmax over the last axis in x's dtype, computed the stable way (max shifted)."""
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def _non_finite_loss(ev: Evidence) -> bool:
+    return ev.layer == "SoftmaxCrossEntropy" and ev.x is not None and not np.all(np.isfinite(ev.arr))
+
+
 def overflow_without_max_shift(ev: Evidence) -> str | None:
-    if ev.layer != "SoftmaxCrossEntropy" or np.all(np.isfinite(ev.arr)):
+    """Shown, not assumed: exp of the logits overflows in the dtype (exp of the shifted logits cannot),
+    and the implementation itself, given the same logits shifted by each row's maximum (the same
+    softmax, the same loss), returns a finite result."""
+    if not _non_finite_loss(ev) or ev.rerun is None:
         return None
-    where = f" for logits up to {float(np.abs(ev.x).max()):.3g}" if ev.x is not None else " for large logits"
-    return (f"non-finite {ev.tensor}{where}: the softmax exponentiates without subtracting each row's maximum "
-            "first (exp overflows; finite only for small logits)")  # fmt: skip
+    x = np.asarray(ev.x)
+    with np.errstate(over="ignore"):
+        overflows = np.isinf(np.exp(x))
+    if not overflows.any():
+        return None
+    shifted = (x - x.max(axis=-1, keepdims=True)).astype(x.dtype)
+    again = np.asarray(ev.rerun(shifted).get(ev.tensor))
+    if again.shape != ev.arr.shape or not np.all(np.isfinite(again)):
+        return None
+    return (f"non-finite {ev.tensor}: exp overflows in {x.dtype} for {int(overflows.sum())} logits (up to "
+            f"{float(np.abs(x).max()):.3g}), and the same logits shifted by each row's maximum give a finite "
+            f"{ev.tensor}: the softmax exponentiates without subtracting each row's maximum first")  # fmt: skip
+
+
+def underflowed_probability(ev: Evidence) -> str | None:
+    """The probability of a label is exactly 0 in the dtype (its logit far below the row's maximum),
+    so -log(p) or -1/p of it is infinite: a loss taken through the probabilities, not log-softmax."""
+    if not _non_finite_loss(ev) or ev.labels is None:
+        return None
+    x = np.asarray(ev.x)
+    p = _softmax(x)
+    rows = np.arange(x.shape[0])
+    zero = p[rows, ev.labels] == 0
+    if not zero.any():
+        return None
+    i = int(np.argmax(zero))
+    gap = float(x[i].max() - x[i, ev.labels[i]])
+    return (f"non-finite {ev.tensor}: the label's probability is exactly 0 in {x.dtype} in {int(zero.sum())} of "
+            f"{len(rows)} rows (row {i}: its logit {gap:.3g} below the row's maximum, exp(-{gap:.3g}) underflows), "
+            "and -log(0) or -1/0 is inf: take the loss from log-softmax, logsumexp(x) - x[label], not -log(softmax)")  # fmt: skip
+
+
+CLIP_FLOORS = (1e-15, 1e-12, 1e-10, 1e-9, 1e-8, 1e-7)
+
+
+def clipped_probability(ev: Evidence) -> str | None:
+    """A finite loss that equals -mean(log(clip(p[label], eps, 1))) for a common eps where the true
+    loss is larger; or, in float32, a non-finite loss beside a probability that rounds to 1.0, where
+    ``clip(p, eps, 1 - 1e-15)`` leaves 1.0 (float32 cannot hold 1 - 1e-15) and log(1 - p) is -inf."""
+    if ev.layer != "SoftmaxCrossEntropy" or ev.tensor != "loss" or ev.x is None or ev.labels is None:
+        return None
+    x = np.asarray(ev.x)
+    p = _softmax(x.astype(np.float64))[np.arange(x.shape[0]), ev.labels]
+    if np.all(np.isfinite(ev.arr)):
+        for eps in CLIP_FLOORS:
+            clipped = np.clip(p, eps, 1.0)
+            if np.any(clipped != p) and ev.matches(np.asarray(-np.log(clipped).mean(), dtype=ev.ref.dtype)):
+                return (f"the loss equals -mean(log(clip(p[label], {eps:g}, ...))): {int((p < eps).sum())} label "
+                        f"probabilities below {eps:g} are clipped to it, so the loss is capped where the true loss "
+                        "is larger (take the loss from log-softmax instead)")  # fmt: skip
+        return None
+    if x.dtype != np.float32 or np.float32(1 - 1e-15) != np.float32(1.0):
+        return None
+    ones = _softmax(x) == np.float32(1.0)
+    if not ones.any() or np.any(_softmax(x)[np.arange(x.shape[0]), ev.labels] == 0):
+        return None
+    return (f"non-finite loss while {int(ones.sum())} probabilities round to exactly 1.0 in float32, and no label's "
+            "probability is 0: a clip's upper bound 1 - 1e-15 is 1.0 in float32, so log(1 - p) of such a p is -inf "
+            "(clip at 1 - 1e-7 in float32, or use log-softmax)")  # fmt: skip
 
 
 def all_zeros(ev: Evidence) -> str | None:
@@ -121,16 +194,19 @@ KNOWN_FACTORS: list[tuple[str, Callable[[Evidence], float], str]] = [
 def constant_factor(ev: Evidence) -> str | None:
     """ours = c * ref on every element, for one constant c (a known scale named, else its value)."""
     a, b = ev.arr.astype(np.float64).ravel(), ev.ref.astype(np.float64).ravel()
-    if a.shape != b.shape or not b.any() or not a.any():
-        return None
+    if a.shape != b.shape or a.size < 2 or not b.any() or not a.any():
+        return None  # NOTE: one element is always some multiple of another: a factor shows nothing there
     c = float(a @ b / (b @ b))
     if not np.isfinite(c) or not ev.matches(c * ev.ref.astype(np.float64)):
         return None
     for name, value, meaning in KNOWN_FACTORS:
         v = value(ev)
         if v not in (1.0,) and abs(c - v) <= 1e-6 * max(abs(v), 1.0):
-            return f"ours = {name} x ref on every element (c = {c:.6g}): {meaning}"
-    return f"ours = {c:.6g} x ref on every element: a constant factor that is no known scale"
+            return f"ours = {name} x ref on every element (c = {c:.4g}): {meaning}"
+    if abs(c - 1) < 1e-3:  # written as 1 + d, with d's own digits: 1.0000x says nothing
+        return (f"ours = (1 {'+' if c > 1 else '-'} {abs(c - 1):.3g}) x ref on every element: the same small relative "
+                "error everywhere (a scale such as 1/m or a learning rate rounded, or computed in another precision)")  # fmt: skip
+    return f"ours = {c:.4g} x ref on every element: a constant factor that is no known scale"
 
 
 def sign_flip_some(ev: Evidence) -> str | None:
@@ -163,7 +239,8 @@ def at_input_zeros(ev: Evidence) -> str | None:
     slope = slope[np.isfinite(slope)]
     value = f"{float(np.median(slope)):.3g}" if slope.size else "nonzero"
     return (f"every failing element ({int(bad.sum())}) sits at an exact zero of the input: ReLU'(0) taken as {value} "
-            "(torch's convention, and the protocol's, is 0: use x > 0, not x >= 0)")  # fmt: skip
+            "(torch's convention, and the protocol's, is 0: use x > 0, not x >= 0; or, if meant, declare it: "
+            "kinks={'relu_grad_at_zero': ...} in reference.impl.adapters)")  # fmt: skip
 
 
 def route_max_pool(x: np.ndarray, g: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int],
@@ -292,7 +369,7 @@ def forward_mismatch(ev: Evidence) -> str | None:
 
 
 HYPOTHESES: list[Callable[[Evidence], str | None]] = [
-    dtype_promotion, overflow_without_max_shift, accumulated, stale_cache, all_zeros, loss_clamp, at_input_zeros,
+    dtype_promotion, overflow_without_max_shift, underflowed_probability, clipped_probability, accumulated, stale_cache, all_zeros, loss_clamp, at_input_zeros,
     pool_tie_routing, flipped_kernel, swapped_window, constant_factor, sign_flip_some, spatial_shift, forward_mismatch,
 ]  # fmt: skip
 

@@ -83,10 +83,22 @@ def layer_summary(df: pd.DataFrame) -> pd.DataFrame:
 
 def case_statuses(rows: pd.DataFrame) -> pd.Series:
     """The status of each case (the worst of its rows), indexed by case."""
-    from .coverage import SEVERITY
+    from .coverage import SEVERITY, severity
 
     inverse = {v: k for k, v in reversed(list(SEVERITY.items()))}
-    return rows.assign(_s=rows["status"].map(SEVERITY).fillna(0)).groupby("case")["_s"].min().map(inverse)
+    return rows.assign(_s=severity(rows, ["case"])).groupby("case")["_s"].min().map(inverse)
+
+
+def telling(a: float, b: float) -> tuple[str, str]:
+    """Two values with the digits that tell them apart, and no more (3 where they differ in the
+    first, up to 17 where they differ in the last)."""
+    import math
+
+    scale = max(abs(a), abs(b))
+    if not math.isfinite(a) or not math.isfinite(b) or a == b or scale == 0:
+        return f"{a:.4g}", f"{b:.4g}"
+    digits = min(17, max(3, math.ceil(-math.log10(abs(a - b) / scale)) + 2))
+    return f"{a:.{digits}g}", f"{b:.{digits}g}"
 
 
 def verdict_lines(df: pd.DataFrame) -> list[str]:
@@ -97,11 +109,27 @@ def verdict_lines(df: pd.DataFrame) -> list[str]:
         counts = case_statuses(rows).value_counts()
         n = int(counts.sum())
         parts = [f"{int(counts[s])} {s}" for s in ("fail", "vacuous", "error", "unsupported", "missing") if s in counts]
+        from .coverage import SEVERITY, severity
+
+        # rows declared beyond the layer (a float32 of a float64-only layer) in cases otherwise judged
+        declared_rows = int(
+            (rows["status"].isin(["unsupported", "missing"]) & (severity(rows, ["case"]) == SEVERITY["pass"])).sum()
+        )
+        if declared_rows > 0:
+            parts.append(f"{declared_rows} rows of judged cases unsupported")
         tail = f" ({', '.join(parts)})" if parts else ""
         bad = failed(rows)
         if bad.empty:
-            word = "MISSING" if set(counts.index) == {"missing"} else "PASS"
-            lines.append(f"{layer}: {word} {int(counts.get('pass', 0))} of {n} cases{tail}")
+            passed = int(counts.get("pass", 0))
+            if "family" in rows and rows["family"].eq("whole network").all() and not passed:  # a network, said so
+                lines.append(f"{layer}: network not judged: {'; '.join(rows['note'].dropna().unique())}")
+                continue
+            # NOTE: no case judged is never a pass: every case declared unsupported reads UNSUPPORTED
+            word = "PASS" if passed else ("MISSING" if set(counts.index) == {"missing"} else "UNSUPPORTED")
+            declared = rows["convention"].dropna().unique() if "convention" in rows else []
+            tail += f"; judged against its {'; '.join(map(str, declared))}" if len(declared) else ""
+            lines.append(f"{layer}: {word} {passed} of {n} cases{tail}" if passed
+                         else f"{layer}: {word}: no case judged{tail}")  # fmt: skip
             continue
         w = bad.iloc[0]
         where = (
@@ -109,7 +137,7 @@ def verdict_lines(df: pd.DataFrame) -> list[str]:
             if isinstance(w.get("worst_index"), str) and w["worst_index"]
             else w["tensor"]
         )
-        values = "" if pd.isna(w.get("ours")) else f" ours={w['ours']:.10g} ref={w['ref']:.10g}"
+        values = "" if pd.isna(w.get("ours")) else " ours={} ref={}".format(*telling(w["ours"], w["ref"]))
         why = w.get("diagnosis")
         why = f"; why: {why}" if isinstance(why, str) and why else ""
         lines.append(

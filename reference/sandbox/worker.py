@@ -156,14 +156,52 @@ def methods_of(obj: Any) -> list[str]:
 def raised(err: BaseException) -> dict[str, Any]:
     """What the judge learns of an exception: its type, its classes, its message, and the last frame
     of the implementation's own code (not this room, NumPy or the standard library)."""
-    frames = [f for f in traceback.extract_tb(err.__traceback__) if not f.filename.startswith(SKIP)]
-    where = f"{os.path.basename(frames[-1].filename)}:{frames[-1].lineno} in {frames[-1].name}" if frames else ""
+    where = own_frame(err, SKIP)
     try:
         message = str(err)[:MAX_TEXT]
     except BaseException:  # a __str__ that raises is the implementation's too
         message = "(its message could not be read)"
     return {"type": type(err).__name__, "mro": [c.__name__ for c in type(err).__mro__], "message": message,
             "where": where}  # fmt: skip
+
+
+def own_frame(err: BaseException, skip: tuple[str, ...], keep: tuple[str, ...] = ()) -> str:
+    """``file:line in function: `source line` (name: what it held, ...)`` of the last frame of the
+    implementation's own code (files under none of ``skip``): the call it made, and the arrays and
+    numbers it passed there, so an error deep in NumPy reads as the implementation's call."""
+    own = [(frame, lineno) for frame, lineno in traceback.walk_tb(err.__traceback__)
+           if not frame.f_code.co_filename.startswith(skip) or frame.f_code.co_filename.startswith(keep)]  # fmt: skip
+    if not own:
+        return ""
+    frame, lineno = own[-1]
+    where = f"{os.path.basename(frame.f_code.co_filename)}:{lineno} in {frame.f_code.co_name}"
+    import linecache
+    import re
+
+    line = linecache.getline(frame.f_code.co_filename, lineno).strip()
+    if not line:
+        return where
+    held = []
+    for name in dict.fromkeys(re.findall(r"\b[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*", line)):
+        value = _lookup(frame.f_locals, name)
+        if isinstance(value, np.ndarray):
+            held.append(f"{name}: {value.dtype} {value.shape}")
+        elif isinstance(value, (int, float, tuple)) and not isinstance(value, bool) and len(repr(value)) < 40:
+            held.append(f"{name} = {value!r}")
+        if len(held) == 5:
+            break
+    return f"{where}: `{line[:160]}`" + (f" ({', '.join(held)})" if held else "")
+
+
+def _lookup(names: dict[str, Any], dotted: str) -> Any:
+    """``a.b.c`` read from a frame's locals through plain attributes only (no property runs), or None."""
+    first, *rest = dotted.split(".")
+    value = names.get(first)
+    for attr in rest:
+        if value is None:
+            return None
+        value = getattr(value, "__dict__", {}).get(attr)
+    return value
 
 
 def import_impl(spec: dict[str, Any]) -> Any:
