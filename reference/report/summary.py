@@ -5,12 +5,24 @@ from __future__ import annotations
 
 import base64
 import html
+import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from reference.report.tables import PASSING, layer_summary, markdown, write_atomic
+
+ROWS_PER_LAYER = 20  # failing rows shown per judge and layer (every row is in the CSV)
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A section body that is a picture of the run's folder: ``file`` (a PNG beside summary.md) and its caption."""
+
+    file: str
+    caption: str
 
 
 def worst_per_tensor(df: pd.DataFrame) -> pd.DataFrame:
@@ -35,15 +47,19 @@ def sections(run_dir: Path, verdict: str, impl_name: str = "scratch_cnn", stamp:
     from reference.report.console import rerun_command
 
     from .coverage import coverage, layer_verdicts
+    from .heatmap import load_index
 
     t = load_tables(run_dir)
+    pictures = load_index(run_dir)
     layer_judges = [t[j] for j in ("protocol", "autograd", "finite_diff", "lifecycle") if j in t]
     rows = pd.concat(layer_judges, ignore_index=True) if layer_judges else pd.DataFrame()
     worst = worst_failures(rows)
     out: list[tuple[str, Any]] = []
     if len(worst):
-        lines = [f"- **{r.layer}**: {r.diagnosis} ({r.judge}, {r.tensor}). Rerun: `{rerun_command(impl_name, r.case)}`"
-                 if r.judge != "protocol" else f"- **{r.layer}**: protocol rule broken: {r.case}: {r.note}"
+        drawn = dict(zip(pictures["layer"], pictures["file"], strict=True)) if len(pictures) else {}
+        lines = [(f"- **{r.layer}**: {r.diagnosis} ({r.judge}, {r.tensor}). Rerun: `{rerun_command(impl_name, r.case)}`"
+                  if r.judge != "protocol" else f"- **{r.layer}**: protocol rule broken: {r.case}: {r.note}")
+                 + (f" [Picture]({drawn[r.layer]})" if r.layer in drawn else "")
                  for r in worst.itertuples()]  # fmt: skip
         out.append(("Failing layers: why, and the command that reruns the worst case alone", "\n".join(lines)))
     out.append(("Verdict", verdict))
@@ -72,8 +88,15 @@ def sections(run_dir: Path, verdict: str, impl_name: str = "scratch_cnn", stamp:
             if "max_abs_err" in df.columns and df["max_abs_err"].notna().any():
                 out.append((f"{judge}: worst discrepancy per layer and tensor", worst_per_tensor(df)))
             bad = df[~df["status"].isin(PASSING)]
-            if len(bad):
-                out.append((f"{judge}: rows that did not pass", bad.head(50)))
+            mine = pictures[pictures["judge"] == judge] if len(pictures) else pictures
+            for layer, layer_bad in bad.groupby("layer", sort=True):
+                # the heading names the judge and layer; columns empty in every shown row say nothing
+                shown = layer_bad.drop(columns=[c for c in ("judge", "layer") if c in layer_bad.columns])
+                shown = shown.head(ROWS_PER_LAYER).dropna(axis=1, how="all")
+                more = f" (the first {ROWS_PER_LAYER} of {len(layer_bad)})" if len(layer_bad) > ROWS_PER_LAYER else ""
+                out.append((f"{judge}: {layer}: rows that did not pass{more}", shown))
+                for pic in mine[mine["layer"] == layer].itertuples():
+                    out.append((f"{judge}: {layer}: the worst failing case, drawn", Figure(pic.file, caption(pic))))
     if "gradcheck" in t:
         out.append(("gradcheck cross-check", t["gradcheck"]))
     if "faults" in t:
@@ -86,6 +109,19 @@ def sections(run_dir: Path, verdict: str, impl_name: str = "scratch_cnn", stamp:
     if "stages" in t:
         out.append(("Time per stage", t["stages"]))
     return out
+
+
+def caption(pic: Any) -> str:
+    """What a heat map shows, in words (a row of heatmaps.csv)."""
+    marked = [f"{int(n)} {what}" for n, what in ((pic.ties, "exact ties"), (pic.near_ties, "near-ties"),
+                                                 (pic.zeros, "ReLU zeros")) if n and not pd.isna(n)]  # fmt: skip
+    windows = (
+        " Dashed lines: the pooling windows." if pic.layer in ("MaxPool2D", "AvgPool2D") and pic.tensor == "dx" else ""
+    )
+    return (f"ours - ref of `{pic.tensor}` ({pic.dtype}) in case `{pic.case}` ({pic.panels}): max |ours - ref| "
+            f"{pic.max_abs_err:.3g}. Top: ours - ref, red where ours is above the reference, blue below; "
+            "under it ours and the reference, on one scale."
+            + (f" Marked: {', '.join(marked)}." if marked else "") + windows)  # fmt: skip
 
 
 def worst_failures(rows: pd.DataFrame) -> pd.DataFrame:
@@ -111,38 +147,132 @@ def write_summary(run_dir: Path, verdict: str, title: str, impl_name: str = "scr
     """summary.md and index.html; ``stamp``: the run's id, time, judged files' SHA-256 and sandbox."""
     parts = [f"# {title}", ""]
     for name, body in sections(run_dir, verdict, impl_name, stamp):
+        if isinstance(body, Figure):
+            parts += [f"## {name}", "", f"![{body.file}]({body.file})", "", body.caption, ""]
+            continue
         parts += [f"## {name}", "", body if isinstance(body, str) else markdown(body), ""]
-    plots = sorted(run_dir.glob("*.png"))
+    plots = plain_plots(run_dir)
     if plots:
         parts += ["## Plots", "", *(f"![{p.stem}]({p.name})" for p in plots), ""]
     write_atomic(run_dir / "summary.md", "\n".join(parts))
     write_atomic(run_dir / "index.html", html_page(run_dir, verdict, title, impl_name, stamp))
 
 
+def plain_plots(run_dir: Path) -> list[Path]:
+    """The run's PNGs that are not shown in a section of their own (the heat maps are, under their layer)."""
+    from .heatmap import load_index
+
+    drawn = set(load_index(run_dir)["file"])
+    return [p for p in sorted(run_dir.glob("*.png")) if p.name not in drawn]
+
+
 STYLE = """
-body { font-family: sans-serif; margin: 2em; max-width: 1400px; }
-table { border-collapse: collapse; font-size: 12px; margin-bottom: 1.5em; }
-th, td { border: 1px solid #ccc; padding: 2px 6px; text-align: right; }
+body { font-family: sans-serif; margin: 1.5em auto; padding: 0 1em; max-width: 1400px; line-height: 1.4; }
+h1, h2 { overflow-wrap: anywhere; }
+h1 { font-size: 1.6em; }
+h2 { font-size: 1.2em; margin-top: 1.6em; }
+.table-wrap { max-width: 100%; overflow-x: auto; margin-bottom: 1.5em; }
+table { border-collapse: collapse; font-size: 11px; max-width: 100%; }
+th, td { border: 1px solid #ccc; padding: 1px 4px; text-align: left; vertical-align: top; overflow-wrap: break-word; }
+td.long { overflow-wrap: anywhere; word-break: break-word; }
+td.num { text-align: right; white-space: nowrap; }
 th { background: #eee; }
 tr.bad td { background: #fdd; }
 tr.skip td { background: #ffd; }
+code { font-size: 0.92em; background: #f3f3f3; padding: 0 0.2em; overflow-wrap: anywhere; }
+li { margin: 0.35em 0; }
 .verdict { font-size: 1.3em; font-weight: bold; }
-img { max-width: 100%; border: 1px solid #ddd; margin: 0.5em 0; }
+figure { margin: 0.5em 0 1.5em; }
+figcaption { font-size: 0.9em; color: #333; max-width: 60em; }
+img { max-width: 100%; height: auto; border: 1px solid #ddd; margin: 0.5em 0; }
 """
+
+# the Markdown that summary.md's text uses: `code`, **bold**, [label](url), _emphasis_; everything else is text
+_INLINE = re.compile(r"`([^`]+)`|\*\*(.+?)\*\*|\[([^\]]+)\]\(([^)\s]+)\)|(?<!\w)_(\S(?:.*?\S)?)_(?!\w)")
+
+
+def inline_html(text: str) -> str:
+    """One line of summary.md's Markdown as HTML, every character of the text escaped."""
+    out, pos = [], 0
+    for m in _INLINE.finditer(text):
+        code, bold, label, url, em = m.groups()
+        out.append(html.escape(text[pos : m.start()]))
+        if code is not None:
+            out.append(f"<code>{html.escape(code)}</code>")
+        elif bold is not None:
+            out.append(f"<strong>{inline_html(bold)}</strong>")
+        elif label is not None:
+            out.append(f'<a href="{html.escape(_safe_url(url))}">{inline_html(label)}</a>')
+        else:
+            out.append(f"<em>{inline_html(em)}</em>")
+        pos = m.end()
+    out.append(html.escape(text[pos:]))
+    return "".join(out)
+
+
+def _safe_url(url: str) -> str:
+    """A relative path or an http(s) address; any other scheme (javascript:, data:) becomes '#'."""
+    scheme = re.match(r"^([a-zA-Z][a-zA-Z0-9+.-]*):", url)
+    return url if scheme is None or scheme.group(1).lower() in ("http", "https") else "#"
+
+
+def markdown_html(text: str, cls: str = "") -> str:
+    """summary.md's text blocks as HTML: ``- `` items become a list, other lines paragraphs (blank lines
+    separate them), inline Markdown through ``inline_html``."""
+    attr = f' class="{cls}"' if cls else ""
+    blocks: list[str] = []
+    items: list[str] = []
+    para: list[str] = []
+
+    def flush() -> None:
+        if para:
+            blocks.append(f"<p{attr}>{inline_html(' '.join(para))}</p>")
+            para.clear()
+        if items:
+            blocks.append("<ul>" + "".join(f"<li>{inline_html(i)}</li>" for i in items) + "</ul>")
+            items.clear()
+
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith(("- ", "* ")):
+            if para:
+                flush()
+            items.append(stripped[2:])
+        elif not stripped:
+            flush()
+        elif items and line.startswith((" ", "\t")):  # a list item's continuation line
+            items[-1] += " " + stripped
+        else:
+            if items:
+                flush()
+            para.append(stripped)
+    flush()
+    return "\n".join(blocks)
 
 
 def html_table(df: pd.DataFrame) -> str:
     cols = list(df.columns)
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in cols)
+    head = "".join(f"<th>{html.escape(str(c)).replace('_', '_<wbr>')}</th>" for c in cols)
     body = []
     for _, row in df.iterrows():
         status = str(row.get("status", "pass"))
         verdict = str(row.get("verdict", ""))
         bad = status in ("fail", "error", "vacuous") or verdict == "FAIL"
         cls = "bad" if bad else ("skip" if status in ("skip", "unsupported", "missing") or verdict == "weak" else "")
-        cells = "".join(f"<td>{html.escape(_fmt(row[c]))}</td>" for c in cols)
+        cells = "".join(_cell(row[c]) for c in cols)
         body.append(f'<tr class="{cls}">{cells}</tr>')
-    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+    return f"<div class='table-wrap'><table><tr>{head}</tr>{''.join(body)}</table></div>"
+
+
+def _cell(v: Any) -> str:
+    """A cell: numbers right-aligned on one line; a text with a word too long for a narrow column
+    (a case id, a path) may break anywhere, other text only between words."""
+    text = _fmt(v)
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        cls = " class='num'"
+    else:
+        cls = " class='long'" if any(len(word) > 24 for word in text.split()) else ""
+    return f"<td{cls}>{html.escape(text)}</td>"
 
 
 def _fmt(v: Any) -> str:
@@ -151,14 +281,27 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+def _img(path: Path, alt: str) -> str:
+    data = base64.b64encode(path.read_bytes()).decode()
+    return f"<img alt='{html.escape(alt, quote=True)}' src='data:image/png;base64,{data}'>"
+
+
 def html_page(run_dir: Path, verdict: str, title: str, impl_name: str = "scratch_cnn", stamp: str = "") -> str:
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
+             "<meta name='viewport' content='width=device-width, initial-scale=1'>",
              f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>"]  # fmt: skip
     for name, body in sections(run_dir, verdict, impl_name, stamp):
         parts.append(f"<h2>{html.escape(name)}</h2>")
-        parts.append(f"<p class='verdict'>{html.escape(body)}</p>" if isinstance(body, str) else html_table(body))
-    for png in sorted(run_dir.glob("*.png")):
-        data = base64.b64encode(png.read_bytes()).decode()
-        parts.append(f"<h2>{html.escape(png.stem)}</h2><img alt='{png.stem}' src='data:image/png;base64,{data}'>")
+        if isinstance(body, Figure):
+            if (run_dir / body.file).is_file():
+                stem = html.escape(Path(body.file).stem, quote=True)
+                parts.append(f"<figure id='{stem}'>{_img(run_dir / body.file, body.file)}"
+                             f"<figcaption>{inline_html(body.caption)}</figcaption></figure>")  # fmt: skip
+        elif isinstance(body, str):
+            parts.append(markdown_html(body, "verdict" if name == "Verdict" else ""))
+        else:
+            parts.append(html_table(body))
+    for png in plain_plots(run_dir):
+        parts.append(f"<h2>{html.escape(png.stem)}</h2>{_img(png, png.stem)}")
     parts.append("</body></html>")
     return "\n".join(parts)

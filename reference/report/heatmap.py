@@ -1,0 +1,400 @@
+"""A picture of the worst failing case of each failing layer: ``ours - ref`` as a heat map.
+
+``Collector`` keeps, per (judge, layer), the failing row that used the most of its tolerance (the
+row's ``budget``; a non-finite ours counts as past every bound) and, of that case, the tensor that
+shows the most (dx, else out, else a parameter gradient). A judge makes one per run, calls
+``offer(evidence, row)`` for each failing row (thread-safe; outside ``collector.around(...)`` it is a
+no-op, so other callers of a judge's ``run_case`` are unaffected) and writes the PNGs with the
+run's reports (``collector.write(out)``; ``heatmaps.csv`` says which picture is which).
+
+``draw`` is a pure function of arrays: the discrepancy over the tensor's spatial axes (NHWC: one
+sample, a few channels side by side; 2-D: the matrix), a diverging colormap with limits symmetric
+about 0, a colorbar, and the case's kinks marked (exact ties and near-ties of max-pool windows,
+exact zeros of a ReLU input) with the pooling windows drawn as grid lines. ``kink_cells`` finds the
+kinks. The judged implementation is never imported here: its arrays were fetched as data.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import math
+import textwrap
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+NEAR = 1e-5  # a near-tie: within NEAR * max(1, |window max|) of the maximum (the grid's near_ties: gaps < 1e-5)
+MAX_PANELS = 4  # channels (or output channels of a kernel gradient) side by side
+PREFERENCE = ("dx", "out", "probs", "dlogits", "loss")  # what shows a layer's bug best; parameter grads after
+POOLS = ("MaxPool2D", "AvgPool2D")
+COLUMNS = ["file", "judge", "layer", "case", "dtype", "tensor", "max_abs_err", "budget", "panels", "ties", "near_ties",
+           "zeros"]  # fmt: skip
+
+
+def _pair(v: Any) -> tuple[int, int]:
+    return (int(v[0]), int(v[1])) if isinstance(v, (tuple, list)) else (int(v), int(v))
+
+
+def window(config: dict[str, Any]) -> tuple[tuple[int, int], tuple[int, int]]:
+    """(kernel, stride) of a pooling case; the stride defaults to the kernel."""
+    k = _pair(config.get("kernel_size", 2))
+    return k, (k if config.get("stride") is None else _pair(config["stride"]))
+
+
+# --- where the kinks are ----------------------------------------------------------------------------
+
+
+def kink_cells(
+    layer: str, config: dict[str, Any], x: np.ndarray | None, shape: tuple[int, ...]
+) -> dict[str, np.ndarray]:
+    """Boolean masks of ``shape`` (the drawn tensor's: the input's for dx, the output's for out):
+
+    - ``tie``: max pool, an element equal to its window's maximum in a window where the maximum is
+      attained more than once (for out: the window's output cell);
+    - ``near_tie``: max pool, an element within NEAR (relative, at least absolute) of its window's
+      maximum without being it, or being it with such a rival (for out: the output cell);
+    - ``zero``: ReLU, an exact zero of the input.
+
+    Empty masks where the layer has no kink, or the shapes do not fit the input."""
+    shape = tuple(shape)
+    none = np.zeros(shape, dtype=bool)
+    masks = {"tie": none, "near_tie": none.copy(), "zero": none.copy()}
+    if x is None:
+        return masks
+    x = np.asarray(x, dtype=np.float64)
+    if layer == "ReLU" and x.shape == shape:
+        masks["zero"] = x == 0
+    if layer != "MaxPool2D" or x.ndim != 4:
+        return masks
+    (kh, kw), (sh, sw) = window(config)
+    m, H, W, C = x.shape
+    if H < kh or W < kw:
+        return masks
+    Ho, Wo = (H - kh) // sh + 1, (W - kw) // sw + 1
+    tie_in, near_in = np.zeros(x.shape, dtype=bool), np.zeros(x.shape, dtype=bool)
+    tie_out, near_out = np.zeros((m, Ho, Wo, C), dtype=bool), np.zeros((m, Ho, Wo, C), dtype=bool)
+    for i in range(Ho):
+        for j in range(Wo):
+            rows, cols = slice(i * sh, i * sh + kh), slice(j * sw, j * sw + kw)
+            w = x[:, rows, cols, :]
+            top = w.max(axis=(1, 2), keepdims=True)
+            exact = w == top
+            close = np.abs(w - top) <= NEAR * np.maximum(1.0, np.abs(top))
+            tied = exact.sum(axis=(1, 2), keepdims=True) > 1
+            near = close.sum(axis=(1, 2), keepdims=True) > exact.sum(axis=(1, 2), keepdims=True)
+            tie_in[:, rows, cols, :] |= exact & tied
+            near_in[:, rows, cols, :] |= close & near & ~(exact & tied)
+            tie_out[:, i, j, :] = tied[:, 0, 0, :]
+            near_out[:, i, j, :] = near[:, 0, 0, :] & ~tied[:, 0, 0, :]
+    if shape == x.shape:
+        masks["tie"], masks["near_tie"] = tie_in, near_in & ~tie_in
+    elif shape == tie_out.shape:
+        masks["tie"], masks["near_tie"] = tie_out, near_out
+    return masks
+
+
+def window_lines(
+    layer: str, config: dict[str, Any], x: np.ndarray | None, shape: tuple[int, ...]
+) -> tuple[list[int], list[int]]:
+    """Row and column boundaries of the pooling windows in the input's space (for dx of a pool), else none."""
+    if layer not in POOLS or x is None or np.ndim(x) != 4 or tuple(np.shape(x)) != tuple(shape):
+        return [], []
+    (kh, kw), (sh, sw) = window(config)
+    H, W = np.shape(x)[1:3]
+    if H < kh or W < kw:
+        return [], []
+    rows = sorted({b for i in range((H - kh) // sh + 1) for b in (i * sh, i * sh + kh)})
+    cols = sorted({b for j in range((W - kw) // sw + 1) for b in (j * sw, j * sw + kw)})
+    return rows, cols
+
+
+# --- which 2-D slices are drawn -------------------------------------------------------------------------
+
+
+def panels(diff: np.ndarray, tensor: str) -> list[tuple[str, tuple[Any, ...]]]:
+    """(label, index into the tensor) of each 2-D panel: NHWC activations (dx, out): the sample
+    holding the largest |ours - ref|, its worst channels (at most MAX_PANELS, in channel order); a
+    kernel gradient (kh, kw, cin, cout): the worst input channel's worst output channels; 2-D: the
+    matrix; 1-D: one row; a scalar: one cell."""
+    size = np.where(np.isfinite(diff), np.abs(diff), np.inf)
+    if diff.ndim <= 2:
+        return [("", (...,))]
+    if diff.ndim == 3:  # (m, H, W): no channel axis
+        worst = int(np.unravel_index(int(np.argmax(size)), size.shape)[0])
+        return [(f"sample {worst}", (worst, slice(None), slice(None)))]
+    if diff.ndim != 4:
+        return [("flattened", (...,))]
+    param = tensor not in ("dx", "out")
+    first = 2 if param else 0  # the fixed axis (input channel, sample); the last axis goes side by side
+    fixed = int(np.unravel_index(int(np.argmax(size)), size.shape)[first])
+    per = np.take(size, fixed, axis=first).max(axis=(0, 1))
+    chosen = sorted(np.argsort(-per, kind="stable")[:MAX_PANELS].tolist())
+    out = []
+    for c in chosen:
+        if param:
+            out.append((f"in {fixed}, out {c}", (slice(None), slice(None), fixed, int(c))))
+        else:
+            out.append((f"sample {fixed}, channel {c}", (fixed, slice(None), slice(None), int(c))))
+    return out
+
+
+def _plane(a: np.ndarray, index: tuple[Any, ...]) -> np.ndarray:
+    p = np.asarray(a)[index]
+    return p.reshape(1, -1) if p.ndim <= 1 else p.reshape(p.shape[0], -1)
+
+
+# --- the drawing ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Picture:
+    """What one heat map shows: a snapshot of a failing row's evidence (arrays are copies)."""
+
+    judge: str
+    layer: str
+    case: str
+    tensor: str
+    dtype: str
+    ours: np.ndarray
+    ref: np.ndarray
+    config: dict[str, Any] = field(default_factory=dict)
+    x: np.ndarray | None = None
+    budget: float = math.inf
+    diagnosis: str = ""
+
+    @property
+    def diff(self) -> np.ndarray:
+        with np.errstate(invalid="ignore", over="ignore"):
+            return self.ours.astype(np.float64) - self.ref.astype(np.float64)
+
+
+def draw(pic: Picture, path: Path) -> dict[str, Any]:
+    """Write ``path`` (a PNG) and return what it shows (panels and counts of marked kinks). Top row:
+    ``ours - ref`` with the kinks marked; below, ours and the reference on one scale of their own
+    (so a shifted or mirrored pattern shows as the same picture moved)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.colors import TwoSlopeNorm
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+
+    diff = pic.diff
+    chosen = panels(diff, pic.tensor)
+    marks = kink_cells(pic.layer, pic.config, pic.x, diff.shape)
+    hlines, vlines = window_lines(pic.layer, pic.config, pic.x, diff.shape)
+    whole = diff[np.isfinite(diff)]
+    max_err = float(np.abs(whole).max()) if whole.size else math.nan
+    rows = [("ours - ref", diff, "RdBu_r"), ("ours", pic.ours.astype(np.float64), "PuOr_r"),
+            ("ref", pic.ref.astype(np.float64), "PuOr_r")]  # fmt: skip
+    planes = [[_plane(a, idx) for _, idx in chosen] for _, a, _ in rows]
+    limits = [_limit(planes[0]), _limit(planes[1] + planes[2]), _limit(planes[1] + planes[2])]
+
+    n = len(chosen)
+    h, w = planes[0][0].shape
+    wide = w / max(h, 1) > 4  # a long matrix (m, n) or a vector: stretched cells, not square ones
+    panel_w = 7.0 if wide else min(3.4, max(2.2, 0.22 * w + 0.8))
+    panel_h = min(1.8, 0.4 * h + 0.6) if wide else panel_w * h / max(w, 1)
+    fig = Figure(figsize=(max(8.0, min(16.0, panel_w * n + 2.0)), 3 * panel_h + 2.4), dpi=100, layout="compressed")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(3, n, squeeze=False)
+    counts = {k: 0 for k in marks}
+    cell = 72 * min(panel_w / max(w, 1), panel_h / max(h, 1))  # points per cell
+    size = max(9.0, min(100.0, (0.55 * cell) ** 2))
+    styles = {"tie": ("o", "exact tie of the window maximum"), "near_tie": ("^", "near-tie of the window maximum"),
+              "zero": ("s", "input exactly 0 (ReLU kink)")}  # fmt: skip
+    for r, ((name, _, cmap_name), row_planes, vmax) in enumerate(zip(rows, planes, limits, strict=True)):
+        norm = TwoSlopeNorm(vcenter=0.0, vmin=-vmax, vmax=vmax)
+        image = None
+        for ax, (label, idx), plane in zip(axes[r], chosen, row_planes, strict=True):
+            image = ax.imshow(np.ma.masked_invalid(plane), cmap=_cmap(cmap_name), norm=norm, interpolation="nearest",
+                              aspect="auto" if wide else "equal")  # fmt: skip
+            if r == 0:
+                for kind, mask in marks.items():
+                    ys, xs = np.nonzero(_plane(mask, idx))
+                    counts[kind] += len(ys)
+                    if len(ys):
+                        ax.scatter(xs, ys, marker=styles[kind][0], s=size, facecolors="none", edgecolors="black",
+                                   linewidths=1.0 if size < 40 else 1.4)  # fmt: skip
+                ax.set_title(label, fontsize=9)
+            for y in hlines:
+                ax.axhline(y - 0.5, color="0.25", linewidth=0.9, linestyle="--")
+            for x in vlines:
+                ax.axvline(x - 0.5, color="0.25", linewidth=0.9, linestyle="--")
+            ax.tick_params(labelsize=7)
+            ax.set_yticks(range(0, h, max(1, math.ceil(h / 8))))
+            if not wide:
+                ax.set_xticks(range(0, w, max(1, math.ceil(w / 8))))
+            spatial = pic.tensor in ("dx", "out") or wide
+            if r == 2:
+                ax.set_xlabel("column" if spatial else "kw", fontsize=8)
+        axes[r][0].set_ylabel(f"{name}\n{'row' if pic.tensor in ('dx', 'out') or wide else 'kh'}", fontsize=8)
+        bar = fig.colorbar(image, ax=list(axes[r]), shrink=0.9, pad=0.02)
+        bar.set_label(name, fontsize=8)
+        bar.ax.tick_params(labelsize=7)
+    legend = [Line2D([], [], marker=styles[k][0], linestyle="none", markerfacecolor="none", markeredgecolor="black",
+                     label=f"{styles[k][1]} ({counts[k]})") for k in marks if counts[k]]  # fmt: skip
+    if hlines or vlines:
+        legend.append(Line2D([], [], color="0.25", linestyle="--", label="pooling window boundaries"))
+    if not np.all(np.isfinite(diff)):
+        legend.append(Line2D([], [], marker="s", linestyle="none", color="0.85", label="non-finite (grey)"))
+    if legend:
+        fig.legend(handles=legend, loc="outside lower center", ncols=min(3, len(legend)), fontsize=8, frameon=False)
+    title = (f"{pic.layer}: {pic.tensor} ({pic.dtype}); max |ours - ref| = {max_err:.3g}"
+             + (f", {pic.budget:.3g}x its tolerance" if math.isfinite(pic.budget) else ""))  # fmt: skip
+    case = textwrap.fill(f"{pic.judge} case {pic.case}", 110)
+    fig.suptitle(f"{title}\n{case}", fontsize=9)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    return {"panels": "; ".join(label or "all" for label, _ in chosen), "max_abs_err": max_err,
+            "ties": counts["tie"], "near_ties": counts["near_tie"], "zeros": counts["zero"]}  # fmt: skip
+
+
+def _limit(planes: list[np.ndarray]) -> float:
+    """The colour scale's half-width: the largest finite magnitude shown (1 where there is none)."""
+    finite = np.concatenate([p[np.isfinite(p)].ravel() for p in planes] + [np.zeros(1)])
+    return float(np.abs(finite).max()) or 1.0
+
+
+def _cmap(name: str = "RdBu_r") -> Any:
+    from matplotlib import colormaps
+
+    # RdBu_r on ours - ref: red where ours is above ref, blue below, white equal; non-finite cells grey
+    return colormaps[name].with_extremes(bad="0.85")
+
+
+# --- collecting the worst case per layer ----------------------------------------------------------------
+
+
+_ACTIVE: contextvars.ContextVar[Collector | None] = contextvars.ContextVar("heatmap_collector", default=None)
+
+
+def offer(ev: Any, row: dict[str, Any]) -> None:
+    """Hand a failing row's evidence to the collector of the judge running in this thread (if any)."""
+    collector = _ACTIVE.get()
+    if collector is not None:
+        try:
+            collector.offer(ev, row)
+        except Exception:  # noqa: BLE001 - a picture is a courtesy: whatever ours is, the row stands as judged
+            pass
+
+
+def _rank(tensor: str) -> int:
+    return PREFERENCE.index(tensor) if tensor in PREFERENCE else len(PREFERENCE)
+
+
+def _score(ev: Any, row: dict[str, Any]) -> tuple[float, int, int]:
+    """(order of magnitude of the row's budget, failing elements, elements): the worst row used the
+    most of its tolerance; among rows within a factor of 10 of each other, the one with more to see.
+    A row without a budget (non-finite ours) is past every bound."""
+    budget = pd.to_numeric(pd.Series([row.get("budget")]), errors="coerce").iloc[0]
+    if pd.isna(budget) or budget == math.inf:
+        magnitude = math.inf
+    else:
+        magnitude = math.floor(math.log10(budget)) if budget > 0 else -math.inf
+    try:
+        n_bad = int(np.count_nonzero(ev.bad()))
+    except Exception:  # noqa: BLE001 - an evidence-like object without bad(): count nothing
+        n_bad = 0
+    return (float(magnitude), n_bad, int(np.size(ev.ref)))
+
+
+def _budget(row: dict[str, Any]) -> float:
+    budget = pd.to_numeric(pd.Series([row.get("budget")]), errors="coerce").iloc[0]
+    return math.inf if pd.isna(budget) else float(budget)
+
+
+class Collector:
+    """Per (judge, layer): the worst failing case (see ``_score``) and its most telling drawable tensor."""
+
+    def __init__(self, judge: str = "autograd") -> None:
+        self.judge = judge  # whose earlier pictures in an --out folder this run's replace
+        self._lock = threading.Lock()
+        self._best: dict[tuple[str, str], tuple[tuple[str, str], tuple[float, int, int], int, Picture]] = {}
+
+    def around(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """``fn`` with this collector receiving ``offer``s while it runs (in whatever thread calls it)."""
+
+        def wrapped(*args: Any, **kw: Any) -> Any:
+            token = _ACTIVE.set(self)
+            try:
+                return fn(*args, **kw)
+            finally:
+                _ACTIVE.reset(token)
+
+        return wrapped
+
+    def offer(self, ev: Any, row: dict[str, Any]) -> None:
+        if row.get("status") != "fail":
+            return
+        ours, ref = np.asarray(ev.ours) if ev.ours is not None else None, np.asarray(ev.ref)
+        if ours is None or ours.shape != ref.shape or ref.size == 0 or ours.dtype.kind not in "fiub":
+            return  # nothing to subtract: a shape or type mismatch is told by the row, not drawn
+        key = (str(row.get("judge", "")), str(ev.layer))
+        case = (str(row.get("case", "")), str(ev.dtype))
+        score, rank = _score(ev, row), _rank(str(ev.tensor))
+        with self._lock:
+            best = self._best.get(key)
+            if best is not None and best[0] == case:
+                if rank >= best[2]:
+                    self._best[key] = (case, max(best[1], score), best[2], best[3])
+                    return
+                score = max(best[1], score)
+            elif best is not None and score <= best[1]:
+                return
+        pic = Picture(key[0], ev.layer, case[0], str(ev.tensor), str(ev.dtype), ours.copy(), ref.copy(),
+                      dict(ev.config or {}), None if ev.x is None else np.array(ev.x), _budget(row),
+                      str(row.get("diagnosis") or ""))  # fmt: skip
+        with self._lock:
+            best = self._best.get(key)
+            if best is None or (best[0] == case and rank < best[2]) or (best[0] != case and score > best[1]):
+                self._best[key] = (case, score, rank, pic)
+
+    def pictures(self) -> list[Picture]:
+        with self._lock:
+            return [self._best[k][3] for k in sorted(self._best)]
+
+    def __len__(self) -> int:
+        return len(self._best)
+
+    def write(self, out: Path) -> list[Path]:
+        """Draw every picture into ``out`` (``heatmap-<layer>.png``, other judges ``heatmap-<judge>-<layer>.png``)
+        and list them in ``heatmaps.csv``; a picture that cannot be drawn is left out, never fatal. The
+        pictures an earlier run of this judge left in ``out`` (a reused --out) are removed first."""
+        from reference.report.tables import write_atomic
+
+        kept = load_index(out)
+        judges = {self.judge} | {p.judge for p in self.pictures()}
+        for old in kept[kept["judge"].isin(judges)]["file"]:
+            (out / Path(str(old)).name).unlink(missing_ok=True)
+        kept = kept[~kept["judge"].isin(judges)]
+        rows, paths = [], []
+        for pic in self.pictures():
+            name = f"heatmap-{pic.layer}.png" if pic.judge == "autograd" else f"heatmap-{pic.judge}-{pic.layer}.png"
+            try:
+                shown = draw(pic, out / name)
+            except Exception:  # noqa: BLE001 - a figure is a courtesy; the CSVs are the verdict
+                (out / name).unlink(missing_ok=True)
+                continue
+            paths.append(out / name)
+            rows.append({"file": name, "judge": pic.judge, "layer": pic.layer, "case": pic.case, "dtype": pic.dtype,
+                         "tensor": pic.tensor, "budget": pic.budget, **shown})  # fmt: skip
+        table = pd.concat([kept, pd.DataFrame(rows, columns=COLUMNS)], ignore_index=True) if len(kept) else None
+        table = pd.DataFrame(rows, columns=COLUMNS) if table is None else table
+        if len(table):
+            write_atomic(out / "heatmaps.csv", table.to_csv(index=False))
+        else:
+            (out / "heatmaps.csv").unlink(missing_ok=True)
+        return paths
+
+
+def load_index(run_dir: Path) -> pd.DataFrame:
+    """heatmaps.csv of a run (the pictures that exist), or an empty table."""
+    path = run_dir / "heatmaps.csv"
+    if not path.is_file():
+        return pd.DataFrame(columns=COLUMNS)
+    df = pd.read_csv(path)
+    return df[[(run_dir / f).is_file() for f in df["file"]]] if len(df) else df
