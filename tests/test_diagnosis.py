@@ -204,3 +204,29 @@ def test_near_ties_routed_by_a_tolerance_are_named():
     rows = autograd_case(_impl(MaxPool2D=EvenOnlyMaxPoolEveryTie), case, "float64")
     dx = next(r for r in rows if r["tensor"] == "dx")
     assert dx["status"] == "fail" and "np.isclose" in dx["diagnosis"]
+
+
+def test_a_wrong_shape_is_named_before_its_dtype_and_an_empty_crop_at_padding_zero_is_named_as_such():
+    empty = np.zeros((2, 0, 0, 1), dtype=np.float32)
+    said = dg.diagnose(ev(empty, REF, tensor="dx", config={"padding": "valid"}))
+    assert "axes [1, 2] are empty" in said and "dx[p:-p]" in said
+    assert dg.dtype_promotion(ev(empty, REF)) is None  # the shape is the finding, not the dtype
+    assert dg.wrong_shape(ev(REF[:, :-1], REF, tensor="dx")).startswith("dx has shape")
+
+
+def test_contributions_dropped_name_the_rows_that_got_nothing():
+    ref = RNG.standard_normal((1, 6, 6, 2)) + 3.0  # no zeros of its own
+    ours = ref.copy()
+    ours[:, 2:] = 0.0  # a loop that stopped after two rows of windows
+    said = dg.dropped_contributions(ev(ours, ref, tensor="dx"))
+    assert "rows 2-5" in said and "columns 0-5" in said
+    assert dg.dropped_contributions(ev(ref * 2, ref, tensor="dx")) is None
+
+
+def test_ours_that_equals_its_reference_gets_only_the_attribution_s_hypotheses():
+    # the finite-difference judge: torch agrees with ours, the differences of this forward do not
+    said = dg.diagnose(ev(REF, REF.copy(), layer="Conv2D", tensor="db", attribution="forward",
+                          alternatives=lambda variant: {"db": REF}))  # fmt: skip
+    assert "finite differences of this implementation's forward" in said
+    assert "flipped" not in said and "x ref" not in said
+    assert dg.diagnose(ev(REF, REF.copy())) == dg.UNEXPLAINED  # nothing to explain, no cause named

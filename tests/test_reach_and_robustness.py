@@ -4,9 +4,11 @@ judged apart, and every rerun command the judge prints reruns its case."""
 import re
 import shlex
 import textwrap
+import types
 
 import pandas as pd
 
+import scratch_cnn
 from reference.cases.grid import KEPT_FAMILIES, Case, grid
 from reference.cli import main
 from reference.impl.protocol import load_impl
@@ -53,6 +55,11 @@ def test_every_judge_turns_wrong_shapes_everywhere_into_error_rows_not_a_crash()
     # SGD raising NotImplementedError for weight decay: training is UNSUPPORTED, with the reason
     training = CurvesJudge().run(ctx).rows.iloc[0]
     assert training["status"] == "unsupported" and "weight decay is not implemented" in training["note"]
+    # with an SGD that works, the wrong-shaped layers reach the lockstep: an error row, not a traceback
+    layers = {n: getattr(impl, n) for n in ("Conv2D", "ReLU", "MaxPool2D", "Flatten", "Dense", "SoftmaxCrossEntropy")}
+    working_sgd = types.SimpleNamespace(**layers, SGD=scratch_cnn.SGD)
+    training = CurvesJudge().run(Context(working_sgd, "t", [], quick=True, data=lambda: DATA)).rows.iloc[0]
+    assert training["status"] == "error" and training["note"].startswith("training stopped: "), training["note"]
 
 
 def test_an_sgd_that_flattens_the_parameters_stops_training_with_an_error_row_at_its_own_line(tmp_path):
@@ -74,7 +81,7 @@ def test_an_sgd_that_flattens_the_parameters_stops_training_with_an_error_row_at
     ctx = Context(load_impl(str(path)), "sgd_reshapes", [], quick=True, data=lambda: DATA)
     row = CurvesJudge().run(ctx).rows.iloc[0]
     assert row["status"] == "error" and row["note"].startswith("training stopped: ValueError"), row["note"]
-    assert "(at sgd_reshapes.py:10 in step)" in row["note"]
+    assert "(at sgd_reshapes.py:10 in step: `self.params[k] = " in row["note"]
 
 
 def test_a_layer_raising_inside_the_lockstep_stops_training_with_an_error_row_naming_it(tmp_path):
@@ -214,3 +221,28 @@ def test_a_searched_case_id_is_accepted_by_case():
 
     for case in searchable(grid())[::50]:
         assert select_cases(False, None, case.id)[0] == [case]
+
+
+def test_a_configuration_that_raises_is_the_finding_and_the_other_rules_still_run_on_one_that_works(tmp_path):
+    path = write(
+        tmp_path,
+        "same_breaks",
+        """
+        import numpy as np
+        import scratch_cnn
+
+        class Conv2D(scratch_cnn.Conv2D):
+            def __init__(self, *args, padding="same", **kwargs):
+                if padding == "same":
+                    raise ValueError("same padding: index out of range")  # a bug, not a declared limit
+                super().__init__(*args, padding=padding, **kwargs)
+
+            def forward(self, x):
+                out = super().forward(x.copy())
+                x[...] = 0  # writes into the caller's input
+                return out
+    """,
+    )
+    rows = ProtocolJudge().run(Context(load_impl(str(path)), "t", [Case("Conv2D", {}, (1,))])).rows.set_index("case")
+    assert rows.loc["runs", "status"] == "error" and "the other rules ran on config" in rows.loc["runs", "note"]
+    assert rows.loc["inputs left unchanged", "status"] == "fail"  # found on the configuration that runs

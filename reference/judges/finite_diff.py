@@ -400,7 +400,8 @@ def fd_evidence(case: Case, inputs: dict[str, Any], row: dict[str, Any], grads: 
     from reference.judges.autograd import alternative_run
 
     tensor, x = row["tensor"], inputs["x"]
-    common = {"config": case.config, "values": case.values, "x": x, "g": g, "attribution": row.get("attribution", "")}
+    common = {"config": case.config, "values": case.values, "x": x, "g": g, "attribution": row.get("attribution", ""),
+              "labels": inputs.get("labels")}  # fmt: skip
     if ref is not None and tensor in ref and row.get("attribution") in ("ours", "forward"):
         return Evidence(case.layer, tensor, grads[tensor], ref[tensor], "float64",
                         alternatives=lambda variant: alternative_run(case, inputs, variant), **common)  # fmt: skip

@@ -78,7 +78,8 @@ def run_case(impl: Any, case: Case) -> list[dict[str, Any]]:
                           x=second["x"], prior=round1.get(tensor))  # fmt: skip
             row["diagnosis"] = diagnose(ev)
             if row["diagnosis"] == UNEXPLAINED:
-                row["note"] = f"round 2 differs from a fresh instance's: state kept from round 1; {row['note']}"
+                row["note"] = (f"round 2 differs from a fresh instance's: state kept from round 1, or results that "
+                               f"are no function of the input and the parameters (weights redrawn, randomness); {row['note']}")  # fmt: skip
         rows.append(row)
     return rows
 

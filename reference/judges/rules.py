@@ -100,20 +100,32 @@ def _runs(impl: Any, layer_type: str, config: dict[str, Any], shape: tuple[int, 
 
 
 def supported_smoke(impl: Any, layer_type: str) -> tuple[Any, dict[str, Any], tuple[dict[str, Any], tuple[int, ...]]]:
-    """(layer or None, ``runs`` row, (config, shape)): the first smoke configuration the layer takes;
-    when it takes none, the row is the first one's, its note saying how many were tried."""
+    """(layer or None, ``runs`` row, (config, shape)): the first smoke configuration the layer runs,
+    for the other rules. The ``runs`` row is the first configuration's that is not declared
+    unsupported: where that one raised or broke a rule, it stays the finding, and the other rules
+    still run on a later configuration that runs (a bug on one configuration hides no other)."""
     choices = [SMOKE[layer_type], *SMOKE_ALTERNATIVES.get(layer_type, [])]
-    first = None
+    declared, finding = None, None
     for i, (config, shape) in enumerate(choices):
         layer, row = _runs(impl, layer_type, config, shape)
-        if row["status"] != "unsupported":
-            if i:
-                row["note"] += f" (the first configuration the layer supports of {i + 1} tried; {first['note']})"
-            return layer, row, (config, shape)
-        first = first or row
-    assert first is not None
-    first["note"] += f"; none of {len(choices)} configurations supported, so no rule of this layer ran"
-    return None, first, choices[0]
+        if row["status"] == "unsupported":
+            declared = declared or row
+            continue
+        if row["status"] != "pass":
+            finding = finding or row
+            continue
+        if finding is not None:
+            finding["note"] += f"; the other rules ran on config {config} on input {shape}, which runs"
+            return layer, finding, (config, shape)
+        if i:
+            row["note"] += f" (the first configuration the layer supports of {i + 1} tried; {declared['note']})"
+        return layer, row, (config, shape)
+    if finding is not None:
+        finding["note"] += f"; no other of {len(choices)} configurations ran, so no other rule of this layer ran"
+        return None, finding, choices[0]
+    assert declared is not None
+    declared["note"] += f"; none of {len(choices)} configurations supported, so no rule of this layer ran"
+    return None, declared, choices[0]
 
 
 def check_layer(impl: Any, layer_type: str) -> list[dict[str, Any]]:

@@ -82,7 +82,11 @@ def layer_verdicts(rows: pd.DataFrame) -> pd.DataFrame:
         counts = {s: int(n) for s, n in lrows["status"].value_counts().items()}
         if len(bad):
             verdict = "FAIL"
-            why = f"{bad['case'].nunique()} case(s) failing or erroring, in {', '.join(sorted(set(bad['judge'])))}"
+            skipped = bad["note"].fillna("").str.startswith("not run:")  # after a time-out: never run, not failed
+            ran = bad[~skipped]
+            why = f"{ran['case'].nunique()} case(s) failing or erroring, in {', '.join(sorted(set(ran['judge'])))}"
+            if skipped.any():
+                why += f"; {bad.loc[skipped, 'case'].nunique()} case(s) not run after a time-out"
         elif statuses <= {"missing"}:
             network = "family" in lrows and lrows["family"].eq("whole network").all()
             verdict = "MISSING"
@@ -105,7 +109,7 @@ def layer_verdicts(rows: pd.DataFrame) -> pd.DataFrame:
         if partly and verdict in ("PASS", "weak", "FAIL"):  # a dtype or a backward declared beyond the layer
             note = lrows.loc[lrows["status"] == "unsupported", "note"].dropna()
             why += f"; {partly} row(s) of judged cases declared unsupported" + (
-                f" ({note.iloc[0][:80]})" if len(note) else ""
+                f" ({_clip(note.iloc[0])})" if len(note) else ""
             )
         declared = lrows["convention"].dropna().unique() if "convention" in lrows else []
         if len(declared):  # never silently: a declared convention at the kinks is named in the verdict
@@ -113,6 +117,11 @@ def layer_verdicts(rows: pd.DataFrame) -> pd.DataFrame:
         out.append({"layer": layer, "verdict": verdict, "why": why, "cases_judged": judged,
                     "unsupported": unsupported, **{f"rows_{s}": n for s, n in sorted(counts.items())}})  # fmt: skip
     return pd.DataFrame(out).fillna(0)
+
+
+def _clip(text: str, n: int = 80) -> str:
+    """``text`` cut at a word boundary near ``n`` characters, with an ellipsis when cut."""
+    return text if len(text) <= n else text[:n].rsplit(" ", 1)[0] + " ..."
 
 
 def _col(need: str) -> str:

@@ -87,9 +87,24 @@ def _window(ev: Evidence) -> tuple[tuple[int, int], tuple[int, int]]:
 # --- the hypotheses ---------------------------------------------------------------------------------
 
 
+def wrong_shape(ev: Evidence) -> str | None:
+    """Ours has another shape than the reference: named, and an empty axis where the reference's is
+    not, with the case's padding 0, named as the slice that made it (``a[p:-p]`` is ``a[0:0]``)."""
+    got = np.shape(ev.ours)
+    if got == ev.ref.shape:
+        return None
+    said = f"{ev.tensor} has shape {got} where the reference has {ev.ref.shape}"
+    empty = [i for i, (a, b) in enumerate(zip(got, ev.ref.shape, strict=False)) if a == 0 and b > 0]
+    pads = ev.config.get("padding", "same")
+    if empty and len(got) == len(ev.ref.shape) and (pads == "valid" or pads == 0 or pads == (0, 0)):
+        return (f"{said}: axes {empty} are empty, on a case with padding 0: a crop such as dx[p:-p] is "
+                "dx[0:0] when p = 0 (crop with dx[p:H - p] or only when p > 0)")  # fmt: skip
+    return said
+
+
 def dtype_promotion(ev: Evidence) -> str | None:
     got = getattr(ev.ours, "dtype", None)
-    if got is not None and got != ev.ref.dtype:
+    if got is not None and got != ev.ref.dtype and np.shape(ev.ours) == ev.ref.shape:
         return (f"dtype promotion: {ev.ref.dtype} in, {got} out (a float64 constant, np.zeros without dtype=, "
                 "or an astype in the layer)")  # fmt: skip
     return None
@@ -174,7 +189,8 @@ def clipped_probability(ev: Evidence) -> str | None:
 
 def all_zeros(ev: Evidence) -> str | None:
     if ev.arr.size and not ev.arr.any() and ev.ref.any():
-        return f"ours is all zeros: {ev.tensor} is never computed, or is reset after being computed (dropped)"
+        return (f"ours is all zeros: {ev.tensor} is never computed, is reset after being computed (dropped), "
+                "or vanishes on this input (a factor that underflows to 0)")  # fmt: skip
     return None
 
 
@@ -207,6 +223,26 @@ def constant_factor(ev: Evidence) -> str | None:
         return (f"ours = (1 {'+' if c > 1 else '-'} {abs(c - 1):.3g}) x ref on every element: the same small relative "
                 "error everywhere (a scale such as 1/m or a learning rate rounded, or computed in another precision)")  # fmt: skip
     return f"ours = {c:.4g} x ref on every element: a constant factor that is no known scale"
+
+
+def dropped_contributions(ev: Evidence) -> str | None:
+    """Every failing element is 0 in ours (the reference is not) and every other element is right:
+    contributions dropped, with the rows (and columns) that got nothing named for an image tensor."""
+    if ev.arr.shape != ev.ref.shape or ev.arr.size < 2:
+        return None
+    bad = ev.bad()
+    if not bad.any() or bad.all() or np.any(ev.arr[bad] != 0) or not ev.matches(np.where(bad, 0.0, ev.ref)):
+        return None
+    said = f"ours is 0 at every failing element ({int(bad.sum())} of {bad.size}) and equals the reference elsewhere"
+    if ev.arr.ndim == 4:
+        rows = sorted({int(i) for i in np.argwhere(bad)[:, 1]})
+        cols = sorted({int(j) for j in np.argwhere(bad)[:, 2]})
+        said += f": rows {_span(rows)}, columns {_span(cols)} of {ev.tensor} get nothing"
+    return said + " (contributions dropped: a loop that stops early, or windows left out)"
+
+
+def _span(ix: list[int]) -> str:
+    return f"{ix[0]}-{ix[-1]}" if len(ix) > 1 and ix == list(range(ix[0], ix[-1] + 1)) else ", ".join(map(str, ix[:8]))
 
 
 def sign_flip_some(ev: Evidence) -> str | None:
@@ -369,14 +405,23 @@ def forward_mismatch(ev: Evidence) -> str | None:
 
 
 HYPOTHESES: list[Callable[[Evidence], str | None]] = [
-    dtype_promotion, overflow_without_max_shift, underflowed_probability, clipped_probability, accumulated, stale_cache, all_zeros, loss_clamp, at_input_zeros,
-    pool_tie_routing, flipped_kernel, swapped_window, constant_factor, sign_flip_some, spatial_shift, forward_mismatch,
+    wrong_shape, dtype_promotion, overflow_without_max_shift, underflowed_probability, clipped_probability, accumulated, stale_cache, all_zeros, loss_clamp, at_input_zeros,
+    pool_tie_routing, flipped_kernel, swapped_window, constant_factor, sign_flip_some, dropped_contributions,
+    spatial_shift, forward_mismatch,
 ]  # fmt: skip
+# where ours already equals the reference it is held to (the finite-difference judge, when torch agrees
+# with ours but not with the differences of this forward), no hypothesis about ours can be shown: only
+# these, which reason from the attribution
+AGREEING = [loss_clamp, forward_mismatch]
 
 
 def diagnose(ev: Evidence) -> str:
     """The first hypothesis that explains every failing element, or ``unexplained``."""
-    for hypothesis in HYPOTHESES:
+    try:
+        agrees = np.shape(ev.ours) == ev.ref.shape and ev.arr.dtype == ev.ref.dtype and ev.matches(ev.ref)
+    except Exception:  # ours that cannot be compared at all (objects, say) agrees with nothing
+        agrees = False
+    for hypothesis in AGREEING if agrees else HYPOTHESES:
         try:
             found = hypothesis(ev)
         except Exception:  # a hypothesis that cannot apply to this evidence (odd shapes, say) explains nothing
