@@ -60,10 +60,14 @@ def select_cases(quick: bool, layers: str | None, case: str | None) -> tuple[lis
 # --- running judges -------------------------------------------------------------------------------
 
 
+FAIL_FAST_ORDER = ("protocol", "autograd", "lifecycle", "finite_diff", "curves")
+
+
 def run_judges(judges: list[Any], ctx: Any) -> dict[str, Any]:
     """Run each judge and print its lines (the protocol judge: its broken rules). {name: Result}.
     Nothing is written here: reports are written after the session is closed."""
     from reference.judges.rules import protocol_lines
+    from reference.report.compare import FAILING
 
     found = None
     if ctx.search and any(j.name != "protocol" for j in judges):
@@ -74,7 +78,12 @@ def run_judges(judges: list[Any], ctx: Any) -> dict[str, Any]:
         for note in found.notes.values():
             print(f"search: {note}")
     results = {}
+    if ctx.fail_fast:  # the cheaper judges first, and none after the first that fails
+        judges = sorted(judges, key=lambda j: FAIL_FAST_ORDER.index(j.name) if j.name in FAIL_FAST_ORDER else 99)
     for judge in judges:
+        if ctx.fail_fast and any(r.rows["status"].isin(FAILING).any() for r in results.values() if len(r.rows)):
+            print(f"{judge.title}: not run (--fail-fast: an earlier judge failed)")
+            continue
         result = judge.run(ctx)
         if found is not None and judge.name in ("autograd", "finite_diff") and (extra := tried_rows(found, judge.name)):
             result.rows = pd.concat([result.rows, pd.DataFrame(extra)], ignore_index=True)
@@ -117,7 +126,7 @@ def cmd_single(judge_name: str) -> Callable[[argparse.Namespace], int]:
         cases, networks = select_cases(args.quick, args.layers, None)
         with judgement(args) as j:
             ctx = Context(j.impl, args.impl, cases, quick=args.quick, progress=progress_sink(), networks=networks,
-                          search=True)  # fmt: skip
+                          search=True, fail_fast=args.fail_fast)  # fmt: skip
             result = run_judges([judge], ctx)[judge.name]
             print_incidents(j)
         judge.write(result, args.out, args.impl)
@@ -177,7 +186,7 @@ def cmd_judge(args: argparse.Namespace) -> int:
         print(f"judging {args.impl} in sandboxed workers ({j.session.sandbox}; run {j.session.run_id})")
         ctx = Context(j.impl, args.impl, cases, quick=args.quick, progress=progress_sink(), networks=networks,
                       data=mnist_loader(args.data_dir), full_curves=args.full_curves, epochs=args.epochs,
-                      search=not args.case)  # fmt: skip
+                      search=not args.case, fail_fast=args.fail_fast)  # fmt: skip
         # the gradcheck cross-check proves the finite-difference judge itself (verify and finite-diff run it)
         judges: list[Any] = [ProtocolJudge(), AutogradJudge(), FiniteDiffJudge(crosscheck=False), LifecycleJudge()]
         if args.judges:
@@ -199,7 +208,7 @@ def cmd_judge(args: argparse.Namespace) -> int:
     if not curves:
         print("  training: not judged (" + ("the module has no SGD" if not has_sgd else
               "--no-curves, or a --layers/--case filter") + ")")  # fmt: skip
-    else:
+    elif "curves" in results:
         for _, r in results["curves"].rows.iterrows():
             print(f"  training: {r['status'].upper()} {r['case']} {r['note']}")
     print_rerun(rows, args.impl)
@@ -208,7 +217,8 @@ def cmd_judge(args: argparse.Namespace) -> int:
     staging = new_staging(args.out)
     try:
         for judge in judges:
-            judge.write(results[judge.name], staging, args.impl)
+            if judge.name in results:  # --fail-fast leaves the judges after a failing one unrun
+                judge.write(results[judge.name], staging, args.impl)
         write_atomic(staging / "verdicts.csv", verdicts.to_csv(index=False))
         if j.session.events:
             write_atomic(staging / "incidents.csv", j.incidents().to_csv(index=False))
@@ -250,13 +260,14 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def cmd_gate(args: argparse.Namespace) -> int:
     from reference.report.gate import run_gate
+    from reference.report.tables import markdown
 
     if not args.latest.is_dir():
         print(f"error: no run at {args.latest}; run 'nox -s verify' first", file=sys.stderr)
         return 2
     table, code, message = run_gate(args.latest, args.baseline)
     if table is not None:
-        print(table.to_markdown(index=False, floatfmt=".3g"))
+        print(markdown(table))
     print(message, file=sys.stderr if code == 2 else sys.stdout)
     return code
 
@@ -315,6 +326,9 @@ def _common(p: argparse.ArgumentParser, default_out: str) -> None:
 def _filters(p: argparse.ArgumentParser) -> None:
     p.add_argument("--layers", help="judge only these layers, comma-separated (e.g. Conv2D,ReLU)")
     p.add_argument("--strict", action="store_true", help="unsupported and missing rows fail too (exit 1)")
+    p.add_argument("--fail-fast", action="store_true",
+                   help="stop each judge at its first failing case (the rest: 'not run' rows) and draw no heat maps; "
+                   "for an exit code, as the mutation run wants it")  # fmt: skip
 
 
 def judge_names(text: str) -> list[str]:

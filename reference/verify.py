@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from reference.report.tables import write_atomic
+from reference.report.tables import markdown, write_atomic
 
 
 class Stages:
@@ -115,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     if table is not None:
-        print(table.to_markdown(index=False, floatfmt=".3g"))
+        print(markdown(table))
     print(f"[verify] reports in {latest}/ (summary.md first, index.html, CSV files, plots)")
     print(f"[verify] {message}")
     if args.update_baseline:

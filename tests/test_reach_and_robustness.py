@@ -246,3 +246,14 @@ def test_a_configuration_that_raises_is_the_finding_and_the_other_rules_still_ru
     rows = ProtocolJudge().run(Context(load_impl(str(path)), "t", [Case("Conv2D", {}, (1,))])).rows.set_index("case")
     assert rows.loc["runs", "status"] == "error" and "the other rules ran on config" in rows.loc["runs", "note"]
     assert rows.loc["inputs left unchanged", "status"] == "fail"  # found on the configuration that runs
+
+
+def test_fail_fast_stops_each_judge_at_its_first_failing_case_and_says_so(tmp_path):
+    out = tmp_path / "r"
+    assert main(["autograd", "--impl", "tests.impls.several_faults", "--quick", "--layers", "Dense", "--fail-fast",
+                 "--out", str(out)]) == 1  # fmt: skip
+    rows = pd.read_csv(out / "autograd.csv")
+    stopped = rows["note"].str.startswith("not run: --fail-fast", na=False)
+    assert rows["status"].eq("fail").any() and stopped.sum() > 5  # the first failure kept, the rest not run
+    assert not list(out.glob("heatmap-*.png"))  # and no pictures drawn
+    assert main(["autograd", "--quick", "--layers", "Dense", "--fail-fast", "--out", str(tmp_path / "ok")]) == 0

@@ -185,6 +185,8 @@ class AutogradJudge(Judge):
 
     def run(self, ctx: Context) -> Result:
         cases = [c for c in ctx.cases if not c.lifecycle]
+        run_one = lambda c: [r for d in self.dtypes for r in run_case(ctx.impl, c, d)]  # noqa: E731
+        if ctx.fail_fast:  # only the exit code is wanted: no pictures
+            return Result(self.name, case_rows(ctx, JUDGE, cases, run_one, "autograd"))
         figures = heatmap.Collector()  # the worst failing case of each layer, drawn by write (heatmap-<layer>.png)
-        run_one = figures.around(lambda c: [r for d in self.dtypes for r in run_case(ctx.impl, c, d)])
-        return Result(self.name, case_rows(ctx, JUDGE, cases, run_one, "autograd"), figures=figures)
+        return Result(self.name, case_rows(ctx, JUDGE, cases, figures.around(run_one), "autograd"), figures=figures)

@@ -19,7 +19,7 @@ import pandas as pd
 
 from reference.cases.grid import Case
 from reference.impl.protocol import available
-from reference.report.compare import ROW_COLUMNS, error_row
+from reference.report.compare import FAILING, ROW_COLUMNS, error_row
 from reference.report.tables import failures_first, verdict_lines, write_table
 
 Progress = Callable[[str, int, int], None]
@@ -40,6 +40,7 @@ class Context:
     networks: dict[str, int] | None = None  # whole-network checks of the finite-difference judge
     full_curves: bool = True  # the float32 MNIST curves beside the lockstep
     search: bool = False  # look for supported cases of layers that refuse most of ``cases`` (reference.judges.reach)
+    fail_fast: bool = False  # stop each judge at its first failing case (the mutation run needs the exit code only)
 
     def tick(self, desc: str, done: int, total: int) -> None:
         if self.progress:
@@ -146,10 +147,14 @@ def case_rows(ctx: Context, judge: str, cases: list[Case], run_one: Callable[[Ca
         else:
             groups.setdefault(case.layer, []).append((i, case))
     lock, done = threading.Lock(), [len(cases) - sum(len(g) for g in groups.values())]
+    stopped = threading.Event()  # --fail-fast: a case failed, the rest are not run
 
     def run_group(group: list[tuple[int, Case]]) -> None:
         for i, case in group:
-            if why := skip_reason(ctx.impl, case.layer):
+            if stopped.is_set():
+                found = [not_run_row(judge, case.layer, case.id, "not run: --fail-fast stopped at the first failing case",
+                                     case.family)]  # fmt: skip
+            elif why := skip_reason(ctx.impl, case.layer):
                 found = [not_run_row(judge, case.layer, case.id, why, case.family)]
             else:
                 try:
@@ -157,6 +162,8 @@ def case_rows(ctx: Context, judge: str, cases: list[Case], run_one: Callable[[Ca
                         found = [{"family": case.family, **r} for r in run_one(case)]
                 except Exception as err:  # what the implementation returned broke the judge: a row, not a crash
                     found = [judge_failed_row(judge, case, err)]
+            if ctx.fail_fast and any(r.get("status") in FAILING for r in found):
+                stopped.set()
             with lock:
                 rows_of[i] = found
                 done[0] += 1

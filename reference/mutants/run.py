@@ -12,6 +12,9 @@ user types, cheapest first, stopping at the first that fails (kills) it:
 3. for the optimiser, the model and the layer base class, ``reference curves --quick``: the float64
    lockstep beside the torch twin.
 
+The judging stages run with ``--fail-fast``: a kill needs one failing case, so each judge stops at
+its first and draws no heat maps (the mutant's reports are not read, only its exit code).
+
 A mutant that passes every stage survived, unless ``equivalent.csv`` lists it (its key, a class and
 a one-line reason): ``equivalent`` (no observable change) or ``outside the protocol`` (it changes
 only what the protocol leaves to the implementation: what happens on invalid input, which invalid
@@ -133,7 +136,8 @@ def stages(layers: list[str] | None, out: Path, case_timeout: float, lockstep: b
     """(stage name, command) in order, cheapest first."""
     py, common = [sys.executable, "-m", "reference"], ["--impl", MUTANT_NAME, "--parallel", "1",
                                                        "--case-timeout", str(case_timeout)]  # fmt: skip
-    only = ["--layers", ",".join(layers)] if layers else []
+    # a kill needs one failing case: each judge stops at its first (--fail-fast), and draws no pictures
+    only = ["--layers", ",".join(layers), "--fail-fast"] if layers else ["--fail-fast"]
     rest = ["--judges", "protocol,finite_diff,lifecycle", "--no-curves"]
     return [
         ("autograd", [*py, "autograd", *common, "--quick", "--strict", *only, "--out", str(out / "autograd")]),

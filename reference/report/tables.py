@@ -44,8 +44,18 @@ def write_atomic(path: Path, text: str) -> None:
         raise
 
 
+def readable(df: pd.DataFrame) -> pd.DataFrame:
+    """Numbers in columns of mixed types (the gate's figures beside 'caught') to 3 significant
+    digits, as the float columns are: 0.00965 where 0.00965138471192026 says no more."""
+    out = df.copy()
+    for col in out.columns:
+        if out[col].dtype == object:
+            out[col] = [f"{v:.3g}" if isinstance(v, float) and not isinstance(v, bool) else v for v in out[col]]
+    return out
+
+
 def markdown(df: pd.DataFrame, max_rows: int | None = None) -> str:
-    shown = df if max_rows is None else df.head(max_rows)
+    shown = readable(df if max_rows is None else df.head(max_rows))
     text = shown.to_markdown(index=False, floatfmt=".3g") if len(shown) else "_(no rows)_"
     if max_rows is not None and len(df) > max_rows:
         text += f"\n\n_{len(df) - max_rows} more rows in the CSV._"
