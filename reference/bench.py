@@ -5,7 +5,7 @@ Writes ``reports/latest/bench/``: ``steps.csv`` (a lenet training step, float32,
 and 2 threads: ours, torch, the ratio, images/s, and the floor of the step's matrix products alone),
 ``layers.csv`` (each layer's forward and backward beside torch's, and each convolution's GFLOP/s
 against this machine's measured sgemm rate), ``memory.csv`` (peak RSS of a training run of each side,
-each in its own process), ``isolation.csv`` (the layer judges in-process vs through sandboxed workers), ``bench.md`` and ``layers.png``. Target (issue: speed): the batch-64 step
+each in its own process), ``isolation.csv`` (the layer judges in-process vs through workers in each sandbox tier: none, Landlock, bubblewrap), ``bench.md`` and ``layers.png``. Target (issue: speed): the batch-64 step
 within TARGET_RATIO of torch's.
 """
 
@@ -264,15 +264,24 @@ def isolation_rows(impl_name: str) -> list[dict[str, Any]]:
     start = time.perf_counter()
     n = judge_all(load_impl(impl_name))
     rows.append({"how": "in this process (before the boundary)", "sandbox": "none", "rows": n,
-                 "seconds": time.perf_counter() - start})  # fmt: skip
-    for sandbox, parallel in (("process", 1), ("auto", None)):
+                 "seconds": time.perf_counter() - start, "worker uid": "-"})  # fmt: skip
+    from reference.sandbox.tiers import SandboxUnavailable
+
+    for sandbox, parallel in (("process", 1), ("process", None), ("landlock", None), ("bwrap", None)):
         args = argparse.Namespace(impl=impl_name, sandbox=sandbox, parallel=parallel)
         start = time.perf_counter()
-        with judgement(args) as j:
-            n = judge_all(j.impl)
-            how = f"sandboxed, {j.session.parallel} layer(s) at once"
-            used = j.session.sandbox
-        rows.append({"how": how, "sandbox": used, "rows": n, "seconds": time.perf_counter() - start})
+        try:
+            with judgement(args) as j:
+                n = judge_all(j.impl)
+                how = f"in workers, {j.session.parallel} layer(s) at once"
+                used = j.session.sandbox + (" (no sandbox: limits only)" if sandbox == "process" else "")
+                who = j.session.identity.describe()
+        except SandboxUnavailable as err:  # a tier this machine does not offer: said, not measured
+            rows.append(
+                {"how": "not measured", "sandbox": sandbox, "rows": 0, "seconds": float("nan"), "worker uid": str(err)}
+            )
+            continue
+        rows.append({"how": how, "sandbox": used, "rows": n, "seconds": time.perf_counter() - start, "worker uid": who})
     for r in rows:
         r["ratio"] = r["seconds"] / rows[0]["seconds"]
     return rows

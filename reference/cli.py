@@ -16,9 +16,9 @@ import pandas as pd
 from reference.grade.submissions import SubmissionError
 from reference.impl.protocol import DEFAULT_IMPL, ImplError
 from reference.judging import judgement, mnist_loader, write_logs
-from reference.report.console import progress_sink, rerun_command
+from reference.report.console import progress_sink, rerun_command, smallest_lines
 from reference.report.publish import OutError, check_out
-from reference.sandbox.client import SANDBOXES, ImportFailed, Limits
+from reference.sandbox.client import SANDBOXES, ImportFailed, JudgeWorkerFailed, Limits
 from reference.sandbox.target import TargetError
 from reference.threads import pin_threads
 
@@ -44,6 +44,10 @@ def select_cases(quick: bool, layers: str | None, case: str | None) -> tuple[lis
             raise ValueError(f"--layers: unknown layer(s) {', '.join(unknown)}; choose from {', '.join(REQUIRED)}")
         cases = [c for c in cases if c.layer in wanted]
         networks = {} if set(wanted) != set(LAYERS) | {"SoftmaxCrossEntropy"} else None
+    from reference.judges.shrink import PREFIX, parse_id
+
+    if case and case.startswith(PREFIX):  # a shrunk case: its id carries its numbers
+        return [parse_id(case)], {}
     if case:
         nets = {arch: n for arch, n in NETWORKS.items() if case.startswith(f"{arch} network")}
         from reference.judges.reach import searchable
@@ -103,9 +107,14 @@ def print_incidents(j: Any) -> None:
 
 
 def print_rerun(rows: pd.DataFrame, impl_name: str, limit: int = 20) -> None:
+    """Under the verdicts, the one command that reruns each failing case alone (a grid, lifecycle,
+    searched or network case: ``judge --case ID``; training: the lockstep, ``curves --quick``)."""
+    from reference.report.console import rerun_training_command
     from reference.report.tables import failed
 
     bad = failed(rows)
+    if bad["judge"].eq("curves").any():
+        print(f"  rerun: {rerun_training_command(impl_name)}")
     bad = bad[(bad["case"] != "*") & (bad["judge"] != "curves") & (bad["judge"] != "protocol")].drop_duplicates("case")
     for _, r in bad.head(limit).iterrows():
         print(f"  rerun: {rerun_command(impl_name, r['case'])}")
@@ -181,7 +190,10 @@ def cmd_judge(args: argparse.Namespace) -> int:
     from reference.report.tables import write_atomic
 
     check_out(args.out)
-    cases, networks = select_cases(args.quick, args.layers, args.case)
+    secrets = read_secrets(args.secrets_fd) if getattr(args, "secrets_fd", None) is not None else {}
+    key = secrets.get("stamp_key")
+    secret = secret_seed(args, secrets)
+    cases, networks = with_secret_cases(args, secret)
     with judgement(args) as j:
         print(f"judging {args.impl} in sandboxed workers ({j.session.sandbox}; run {j.session.run_id})")
         ctx = Context(j.impl, args.impl, cases, quick=args.quick, progress=progress_sink(), networks=networks,
@@ -211,8 +223,10 @@ def cmd_judge(args: argparse.Namespace) -> int:
     elif "curves" in results:
         for _, r in results["curves"].rows.iterrows():
             print(f"  training: {r['status'].upper()} {r['case']} {r['note']}")
+    if "autograd" in results and "shrunk" in results["autograd"].extra:  # each failing layer's worst case, shrunk
+        print("\n".join(smallest_lines(results["autograd"].extra["shrunk"][1], args.impl)))
     print_rerun(rows, args.impl)
-    verdict = "PASS" if code == 0 else "FAIL"
+    verdict = run_word(rows, code)
     strict = " (strict: unsupported and missing fail)" if args.strict else ""
     staging = new_staging(args.out)
     try:
@@ -224,7 +238,8 @@ def cmd_judge(args: argparse.Namespace) -> int:
             write_atomic(staging / "incidents.csv", j.incidents().to_csv(index=False))
         write_logs(j, staging)
         write_summary(staging, f"{verdict}{strict}", f"Judged: {args.impl}", impl_name=args.impl, stamp=j.stamp_lines())
-        stamp(staging, {**info, "verdict": verdict, "exit_code": code, "command": "judge"})
+        stamp(staging, {**info, "verdict": verdict, "exit_code": code, "command": "judge",
+                        "secret_cases": sum(c.tag == "secret" for c in cases)}, key=key)  # fmt: skip
         swap_into_place(staging, args.out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -232,6 +247,73 @@ def cmd_judge(args: argparse.Namespace) -> int:
         write_junit(args.junit, args.impl, verdicts)
     print(f"{verdict}{strict}: reports in {args.out}/ (summary.md first, index.html, CSV files; run {info['run_id']})")
     return code
+
+
+def secret_seed(args: argparse.Namespace, secrets: dict[str, Any]) -> int | None:
+    """The teacher's secret seed: from the grader's pipe, ``--secret-seed-file`` or ``--secret-seed``."""
+    if secrets.get("secret_seed") is not None:
+        return int(secrets["secret_seed"])
+    path = getattr(args, "secret_seed_file", None)
+    if path:
+        try:
+            return int(Path(path).read_text().strip())
+        except (OSError, ValueError) as err:
+            raise ValueError(f"--secret-seed-file {path}: not a file holding one integer ({err})") from None
+    return getattr(args, "secret_seed", None)
+
+
+def with_secret_cases(args: argparse.Namespace, secret: int | None) -> tuple[list[Any], dict[str, int] | None]:
+    """``select_cases`` plus the cases drawn from the secret seed (those of the chosen layers; the one
+    named by ``--case`` when it is one of them)."""
+    from reference.cases.grid import secret_grid
+
+    drawn = secret_grid(secret) if secret is not None else []
+    if args.case and any(c.id == args.case for c in drawn):
+        return [c for c in drawn if c.id == args.case][:1], {}
+    cases, networks = select_cases(args.quick, args.layers, args.case)
+    if args.case:
+        return cases, networks
+    wanted = {s.strip() for s in args.layers.split(",")} if args.layers else None
+    return [*cases, *(c for c in drawn if wanted is None or c.layer in wanted)], networks
+
+
+def read_secrets(fd: int) -> dict[str, Any]:
+    """What a grader hands its judge through an inherited pipe (never a file, an argument or the
+    environment, which a worker could read): a JSON object with ``stamp_key`` (hex, at least 16
+    bytes: run.json is signed with it) and optionally ``secret_seed`` (an integer: see
+    ``--secret-seed``). Read whole, the pipe closed."""
+    import json
+    import os
+
+    try:
+        with os.fdopen(fd, "rb", closefd=True) as f:
+            raw = json.loads(f.read(1 << 16))
+        key = bytes.fromhex(str(raw["stamp_key"]))
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ValueError(
+            f"--secrets-fd {fd}: not a JSON object with a hex 'stamp_key' ({type(err).__name__}: {err})"
+        ) from None
+    if len(key) < 16:
+        raise ValueError(f"--secrets-fd {fd}: a stamp key of {len(key)} bytes (at least 16)")
+    seed = raw.get("secret_seed")
+    if seed is not None and type(seed) is not int:
+        raise ValueError(f"--secrets-fd {fd}: secret_seed must be an integer")
+    return {"stamp_key": key, "secret_seed": seed}
+
+
+def run_word(rows: pd.DataFrame, code: int) -> str:
+    """The run's verdict in one word: PASS; FAIL (a row shown wrong); TIMEOUT (cut by time limits,
+    nothing shown wrong); UNSUPPORTED (nothing judged)."""
+    from reference.report.compare import WRONG
+
+    if code == 0:
+        return "PASS"
+    statuses = set(rows["status"]) if len(rows) else set()
+    if statuses & set(WRONG):
+        return "FAIL"
+    if "timeout" in statuses:
+        return "TIMEOUT"
+    return "UNSUPPORTED" if "pass" not in statuses else "FAIL"
 
 
 def cmd_grade(args: argparse.Namespace) -> int:
@@ -286,15 +368,22 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 IMPL_HELP = "the implementation: a module name (pkg.module) or a file (path/to/layers.py) following the layer protocol"
 
 
-def _sandbox(p: argparse.ArgumentParser) -> None:
+def _sandbox(p: argparse.ArgumentParser, require: bool = True) -> None:
     """The trust boundary's options (README: "Judging code you do not trust")."""
     d = Limits()
     g = p.add_argument_group(
         "sandbox", "the implementation runs only in sandboxed worker processes, under these limits"
     )
     g.add_argument("--sandbox", choices=SANDBOXES, default="auto",
-                   help="bwrap: bubblewrap (read-only file system, no network, own PIDs); process: a child process "
-                        "under limits; auto: bwrap where it is installed and works, else process")  # fmt: skip
+                   help="bwrap: bubblewrap (read-only file system, no network, own PIDs) with Landlock inside; landlock: "
+                        "Landlock alone (Linux >= 5.13: reads what it needs, writes only its own folder, no TCP, no "
+                        "signals out); process: no sandbox, limits only; auto: the strongest that works here")  # fmt: skip
+    if require:  # grade refuses on its own (its --unsandboxed) and passes this to each judge
+        g.add_argument(
+            "--require-sandbox",
+            action="store_true",
+            help="exit 2 instead of judging where no sandbox tier works (grade passes it unless --unsandboxed)",
+        )
     g.add_argument("--case-timeout", type=float, default=d.case_seconds,
                    help="seconds per case; the worker is killed, the row is an error, and the layer's remaining cases are not run")  # fmt: skip
     g.add_argument(
@@ -357,6 +446,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, help="epochs of the --full-curves run")
     p.add_argument("--data-dir", help="directory holding the MNIST IDX files (else the cache, else download)")
     p.add_argument("--junit", help="also write JUnit XML here: one test case per layer (for CI systems)")
+    p.add_argument("--secret-seed", type=int, default=None,
+                   help="also judge cases drawn from this seed (a teacher's: cases a submission cannot know in "
+                   "advance; prefer --secret-seed-file, as a command line can be read by other processes)")  # fmt: skip
+    p.add_argument("--secret-seed-file", help="a file holding the secret seed (an integer)")
+    p.add_argument("--secrets-fd", type=int, default=None,
+                   help="for graders: read a JSON object {stamp_key: hex, secret_seed: int} from this inherited file "
+                   "descriptor; run.json is signed with the key (HMAC-SHA256), so a result is only what this judge stamped")  # fmt: skip
     p.add_argument("--judges", type=judge_names, help="only these judges, comma-separated (protocol, autograd, "
                    "finite_diff, lifecycle; the lockstep is --no-curves's)")  # fmt: skip
     p = sub.add_parser("grade", formatter_class=fmt,
@@ -382,7 +478,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--retries", type=int, default=2, help="times Dask reruns a task whose worker was lost")
     p.add_argument("--submission-timeout", type=float, default=None,
                    help="seconds one submission's judge may take in all (default: --time-budget + 120)")  # fmt: skip
-    _sandbox(p)
+    _sandbox(p, require=False)
+    from reference.grade.run import add_arguments
+
+    add_arguments(p)
     for name, title in (("autograd", "every layer against its PyTorch twin"),
                         ("finite-diff", "every gradient against central differences (float64)"),
                         ("lifecycle", "two forward/backward rounds on one instance against a fresh instance")):  # fmt: skip
@@ -428,7 +527,7 @@ def main(argv: list[str] | None = None) -> int:
             pin_threads()  # the one thread setting of every judge (reference/threads.py says why)
         code = COMMANDS[args.command](args)
         return code if code in (0, 1, 2) else 2
-    except (ImplError, DataError, TargetError, ImportFailed, OutError, SubmissionError) as err:
+    except (ImplError, DataError, TargetError, ImportFailed, OutError, SubmissionError, JudgeWorkerFailed) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except ValueError as err:

@@ -9,8 +9,7 @@ lives in memory until then, so nothing the judged code did while it ran can touc
 from __future__ import annotations
 
 import argparse
-import shutil
-import tempfile
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -23,6 +22,7 @@ import pandas as pd
 from reference.impl.protocol import REQUIRED
 from reference.sandbox.client import Limits, Session, open_session
 from reference.sandbox.target import find_target
+from reference.sandbox.tiers import SandboxUnavailable, no_tier_warning, resolve_sandbox
 
 NAMES = (*REQUIRED, "SGD", "Sequential")  # SGD and Sequential: optional
 
@@ -63,43 +63,85 @@ class Judgement:
         s = self.session
         digest = s.target.digest()
         return {"run_id": s.run_id, "started": self.started, "impl": s.target.name, "impl_sha256": digest["sha256"],
-                "judged_files": digest["files"], "sandbox": s.sandbox, "limits": s.limits.describe(),
-                "incidents": s.events}  # fmt: skip
+                "judged_files": digest["files"], "sandbox": s.sandbox, "sandbox_detail": s.describe(),
+                "limits": s.limits.describe(), "incidents": s.events}  # fmt: skip
 
     def stamp_lines(self) -> str:
         info = self.run_info()
+        detail = info["sandbox_detail"]
         lines = [f"- run `{info['run_id']}`, started {info['started']}",
                  f"- judged: `{info['impl']}`, SHA-256 `{info['impl_sha256']}` of {len(info['judged_files'])} file(s)",
-                 f"- sandbox: **{info['sandbox']}**; limits: {info['limits']['case_seconds']:g} s per case, "
-                 f"{info['limits']['run_seconds']:g} s per run, {info['limits']['memory_mb']} MB per worker"]  # fmt: skip
+                 f"- sandbox: **{info['sandbox']}** ({sandbox_words(detail)}); limits: "
+                 f"{info['limits']['case_seconds']:g} s per case, {info['limits']['run_seconds']:g} s per run, "
+                 f"{info['limits']['memory_mb']} MB per worker"]  # fmt: skip
+        if info["sandbox"] == "process":
+            lines.insert(0, f"- **{no_tier_warning()}**")
         return "\n".join(lines)
 
     def incidents(self) -> pd.DataFrame:
         return pd.DataFrame(self.session.events, columns=["scope", "reason", "message"])
 
 
+def sandbox_words(detail: dict[str, Any]) -> str:
+    """``landlock, uid 61234, no capabilities, subreaper`` and the like, for a report's first lines."""
+    parts = [detail.get("identity", "")]
+    if detail.get("landlock"):
+        parts.append("Landlock")
+    parts.append(f"capabilities: {detail.get('capabilities', '?')}")
+    return "; ".join(p for p in parts if p)
+
+
 @contextmanager
 def judgement(args: argparse.Namespace) -> Iterator[Judgement]:
     """A session on ``args.impl`` (``--sandbox`` and the limits from ``args``), closed on the way out.
-    Raises TargetError / ImportFailed (the implementation cannot be judged) or ValueError (an option)."""
+    Raises TargetError / ImportFailed (the implementation cannot be judged) or ValueError (an option).
+
+    Every module the judges will use is imported first (``preload``): nothing the judge imports
+    after a worker has started comes from a file that worker could have touched."""
     limits = limits_from(args)
     check_limits(limits)
     target = find_target(args.impl)
-    logs = Path(tempfile.mkdtemp(prefix="scratch-cnn-logs-"))
+    tier = resolve_sandbox(getattr(args, "sandbox", "auto"))
+    if tier == "process":
+        if getattr(args, "require_sandbox", False):
+            raise SandboxUnavailable(f"--require-sandbox: {no_tier_warning()}")
+        print(no_tier_warning(), file=sys.stderr, flush=True)
+    preload()
     j = None
     try:
         parallel = getattr(args, "parallel", None)
         if parallel is not None and parallel < 1:
             raise ValueError(f"--parallel must be >= 1 (got {parallel})")
-        session = open_session(target, NAMES, limits=limits, sandbox=getattr(args, "sandbox", "auto"), log_dir=logs,
-                               parallel=parallel)  # fmt: skip
+        session = open_session(target, NAMES, limits=limits, sandbox=tier, parallel=parallel)
         j = Judgement(session)
         yield j
     finally:
         if j is not None:
             j.session.close()
-            j.logs = [(p.name, p.read_bytes()) for p in sorted(logs.glob("*.log"))]
-        shutil.rmtree(logs, ignore_errors=True)
+            j.logs = j.session.worker_logs()
+
+
+_PRELOADED: list[str] = []
+
+
+def preload() -> list[str]:
+    """Import every module of the judges, and the libraries they import lazily, now (once)."""
+    if _PRELOADED:
+        return _PRELOADED
+    import importlib
+    import pkgutil
+
+    import reference
+
+    names = [m.name for m in pkgutil.walk_packages(reference.__path__, "reference.") if not m.name.endswith("__main__")]
+    for name in [*names, "torch", "pandas", "matplotlib", "tabulate", "threadpoolctl"]:
+        importlib.import_module(name)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    importlib.import_module("matplotlib.pyplot")
+    _PRELOADED.extend(names)
+    return _PRELOADED
 
 
 def write_logs(j: Judgement, out: Path) -> None:

@@ -97,25 +97,39 @@ def loss_ev(ours, x, labels, tensor="loss", rerun=None, dtype="float64"):
 BIG = np.array([[1000.0, 0.0, 0.0], [0.0, 800.0, 1.0]])  # exp(1000) overflows in float64; the labels' p are 0
 
 
+def no_shift(logits):
+    """An implementation without the max shift: NaN where exp overflows, as its own numbers show."""
+    p = dg._softmax(logits, "none")
+    return {"probs": p, "dlogits": p / len(logits)}
+
+
 def test_no_max_shift_is_named_only_where_the_implementation_itself_is_finite_on_shifted_logits():
-    finite_when_shifted = lambda logits: {"dlogits": np.zeros_like(logits)}  # noqa: E731
-    nan = np.full((2, 3), np.nan)
-    said = dg.overflow_without_max_shift(loss_ev(nan, BIG, [0, 1], "dlogits", finite_when_shifted))
+    ours = no_shift(BIG)["dlogits"]  # NaN exactly where exp(1000) and exp(800) overflow
+    said = dg.overflow_without_max_shift(loss_ev(ours, BIG, [0, 1], "dlogits", no_shift))
     assert "without subtracting each row's maximum" in said and "exp overflows in float64 for 2 logits" in said
-    assert dg.overflow_without_max_shift(loss_ev(nan, BIG, [0, 1], "dlogits")) is None  # nothing shown: no cause
+    assert dg.overflow_without_max_shift(loss_ev(ours, BIG, [0, 1], "dlogits")) is None  # nothing shown: no cause
     still_nan = lambda logits: {"dlogits": np.full_like(logits, np.nan)}  # noqa: E731
-    assert dg.overflow_without_max_shift(loss_ev(nan, BIG, [0, 1], "dlogits", still_nan)) is None
+    assert dg.overflow_without_max_shift(loss_ev(ours, BIG, [0, 1], "dlogits", still_nan)) is None
     small = np.array([[3.0, 0.0, 1.0]])  # exp does not overflow here: whatever made the nan, it was not that
-    assert (
-        dg.overflow_without_max_shift(loss_ev(np.full((1, 3), np.nan), small, [0], "dlogits", finite_when_shifted))
-        is None
-    )
+    assert dg.overflow_without_max_shift(loss_ev(np.full((1, 3), np.nan), small, [0], "dlogits", no_shift)) is None
+    # exp(1000) overflows, but this implementation's NaNs are a whole row far below the batch's maximum
+    far = np.array([[1000.0, 0.0, 0.0], [-800.0, -900.0, -850.0]])
+    batch = lambda logits: {"probs": dg._softmax(logits, "batch")}  # noqa: E731
+    nan_row = batch(far)["probs"]
+    assert dg.overflow_without_max_shift(loss_ev(nan_row, far, [0, 1], "probs", batch)) is None
+    said = dg.diagnose(loss_ev(nan_row, far, [0, 1], "probs", batch))
+    assert "non-finite where the reference is finite: NaN at 3 of 6 elements, first probs[1, 0]" in said, said
+    assert "whole batch's maximum" in said and "overflow" not in said and "clip" not in said, said
 
 
 def test_an_underflowed_probability_under_a_log_is_named_by_what_it_did():
-    said = dg.underflowed_probability(loss_ev(np.inf, BIG, [1, 0]))  # the labels' logits 1000 and 800 below the max
-    assert "probability is exactly 0 in float64 in 2 of 2 rows" in said and "logsumexp" in said
-    assert dg.underflowed_probability(loss_ev(np.inf, BIG, [0, 1])) is None  # the labels are the maxima: p = 1
+    stable = lambda logits: {"probs": dg._softmax(logits)}  # noqa: E731  its own p of the labels: exactly 0
+    said = dg.underflowed_probability(loss_ev(np.inf, BIG, [1, 0], rerun=stable))  # the labels' logits far below
+    assert "probability is 0 in float64 in 2 of 2 rows of its own probabilities" in said and "logsumexp" in said
+    assert dg.underflowed_probability(loss_ev(np.inf, BIG, [0, 1], rerun=stable)) is None  # the labels are the maxima
+    assert dg.underflowed_probability(loss_ev(np.inf, BIG, [1, 0])) is None  # its own numbers unknown: not claimed
+    nan = lambda logits: {"probs": np.full_like(logits, np.nan)}  # noqa: E731  its own p is NaN, not 0
+    assert dg.underflowed_probability(loss_ev(np.inf, BIG, [1, 0], rerun=nan)) is None
 
 
 def test_a_clip_is_named_by_its_floor_or_by_its_upper_bound_that_float32_cannot_hold():
@@ -125,9 +139,12 @@ def test_a_clip_is_named_by_its_floor_or_by_its_upper_bound_that_float32_cannot_
     assert "clip(p[label], 1e-15" in dg.clipped_probability(loss_ev(capped, x, labels))
     assert dg.clipped_probability(loss_ev(-np.log(p).mean(), x, labels)) is None  # unclipped: no such cause
     one = np.array([[30.0, 0.0, 0.0]])  # p = 1.0 exactly in float32, and the label's p is not 0
-    said = dg.clipped_probability(loss_ev(np.inf, one, [0], dtype="float32"))
+    stable = lambda logits: {"probs": dg._softmax(logits)}  # noqa: E731
+    said = dg.clipped_probability(loss_ev(np.inf, one, [0], rerun=stable, dtype="float32"))
     assert "1 - 1e-15 is 1.0 in float32" in said
-    assert dg.clipped_probability(loss_ev(np.inf, one, [0], dtype="float64")) is None
+    assert dg.clipped_probability(loss_ev(np.inf, one, [0], rerun=stable, dtype="float64")) is None
+    nan = lambda logits: {"probs": np.full_like(logits, np.nan)}  # noqa: E731  its own probabilities hold no 1.0
+    assert dg.clipped_probability(loss_ev(np.inf, one, [0], rerun=nan, dtype="float32")) is None
 
 
 def test_no_constant_factor_for_one_element_and_a_factor_near_one_carries_its_digits():

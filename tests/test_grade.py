@@ -1,7 +1,11 @@
 """Grading a class: a folder of submissions (correct, wrong, hostile, a notebook, a folder, one
 through the course's adapter) graded on Dask, on an embedded LocalCluster and on a scheduler and a
-worker started as separate processes. Judged on Dense and ReLU only, so a class takes seconds."""
+worker started as separate processes (over TLS, with certificates the test makes). Judged on Dense
+and ReLU only, so a class takes seconds. Hostile submissions aimed at the grader itself:
+tests/test_grade_hostile.py."""
 
+import datetime
+import ipaddress
 import json
 import os
 import signal
@@ -15,6 +19,7 @@ import xml.etree.ElementTree as ET
 import pandas as pd
 import pytest
 
+from reference import cli
 from reference.cli import main
 from reference.grade.gradebook import parse_points
 from reference.grade.submissions import discover, notebook_code
@@ -51,6 +56,45 @@ def dense_forward(x, W, b):
 def dense_backward(dout, x, W):
     return dout @ W.T, x.T @ dout, dout.sum(axis=0)
 """
+
+
+@pytest.fixture
+def grade_cli():
+    return cli.main
+
+
+def make_certificates(folder):
+    """A CA and one certificate it signed for 127.0.0.1 (the scheduler's, the worker's and the
+    grader's), as `dask scheduler --tls-ca-file --tls-cert --tls-key` takes them: {option: path}."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    span = {"not_valid_before": now - datetime.timedelta(hours=1), "not_valid_after": now + datetime.timedelta(days=1)}
+
+    def signed(subject, key, issuer, issuer_key, ca, extra=()):
+        builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer).public_key(key.public_key())
+                   .serial_number(x509.random_serial_number()).not_valid_before(span["not_valid_before"])
+                   .not_valid_after(span["not_valid_after"])
+                   .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))  # fmt: skip
+        for ext in extra:
+            builder = builder.add_extension(ext, critical=False)
+        return builder.sign(issuer_key, hashes.SHA256())
+
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "grade test CA")])
+    ca = signed(ca_name, ca_key, ca_name, ca_key, True)
+    host = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    san = x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
+    cert = signed(host, key, ca_name, ca_key, False, [san])
+    paths = {"--tls-ca-file": folder / "ca.pem", "--tls-cert": folder / "cert.pem", "--tls-key": folder / "key.pem"}
+    paths["--tls-ca-file"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths["--tls-cert"].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths["--tls-key"].write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                     serialization.NoEncryption()))  # fmt: skip
+    return {k: str(v) for k, v in paths.items()}
 
 
 def notebook(*cells):
@@ -111,8 +155,11 @@ def test_a_class_graded_on_a_local_cluster_gets_a_gradebook_a_summary_and_report
     assert book.loc["eve", "Dense"] == "ERROR" and "status 0" in book.loc["eve", "first_diagnosis"]
     assert book.loc["frank", "Dense"] == "ERROR" and "cupy" in book.loc["frank", "first_diagnosis"]
     assert book["sha256"].notna().all() and book["judge_version"].nunique() == 1
+    assert (book.loc[["alice", "bob", "carol", "dave"], "stamp"] == "verified").all()
+    assert book.loc["alice", "sandbox"] in ("bwrap", "landlock") and book.loc["alice", "name"] == "alice.py"
     summary = (out / "summary.md").read_text()
     assert "| Dense   |      3 |" in summary and "1 of 6" in summary and "bob" in summary
+    assert f"sandbox: {book.loc['alice', 'sandbox']} " in summary
     assert '<td class="FAIL">FAIL</td>' in (out / "index.html").read_text()
     results = json.loads((out / "bob" / "results.json").read_text())
     dense = next(t for t in results["tests"] if t["name"] == "Dense")
@@ -186,20 +233,28 @@ def free_port():
         return s.getsockname()[1]
 
 
-def test_a_separately_started_scheduler_and_worker_grade_the_same_class(klass, tmp_path):
+def test_a_separately_started_scheduler_and_worker_grade_the_same_class(klass, tmp_path, grade_cli, capsys):
     port = free_port()
     bindir = os.path.dirname(sys.executable)
+    tls = make_certificates(tmp_path)
+    tls_args = [x for pair in tls.items() for x in pair]
+    address = f"tls://127.0.0.1:{port}"
+    # a plain tcp:// scheduler is refused before anything runs: whoever reaches it runs code in the grader
+    assert grade_cli(["grade", str(klass), "--out", str(tmp_path / "g"), "--scheduler", f"tcp://127.0.0.1:{port}"]) == 2
+    assert "--insecure-scheduler" in capsys.readouterr().err
     env = {**os.environ, "DASK_DISTRIBUTED__WORKER__DAEMON": "False"}
-    scheduler = subprocess.Popen([os.path.join(bindir, "dask"), "scheduler", "--host", "127.0.0.1", "--port",
-                                  str(port), "--no-dashboard"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)  # fmt: skip
-    worker = subprocess.Popen([os.path.join(bindir, "dask"), "worker", f"tcp://127.0.0.1:{port}", "--nthreads", "1",
-                               "--no-dashboard"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)  # fmt: skip
+    scheduler = subprocess.Popen([os.path.join(bindir, "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                                  "--protocol", "tls", "--no-dashboard", *tls_args],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)  # fmt: skip
+    worker = subprocess.Popen([os.path.join(bindir, "dask"), "worker", address, "--nthreads", "1", "--no-dashboard",
+                               *tls_args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)  # fmt: skip
     try:
         time.sleep(3)
         out = tmp_path / "grades"
-        assert main(["grade", str(klass), "--out", str(out), *LAYERS, "--scheduler", f"tcp://127.0.0.1:{port}"]) == 0
+        assert grade_cli(["grade", str(klass), "--out", str(out), *LAYERS, "--scheduler", address, *tls_args]) == 0
         book = book_of(out)
         assert len(book) == 6 and book.loc["alice", "score"] == 2 and book.loc["bob", "Dense"] == "FAIL"
+        assert book.loc["alice", "stamp"] == "verified" and book.loc["alice", "sandbox"] in ("bwrap", "landlock")
     finally:
         for p in (worker, scheduler):
             p.send_signal(signal.SIGINT)

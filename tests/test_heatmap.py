@@ -138,7 +138,9 @@ def test_a_pool_that_routes_to_every_tied_maximum_is_drawn_with_its_ties(tmp_pat
     capsys.readouterr()
     assert code == 1
     index = pd.read_csv(out / "heatmaps.csv")
-    assert list(index["file"]) == ["heatmap-MaxPool2D.png"]
+    # the worst case, and the smallest failing input it shrinks to (tests/test_shrink.py)
+    assert list(index["file"]) == ["heatmap-MaxPool2D.png", "heatmap-MaxPool2D-smallest.png"]
+    assert list(index["kind"]) == ["worst", "smallest"]
     row = index.iloc[0]
     assert row["tensor"] == "dx" and row["ties"] > 0 and row["dtype"] in ("float64", "float32")
     failing = pd.read_csv(out / "autograd.csv")

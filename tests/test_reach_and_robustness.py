@@ -163,7 +163,8 @@ def test_a_layer_that_refuses_everything_is_unsupported_with_what_was_tried_neve
                 raise NotImplementedError("this convolution is not written yet")
     """,
     )
-    assert main(["judge", "--impl", str(path), "--quick", "--layers", "Conv2D", "--out", str(tmp_path / "r")]) == 0
+    # nothing judged: exit 1, the run's verdict FAIL, never PASS (declared limits alone prove nothing)
+    assert main(["judge", "--impl", str(path), "--quick", "--layers", "Conv2D", "--out", str(tmp_path / "r")]) == 1
     out = capsys.readouterr().out
     assert re.search(r"search: Conv2D: 0 supported case\(s\) found in \d+ tried \(none fits", out), out
     assert "Conv2D: UNSUPPORTED" in out and "Conv2D: PASS" not in out

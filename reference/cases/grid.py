@@ -17,6 +17,8 @@ KEPT_FAMILIES = {
     "edge": "edges of the domain",
     "tutorial": "the shapes of tutorials",
     "searched": "found inside what the layer supports",
+    "batch": "training batch sizes",
+    "secret": "drawn from the secret seed",
 }
 
 
@@ -123,7 +125,11 @@ def _draw_values(rng: np.random.Generator, shape: tuple[int, ...], kind: str) ->
 
 
 def case_inputs(case: Case, dtype: str) -> dict[str, Any]:
-    """Deterministic input, parameters and labels of a case (float64 draws cast to ``dtype``)."""
+    """Deterministic input, parameters and labels of a case (float64 draws cast to ``dtype``); a case
+    that carries its own numbers (a shrunk case, reference.judges.shrink) gives those."""
+    given = getattr(case, "given_inputs", None)
+    if given is not None:
+        return given(dtype)
     rng = np.random.default_rng([case.seed, 7])
     x = make_values(rng, case.input_shape, case.values).astype(dtype)
     params = {}
@@ -143,7 +149,10 @@ def case_inputs(case: Case, dtype: str) -> dict[str, Any]:
 
 
 def upstream_gradient(inputs: dict[str, Any], shape: tuple[int, ...]) -> np.ndarray:
-    """The case's fixed random upstream gradient (the projection vector g), of the input's dtype."""
+    """The case's fixed random upstream gradient (the projection vector g), of the input's dtype; the
+    case's own ``g`` where it carries one of this shape (a shrunk case)."""
+    if inputs.get("g") is not None and np.shape(inputs["g"]) == tuple(shape):
+        return np.array(inputs["g"], dtype=inputs["x"].dtype)
     return np.random.default_rng(inputs["g_seed"]).standard_normal(shape).astype(inputs["x"].dtype)
 
 
@@ -379,6 +388,87 @@ def dense_grid() -> list[Case]:
     return cases
 
 
+TRAINING_BATCHES = (64, 128)  # the batch sizes training uses (scratch_cnn's default is 64)
+
+
+def training_batch_grid() -> list[Case]:
+    """Dense and the loss at the batch sizes of training, kept in quick runs: code that is right on the
+    small batches of the rest of the grid and wrong on a real batch (a loop bound, a buffer sized
+    once, a branch on the batch size) passes every other case."""
+    cases = []
+    for i, m in enumerate(TRAINING_BATCHES):
+        cases.append(
+            Case("Dense", {"n_in": 20, "n_out": 10, "bias": True}, (m, 20), "zeros", seed=700 + i, tag="batch")
+        )
+        cases.append(Case("SoftmaxCrossEntropy", {}, (m, 10), "noise", seed=710 + i, tag="batch"))
+    return cases
+
+
+def secret_grid(secret: int, per_layer: int = 3) -> list[Case]:
+    """Cases drawn from a teacher's secret seed: configurations, sizes (batches up to 150), values and
+    seeds no submission can know in advance, so code tuned to the public grid (right only on the
+    shapes it has seen) fails here. The same seed draws the same cases; each is tagged "secret"."""
+    rng = np.random.default_rng([secret, 0x5EC])
+    kinds = [k for k in VALUE_KINDS if k != "mnist"]
+    cases = []
+    for _ in range(per_layer):
+        seed = int(rng.integers(1 << 30))
+        kind = str(rng.choice(kinds))
+        k = (int(rng.integers(1, 5)), int(rng.integers(1, 5)))
+        s = (int(rng.integers(1, 4)), int(rng.integers(1, 4)))
+        p = (int(rng.integers(0, 3)), int(rng.integers(0, 3)))
+        c_in, c_out, m = int(rng.integers(1, 5)), int(rng.integers(1, 6)), int(rng.integers(1, 5))
+        H, W = int(rng.integers(max(1, k[0] - 2 * p[0]), 11)), int(rng.integers(max(1, k[1] - 2 * p[1]), 11))
+        conv = {
+            "in_ch": c_in,
+            "out_ch": c_out,
+            "kernel_size": k,
+            "stride": s,
+            "padding": p,
+            "bias": bool(rng.random() < 0.7),
+        }
+        cases.append(Case("Conv2D", conv, (m, H, W, c_in), kind, seed, tag="secret"))
+        kp = (int(rng.integers(1, 4)), int(rng.integers(1, 4)))
+        for layer in ("MaxPool2D", "AvgPool2D"):
+            cases.append(_secret_pool(rng, layer, kp, m, c_in, seed + 1))
+        n_in, n_out, batch = int(rng.integers(1, 40)), int(rng.integers(1, 20)), int(rng.integers(1, 151))
+        dense = {"n_in": n_in, "n_out": n_out, "bias": bool(rng.random() < 0.7)}
+        cases.append(Case("Dense", dense, (batch, n_in), kind, seed + 2, tag="secret"))
+        cases.append(_secret_relu(rng, seed + 3))
+        cases.append(Case("Flatten", {}, (m, H, W, c_in), kind, seed + 4, tag="secret"))
+        cases.append(Case("SoftmaxCrossEntropy", {}, (batch, int(rng.integers(2, 12))), str(rng.choice(["noise", "ties", "large"])),
+                          seed + 5, tag="secret"))  # fmt: skip
+    return list({c.id: c for c in cases}.values())
+
+
+def _secret_pool(rng: np.random.Generator, layer: str, kernel: tuple[int, int], m: int, c: int, seed: int) -> Case:
+    """A pooling case whose output is not all zeros (drawn again until it is not: a few windows of
+    small integers can all be 0, and two zero tensors compare nothing)."""
+    stride = None if rng.random() < 0.3 else (int(rng.integers(1, 4)), int(rng.integers(1, 4)))
+    shape = (m, int(rng.integers(kernel[0], 11)), int(rng.integers(kernel[1], 11)), c)
+    kind = str(rng.choice(["ties", "near_ties", "noise"]))
+    while True:
+        case = Case(layer, {"kernel_size": kernel, "stride": stride}, shape, kind, seed, tag="secret")
+        step = stride or kernel
+        windows = sliding_window_view(case_inputs(case, "float64")["x"], kernel, axis=(1, 2))[:, :: step[0], :: step[1]]
+        pooled = windows.max(axis=(-2, -1)) if layer == "MaxPool2D" else windows.mean(axis=(-2, -1))
+        if pooled.any():
+            return case
+        seed += 1
+
+
+def _secret_relu(rng: np.random.Generator, seed: int) -> Case:
+    """A ReLU case of random rank and sizes whose input has a positive element and an exact zero
+    (drawn again until it has: a ReLU case whose every input is <= 0 compares two zero tensors)."""
+    while True:
+        shape = tuple(int(n) for n in rng.integers(2, 7, int(rng.integers(1, 5))))
+        case = Case("ReLU", {}, shape, "zeros", seed, tag="secret")
+        x = case_inputs(case, "float64")["x"]
+        if (x > 0).any() and (x == 0).any():
+            return case
+        seed += 1
+
+
 def loss_grid() -> list[Case]:
     return [Case("SoftmaxCrossEntropy", {}, shape, kind, seed=i)
             for i, (shape, kind) in enumerate(itertools.product([(1, 10), (8, 10), (5, 3)], ["noise", "ties", "large"]))]  # fmt: skip
@@ -388,7 +478,7 @@ def grid() -> list[Case]:
     """The fixed grid: every option of every layer, the layer shapes of the built-in networks, and the
     lifecycle cases (two rounds on one instance)."""
     cases = [*conv_grid(), *conv_square_grid(), *anisotropic_grid(), *edge_grid(), *tutorial_grid(), *pool_grid("MaxPool2D"), *pool_grid("AvgPool2D"),
-             *elementwise_grid(), *dense_grid(), *loss_grid(), *arch_grid(), *lifecycle_grid()]  # fmt: skip
+             *elementwise_grid(), *dense_grid(), *training_batch_grid(), *loss_grid(), *arch_grid(), *lifecycle_grid()]  # fmt: skip
     return list({c.id: c for c in cases}.values())
 
 

@@ -1,13 +1,18 @@
 """What a teacher reads: the gradebook (one row per submission), the class summary (per layer how
 many PASS / FAIL / ..., the bugs the class made and who made them, a score histogram, the slowest),
 Gradescope's results.json per submission, and JUnit XML. Everything here is computed from the plain
-data the tasks sent back (reference.grade.task)."""
+data the tasks sent back (reference.grade.task).
+
+Every name, id, diagnosis and note in summary.md is escaped for Markdown (``md_escape``) and in
+index.html for HTML: a file named like a table row, or a diagnosis quoting a student's exception,
+is text, never a row, a link or a tag."""
 
 from __future__ import annotations
 
 import html
 import io
 import json
+import re
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -16,14 +21,36 @@ from xml.sax.saxutils import escape, quoteattr
 import pandas as pd
 
 from reference.impl.protocol import REQUIRED
-from reference.report.tables import markdown, write_atomic
+from reference.report.tables import readable, write_atomic
 
-VERDICTS = ("PASS", "weak", "FAIL", "ERROR", "UNSUPPORTED", "MISSING")
+VERDICTS = ("PASS", "weak", "FAIL", "TIMEOUT", "ERROR", "UNSUPPORTED", "MISSING")
 # NOTE: how a verdict scores: a layer proven right earns its points; "weak" (everything judged passed
 # but its kink was never met: a pool never judged on a tie) earns half, because its convention at the
 # kink is unproven; a declared limit (UNSUPPORTED) or an absent class (MISSING) earns nothing, like a
 # failure, because nothing of the layer was shown right.
 CREDIT = {"PASS": 1.0, "weak": 0.5}
+TIMEOUT_SCORES = ("zero", "judged-only")
+# NOTE: TIMEOUT (nothing shown wrong, some cases cut by a time limit: not judged) scores as the
+# teacher chooses: "zero" (the default: what was not judged is not proven), or "judged-only" (the
+# layer is scored on the cases that were judged: full points when some passed and none failed).
+
+
+def credit(verdict: str, passing_rows: int, timeout_scores: str = "zero") -> float:
+    """The share of a layer's points its verdict earns."""
+    if verdict == "TIMEOUT" and timeout_scores == "judged-only":
+        return 1.0 if passing_rows > 0 else 0.0
+    return CREDIT.get(verdict, 0.0)
+
+
+def passing_rows(result: dict[str, Any]) -> dict[str, int]:
+    """{layer: its passing rows} from the judge's verdicts.csv (0 where there is none)."""
+    raw = result.get("files", {}).get("verdicts.csv")
+    if not raw:
+        return {}
+    table = pd.read_csv(io.BytesIO(raw))
+    if "rows_pass" not in table:
+        return {}
+    return {str(r.layer): int(r.rows_pass) for r in table.itertuples()}
 
 
 def parse_points(text: str | None, layers: tuple[str, ...] = REQUIRED) -> dict[str, float]:
@@ -92,21 +119,28 @@ def diagnoses(result: dict[str, Any]) -> dict[str, str]:
     return out
 
 
-def gradebook_row(sub: Any, result: dict[str, Any], points: dict[str, float]) -> dict[str, Any]:
+def gradebook_row(
+    sub: Any, result: dict[str, Any], points: dict[str, float], timeout_scores: str = "zero"
+) -> dict[str, Any]:
     """One submission's row: its verdict per graded layer (the keys of ``points``), score, first diagnosis."""
     layers = tuple(points)
     verdicts = layer_verdicts(result, layers) if not sub.problem else dict.fromkeys(layers, ("ERROR", sub.problem))
     diag = {k: v for k, v in diagnoses(result).items() if k in points} if not sub.problem else {}
-    score = sum(points[layer] * CREDIT.get(v, 0.0) for layer, (v, _) in verdicts.items())
+    passed = passing_rows(result) if not sub.problem else {}
+    shares = {layer: credit(v, passed.get(layer, 0), timeout_scores) for layer, (v, _) in verdicts.items()}
+    score = sum(points[layer] * shares[layer] for layer in layers)
     first = next((f"{layer}: {diag[layer]}" for layer in layers if layer in diag), "")
     if not first:
         first = next((f"{layer}: {why}" for layer, (v, why) in verdicts.items() if v == "ERROR"), "")
-    row = {"id": sub.id, "sha256": sub.sha256 if sub.files else "", "score": score, "max_score": sum(points.values()),
-           **{layer: v for layer, (v, _) in verdicts.items()}, "first_diagnosis": first,
-           "exit_code": result.get("exit_code"), "seconds": result.get("seconds"), "sandbox": result.get("sandbox", ""),
-           "judge_version": result.get("judge_version", ""), "dropped_notebook_lines": len(sub.dropped)}  # fmt: skip
+    row = {"id": sub.id, "name": getattr(sub, "name", sub.id), "sha256": sub.sha256 if sub.files else "",
+           "score": score, "max_score": sum(points.values()), **{layer: v for layer, (v, _) in verdicts.items()},
+           "first_diagnosis": first, "exit_code": result.get("exit_code"), "seconds": result.get("seconds"),
+           "sandbox": result.get("sandbox", ""), "stamp": result.get("stamp", ""),
+           "secret_seed": bool(result.get("secret_seed", False)), "judge_version": result.get("judge_version", ""),
+           "dropped_notebook_lines": len(sub.dropped)}  # fmt: skip
     row["_diagnoses"] = diag
     row["_why"] = {layer: why for layer, (_, why) in verdicts.items()}
+    row["_credit"] = shares
     return row
 
 
@@ -163,7 +197,7 @@ def gradescope(row: dict[str, Any], points: dict[str, float], rerun: str) -> dic
             lines.append(f"diagnosis: {row['_diagnoses'][layer]}")
         if verdict not in ("PASS",):
             lines.append(f"rerun: {rerun} --layers {layer}")
-        tests.append({"name": layer, "score": points[layer] * CREDIT.get(verdict, 0.0), "max_score": points[layer],
+        tests.append({"name": layer, "score": points[layer] * row["_credit"][layer], "max_score": points[layer],
                       "status": "passed" if verdict == "PASS" else "failed", "output": "\n".join(lines),
                       "visibility": "visible"})  # fmt: skip
     return {"score": row["score"], "execution_time": row.get("seconds") or 0, "tests": tests,
@@ -208,6 +242,32 @@ img { max-width: 100%; }
 """
 
 
+def md_escape(text: str) -> str:
+    """``text`` as one Markdown table cell that renders as itself: one line, ``|`` `` ` `` ``[`` ``]``
+    and ``\\`` backslashed, ``<`` ``>`` ``&`` as entities (no tag, no link, no quote), a leading ``#``,
+    ``-``, ``+``, ``*`` or ``=`` backslashed (no heading, no list)."""
+    text = " ".join(str(text).split())  # NOTE: a newline in a file name would end the row
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    text = re.sub(r"([\\|`\[\]])", r"\\\1", text)
+    return "\\" + text if text[:1] in ("#", "-", "+", "*", "=") else text
+
+
+def md_table(df: pd.DataFrame) -> str:
+    """A Markdown table with every text cell escaped (md_escape) and taken as text (an id ``007`` stays
+    ``007``, never the number 7); numbers right-aligned as the other reports have them."""
+    if not len(df):
+        return "_(no rows)_"
+    shown = readable(df).rename(columns=lambda c: md_escape(str(c)))
+    text_columns = []
+    for i, col in enumerate(shown.columns):
+        if not pd.api.types.is_numeric_dtype(shown[col]):  # object, or pandas' own string dtype
+            shown[col] = pd.Series(
+                [md_escape(v) if isinstance(v, str) else v for v in shown[col]], index=shown.index, dtype=object
+            )
+            text_columns.append(i)
+    return shown.to_markdown(index=False, floatfmt=".3g", disable_numparse=text_columns or False)
+
+
 def html_table(df: pd.DataFrame) -> str:
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
     body = []
@@ -232,20 +292,20 @@ def write_class_reports(out: Path, rows: list[dict[str, Any]], headline: str, la
     book = public(rows)
     write_atomic(out / "gradebook.csv", book.to_csv(index=False))
     counts, common = class_counts(book, layers), common_diagnoses(rows)
-    slow = book.sort_values("seconds", ascending=False).head(slowest)[["id", "seconds", "exit_code", "score"]]
+    slow = book.sort_values("seconds", ascending=False).head(slowest)[["id", "name", "seconds", "exit_code", "score"]]
     if len(book):
         histogram(book, out / "scores.png")
-    md = [f"# Class summary: {len(book)} submissions", "", headline, "",
-          "## Verdicts per layer (submissions)", "", markdown(counts), "",
-          "## The most common diagnoses", "", markdown(common) if len(common) else "_no failing layer_", "",
-          "## Gradebook", "", markdown(book.drop(columns=["sha256", "judge_version"], errors="ignore")), "",
-          "## The slowest submissions (seconds)", "", markdown(slow), "", "![scores](scores.png)", ""]  # fmt: skip
+    md = [f"# Class summary: {len(book)} submissions", "", md_escape(headline), "",
+          "## Verdicts per layer (submissions)", "", md_table(counts), "",
+          "## The most common diagnoses", "", md_table(common) if len(common) else "_no failing layer_", "",
+          "## Gradebook", "", md_table(book.drop(columns=["sha256", "judge_version"], errors="ignore")), "",
+          "## The slowest submissions (seconds)", "", md_table(slow), "", "![scores](scores.png)", ""]  # fmt: skip
     write_atomic(out / "summary.md", "\n".join(md))
     page = [f"<!doctype html><html><head><meta charset='utf-8'><title>Class summary</title><style>{STYLE}</style>",
             f"</head><body><h1>Class summary: {len(book)} submissions</h1><p class='big'>{html.escape(headline)}</p>",
             "<h2>Verdicts per layer</h2>", html_table(counts), "<h2>The most common diagnoses</h2>",
             html_table(common) if len(common) else "<p>No failing layer.</p>", "<h2>Gradebook</h2>",
-            html_table(book.drop(columns=["sha256", "judge_version", "sandbox", "dropped_notebook_lines"], errors="ignore")),
+            html_table(book.drop(columns=["sha256", "judge_version", "secret_seed", "dropped_notebook_lines"], errors="ignore")),
             "<h2>The slowest submissions</h2>", html_table(slow)]  # fmt: skip
     if (out / "scores.png").is_file():
         import base64

@@ -6,11 +6,19 @@ submission's report is written as soon as it arrives (``DIR/<id>/``, swapped int
 ``grade.json`` last), so Ctrl-C keeps every finished result and the same command goes on where it
 stopped: a submission whose files' SHA-256 and the judge's version match its stored result is not
 judged again (``--only ID,...`` rejudges chosen ones). The client writes every file.
+
+What it trusts: only a report the submission's own judge stamped with its task's key
+(reference.grade.task); a scheduler reached over TLS only (the embedded cluster's certificates are
+made for this run and never leave this process and its workers; an external ``tcp://`` scheduler
+needs ``--insecure-scheduler``); its own clock for ``--submission-timeout`` (GraderClock), which a
+stopped judge or Dask worker cannot stop. Where the machine offers no sandbox tier it refuses to run
+submissions at all unless told ``--unsandboxed``.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import os
@@ -23,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from reference.grade.gradebook import (
+    TIMEOUT_SCORES,
     gradebook_row,
     gradescope,
     junit_xml,
@@ -37,10 +46,118 @@ from reference.report.publish import check_out, new_staging, swap_into_place
 from reference.report.tables import write_atomic
 
 PROGRESS_EVERY = 10.0  # seconds between progress lines
+POLL_SECONDS = 0.5  # how often the grader looks at its tasks (finished ones, overdue ones)
+NO_SANDBOX = ("--unsandboxed not given: this machine offers no sandbox tier for the judges' workers "
+              "(no usable bubblewrap, no Landlock), and grade does not run untrusted submissions as plain "
+              "processes of your user (they could read and change every file you can, other students' "
+              "included). Install bubblewrap (apt-get install bubblewrap), or use a Linux kernel >= 5.13 "
+              "with Landlock, or pass --unsandboxed to run them anyway (only for code you trust).")  # fmt: skip
+INSECURE = ("--scheduler {address}: a scheduler without TLS runs code from any process that can reach it, "
+            "in this grader (a submission's worker included: it could give itself full marks). Start the "
+            "scheduler and workers with --tls-ca-file, --tls-cert and --tls-key and give the same here with "
+            "a tls:// address, or pass --insecure-scheduler (only on a network no submission can reach).")  # fmt: skip
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """``grade``'s options of trust (reference/cli.py's grade parser calls this); ``run`` reads each
+    with its default where a parser lacks it (``with_defaults``)."""
+    g = p.add_argument_group("trust", "what grade trusts, and what it refuses")
+    g.add_argument("--unsandboxed", action="store_true",
+                   help="judge submissions even where this machine offers no sandbox tier (bubblewrap or "
+                   "Landlock): they run as plain processes of your user; only for code you trust")  # fmt: skip
+    seed = g.add_mutually_exclusive_group()
+    seed.add_argument("--secret-seed", type=int, default=None,
+                      help="draw extra cases from this seed, which no submission can know in advance (it reaches "
+                      "each judge through a pipe, never a command line; the gradebook says only that one was used)")  # fmt: skip
+    seed.add_argument("--secret-seed-file", type=Path, default=None,
+                      help="the same, read from a file holding one integer (so it is not in your shell's history)")  # fmt: skip
+    g.add_argument(
+        "--tls-ca-file", default=None, help="--scheduler tls://...: the CA certificate (as dask's CLI names it)"
+    )
+    g.add_argument("--tls-cert", default=None, help="--scheduler tls://...: this client's certificate")
+    g.add_argument("--tls-key", default=None, help="--scheduler tls://...: this client's private key")
+    g.add_argument("--insecure-scheduler", action="store_true",
+                   help="allow a plain tcp:// --scheduler (any process that can reach it runs code in the grader)")  # fmt: skip
+    g.add_argument("--timeout-scores", choices=TIMEOUT_SCORES, default="zero",
+                   help="how a layer scores whose cases were cut by a time limit and none shown wrong (TIMEOUT): "
+                   "zero, or judged-only (on the cases that were judged: full points when some passed)")  # fmt: skip
+    g.add_argument("--timeout-grace", type=float, default=60.0,
+                   help="seconds past --submission-timeout after which the grader itself stops a submission's "
+                   "task and restarts its Dask worker (a stopped judge or worker cannot stop this clock)")  # fmt: skip
+
+
+def with_defaults(args: argparse.Namespace) -> argparse.Namespace:
+    """``args`` with every option of ``add_arguments`` it lacks at its default."""
+    defaults = argparse.ArgumentParser(add_help=False)
+    add_arguments(defaults)
+    for name, value in vars(defaults.parse_args([])).items():
+        if not hasattr(args, name):
+            setattr(args, name, value)
+    return args
+
+
+def read_secret_seed(args: argparse.Namespace) -> int | None:
+    """``--secret-seed N`` or the integer in ``--secret-seed-file F``; None when neither."""
+    seed = args.secret_seed
+    if args.secret_seed_file is not None:
+        path = Path(args.secret_seed_file)
+        try:
+            seed = int(path.read_text().strip())
+        except OSError as err:
+            raise ValueError(f"--secret-seed-file {path}: cannot read it ({err.strerror or err})") from None
+        except ValueError:
+            raise ValueError(f"--secret-seed-file {path}: does not hold one integer") from None
+    if seed is not None and seed < 0:
+        raise ValueError(f"--secret-seed must be >= 0 (got {seed})")
+    return seed
+
+
+def check_sandbox(args: argparse.Namespace) -> str:
+    """The sandbox tier the embedded cluster's judges get here; refuses (ValueError) where there is none,
+    or ``--sandbox process`` asks for none, and the teacher did not say ``--unsandboxed``. With
+    ``--scheduler`` each judge checks its own machine (``--require-sandbox``): 'per worker'."""
+    from reference.sandbox.client import resolve_sandbox
+
+    if args.sandbox == "process" and not args.unsandboxed:
+        raise ValueError("--sandbox process runs submissions with no sandbox, as plain processes of your user; "
+                         "add --unsandboxed to say you trust them, or choose another tier")  # fmt: skip
+    if args.scheduler:
+        return "per worker"
+    tier = resolve_sandbox(args.sandbox)
+    if tier == "process" and not args.unsandboxed:
+        raise ValueError(NO_SANDBOX)
+    return tier
+
+
+def scheduler_security(args: argparse.Namespace) -> Any:
+    """Dask's Security for the cluster: certificates made for this run for the embedded one; for
+    ``--scheduler tls://``, the teacher's files; None only for ``tcp://`` with ``--insecure-scheduler``."""
+    from distributed.security import Security
+
+    if not args.scheduler:
+        return Security.temporary()  # NOTE: needs the cryptography package (the reference extra has it)
+    address = args.scheduler
+    scheme = address.split("://", 1)[0] if "://" in address else "tcp"
+    if scheme == "tls":
+        files = {"--tls-ca-file": args.tls_ca_file, "--tls-cert": args.tls_cert, "--tls-key": args.tls_key}
+        missing = [name for name, value in files.items() if not value]
+        if missing:
+            raise ValueError(f"--scheduler {address}: needs {', '.join(missing)} (the files `dask scheduler` and "
+                             "`dask worker` were started with)")  # fmt: skip
+        for name, value in files.items():
+            if not Path(value).is_file():
+                raise ValueError(f"{name} {value}: no such file")
+        return Security(tls_ca_file=args.tls_ca_file, tls_client_cert=args.tls_cert, tls_client_key=args.tls_key,
+                        require_encryption=True)  # fmt: skip
+    if scheme == "tcp" and args.insecure_scheduler:
+        return None
+    if scheme != "tcp":
+        raise ValueError(f"--scheduler {address}: only tls:// (or tcp:// with --insecure-scheduler) is supported")
+    raise ValueError(INSECURE.format(address=address))
 
 
 def judge_options(args: argparse.Namespace) -> list[str]:
-    """The options every submission's ``reference judge`` runs with."""
+    """The options every submission's ``reference judge`` runs with (never a secret: see task.py)."""
     opts = ["--no-curves", "--parallel", "1"]  # one core per task: the cluster spreads the class
     if not args.full:
         opts.append("--quick")
@@ -48,23 +165,34 @@ def judge_options(args: argparse.Namespace) -> list[str]:
         opts += ["--layers", args.layers]
     opts += ["--sandbox", args.sandbox, "--case-timeout", str(args.case_timeout), "--time-budget",
              str(args.time_budget), "--memory-mb", str(args.memory_mb), "--log-bytes", str(args.log_bytes)]  # fmt: skip
+    # NOTE: each judge refuses (exit 2) where its machine offers no sandbox tier, unless the teacher
+    # said --unsandboxed: on a cluster, grade cannot check the workers' machines itself.
+    if not args.unsandboxed:
+        opts.append("--require-sandbox")
     return opts
 
 
 @contextmanager
-def dask_client(scheduler: str | None, workers: int) -> Iterator[Any]:
-    """A client of ``scheduler``, or of an embedded LocalCluster of ``workers`` single-threaded processes."""
+def dask_client(scheduler: str | None, workers: int, security: Any = None) -> Iterator[Any]:
+    """A client of ``scheduler``, or of an embedded LocalCluster of ``workers`` single-threaded
+    processes on 127.0.0.1, over ``security`` (TLS: tls:// addresses, certificates both ways)."""
     from distributed import Client, LocalCluster
 
     if scheduler:
-        client = Client(scheduler, timeout="30s")
+        client = Client(scheduler, timeout="30s", security=security)
         try:
             yield client
         finally:
             client.close()
         return
-    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                           silence_logs=logging.ERROR)  # fmt: skip
+    import dask
+
+    tls = {"security": security, "protocol": "tls://"} if security is not None else {}
+    # NOTE: Dask's HTTP servers (the scheduler's on :8787, each worker's) speak plain HTTP with no
+    # authentication, whatever the TLS of the cluster itself: they serve no page here.
+    with dask.config.set({"distributed.scheduler.http.routes": [], "distributed.worker.http.routes": []}):
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                               host="127.0.0.1", silence_logs=logging.ERROR, **tls)  # fmt: skip
     client = Client(cluster)
     try:
         yield client
@@ -88,23 +216,38 @@ def write_submission(out: Path, sub: Submission, result: dict[str, Any]) -> None
         if sub.dropped:
             write_atomic(staging / "dropped_notebook_lines.txt", "\n".join(sub.dropped) + "\n")
         meta = {k: v for k, v in result.items() if k != "files"}
-        meta.update(source=sub.source, entry=sub.entry, dropped=sub.dropped, files=sorted(result.get("files", {})))
+        meta.update(name=sub.name, source=sub.source, entry=sub.entry, dropped=sub.dropped,
+                    files=sorted(result.get("files", {})))  # fmt: skip
         write_atomic(staging / "grade.json", json.dumps(meta, indent=1, sort_keys=True, default=str) + "\n")
         swap_into_place(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def load_stored(out: Path, sub: Submission, version: str) -> dict[str, Any] | None:
-    """The stored result of ``sub`` when its files and the judge are unchanged, with its report files."""
+def load_stored(out: Path, sub: Submission, version: str, secret_seed: bool = False) -> dict[str, Any] | None:
+    """The stored result of ``sub`` when its files, the judge and whether a secret seed was used are
+    unchanged, with its report's CSVs; None (judge it again) when a CSV is not what run.json lists."""
     meta = stored(out / sub.id / "grade.json")
     if not meta or meta.get("sha256") != sub.sha256 or meta.get("judge_version") != version:
         return None
+    if bool(meta.get("secret_seed", False)) != secret_seed:
+        return None
+    names = [n for n in meta.get("files", []) if isinstance(n, str)]
+    if not names:
+        return {**meta, "files": {}}
+    try:
+        listed = json.loads((out / sub.id / "run.json").read_bytes()).get("reports", {})
+    except (OSError, ValueError, AttributeError):
+        return None
     files = {}
-    for name in meta.get("files", []):
+    for name in names:
         path = out / sub.id / name
-        if path.is_file() and path.suffix == ".csv":
-            files[name] = path.read_bytes()
+        if path.suffix != ".csv":
+            continue
+        data = path.read_bytes() if path.is_file() and not path.is_symlink() else b""
+        if not isinstance(listed, dict) or listed.get(name) != hashlib.sha256(data).hexdigest():
+            return None  # changed since it was judged: judge it again
+        files[name] = data
     return {**meta, "files": files}
 
 
@@ -142,6 +285,7 @@ class Ticker:
 
 
 def run(args: argparse.Namespace) -> int:
+    args = with_defaults(args)
     graded = tuple(x.strip() for x in args.layers.split(",") if x.strip()) if args.layers else REQUIRED
     unknown_layers = [x for x in graded if x not in REQUIRED]
     if unknown_layers:
@@ -149,6 +293,11 @@ def run(args: argparse.Namespace) -> int:
     points = parse_points(args.points, graded)
     if args.workers is not None and args.workers < 1:
         raise ValueError(f"--workers must be >= 1 (got {args.workers})")
+    if not args.timeout_grace >= 0:
+        raise ValueError(f"--timeout-grace must be >= 0 seconds (got {args.timeout_grace:g})")
+    seed = read_secret_seed(args)
+    tier = check_sandbox(args)
+    security = scheduler_security(args)
     check_out(args.out)
     folder = Path(args.submissions)
     adapter = Path(args.adapter) if args.adapter else None
@@ -166,7 +315,8 @@ def run(args: argparse.Namespace) -> int:
     results: dict[str, dict[str, Any]] = {}
     todo: list[Submission] = []
     for sub in subs:
-        prior = None if sub.problem or (only and sub.id in only) else load_stored(args.out, sub, version)
+        fresh = sub.problem or (only and sub.id in only)
+        prior = None if fresh else load_stored(args.out, sub, version, seed is not None)
         if sub.problem:
             results[sub.id] = {"exit_code": 2, "output": f"error: {sub.problem}", "files": {}, "seconds": 0}
         elif prior is not None:
@@ -177,17 +327,21 @@ def run(args: argparse.Namespace) -> int:
             results[sub.id] = {"exit_code": None, "output": "error: not graded yet (run without --only)", "files": {}}
     reused = len(subs) - len(todo) - sum(1 for s in subs if s.problem)
     print(f"[grade] {len(subs)} submissions in {folder}: {len(todo)} to judge, {reused} unchanged since their "
-          f"stored result, {sum(1 for s in subs if s.problem)} that cannot be judged (judge {version})", flush=True)  # fmt: skip
+          f"stored result, {sum(1 for s in subs if s.problem)} that cannot be judged (judge {version}; "
+          f"sandbox {tier}{'; a secret seed' if seed is not None else ''})", flush=True)  # fmt: skip
+    if args.unsandboxed and tier == "process":
+        print("[grade] warning: --unsandboxed: submissions run as plain processes of your user", file=sys.stderr)
     interrupted = False
     if todo:
-        interrupted = judge_all(args, todo, results)
+        interrupted = judge_all(args, todo, results, security, seed)
     for sub in todo:  # what an interrupt left unjudged: a row that says so, judged by the next run
         results.setdefault(sub.id, {"exit_code": None, "files": {},
                                     "output": "error: not judged yet (interrupted); run the same command again"})  # fmt: skip
-    rows = [gradebook_row(s, results[s.id], points) for s in subs]
+    rows = [gradebook_row(s, results[s.id], points, args.timeout_scores) for s in subs]
     judged = sum(1 for s in subs if s.id in results and results[s.id].get("exit_code") is not None)
     headline = (f"{judged} of {len(subs)} submissions judged; mean score "
-                f"{sum(r['score'] for r in rows) / len(rows):.2f} of {sum(points.values()):g}; judge {version}")  # fmt: skip
+                f"{sum(r['score'] for r in rows) / len(rows):.2f} of {sum(points.values()):g}; judge {version}; "
+                f"{sandboxes(rows)}{'; a secret seed' if seed is not None else ''}")  # fmt: skip
     write_class_reports(args.out, rows, headline, graded)
     if args.format == "gradescope":
         for sub, row in zip(subs, rows, strict=True):
@@ -208,39 +362,128 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def judge_all(args: argparse.Namespace, todo: list[Submission], results: dict[str, dict[str, Any]]) -> bool:
+def sandboxes(rows: list[dict[str, Any]]) -> str:
+    """The sandbox tiers the class was judged in, with counts: 'sandbox: bwrap 28, none 2'."""
+    from collections import Counter
+
+    counts = Counter(r.get("sandbox") or "none" for r in rows)
+    return "sandbox: " + ", ".join(f"{tier} {n}" for tier, n in sorted(counts.items()))
+
+
+class GraderClock:
+    """The grader's own clock for ``--submission-timeout``: each task announces its start (a Dask event,
+    task.announce_start) and the grader stops one that runs past the limit. The task's own timeout
+    lives in the Dask worker, which a submission may have stopped (SIGSTOP): this one cannot be.
+
+    # NOTE: ``client.processing()`` is not "running": the scheduler hands a worker several tasks at
+    # once (its queue), so a task's clock starts at its own start event, never at its assignment. It
+    # does say where a task is: one no longer on the worker it started on (that worker was lost, the
+    # task waits to run again) is not overdue; its clock starts again at its next start.
+    """
+
+    def __init__(self, limit: float) -> None:
+        self.limit = limit
+        self.started: dict[str, tuple[float, str]] = {}  # key -> (monotonic start, worker address)
+
+    def on_event(self, event: tuple[float, Any]) -> None:
+        """A start event (it runs on the client's event loop: a plain dict write)."""
+        msg = event[1] if isinstance(event, tuple) and len(event) == 2 else None
+        if isinstance(msg, dict) and isinstance(msg.get("key"), str):
+            self.started[msg["key"]] = (time.monotonic(), str(msg.get("worker", "")))
+
+    def overdue(self, keys: Any, processing: Any) -> list[tuple[str, str, float]]:
+        """(key, worker, seconds running) of every key in ``keys`` running past the limit on the worker
+        it started on; ``processing()`` ({worker: keys}, Dask's) is asked only when one is late."""
+        now = time.monotonic()
+        late = [(key, *self.started[key]) for key in keys if key in self.started]
+        late = [(key, worker, now - began) for key, began, worker in late if now - began > self.limit]
+        if not late:
+            return []
+        where = {str(key): worker for worker, held in processing().items() for key in held}
+        for key, worker, _ in late:
+            if where.get(key) != worker:
+                del self.started[key]  # moved, or waiting to run again: its next start restarts its clock
+        return [item for item in late if where.get(item[0]) == item[1]]
+
+
+def overdue_result(sub: Submission, seconds: float, limit: float, secret_seed: bool) -> dict[str, Any]:
+    """The result of a submission the grader stopped: an error stored like any verdict (it would hang again)."""
+    return {"id": sub.id, "sha256": sub.sha256, "exit_code": -1, "files": {}, "seconds": round(seconds, 2),
+            "output": f"error: the grader stopped this submission after {seconds:.0f} s (its judge did not end within "
+                      f"--submission-timeout + --timeout-grace = {limit:g} s; its Dask worker was restarted)",
+            "stamp": "no report: stopped by the grader", "secret_seed": secret_seed,
+            "judge_version": judge_version()}  # fmt: skip
+
+
+def restart_worker(client: Any, worker: str) -> None:
+    """Restart the Dask worker a stopped submission holds (its nanny kills it, stopped or not)."""
+    try:
+        status = client.restart_workers([worker], timeout=120, raise_for_error=False)
+        problem = "" if not isinstance(status, dict) or status.get(worker, "OK") == "OK" else status[worker]
+    except Exception as err:  # a worker without a nanny cannot be restarted from here
+        problem = f"{type(err).__name__}: {err}"
+    if problem:
+        print(f"[grade] warning: could not restart worker {worker} ({problem}); restart it by hand if it "
+              "stays busy", file=sys.stderr)  # fmt: skip
+
+
+def judge_all(args: argparse.Namespace, todo: list[Submission], results: dict[str, dict[str, Any]],
+              security: Any = None, secret_seed: int | None = None) -> bool:  # fmt: skip
     """Submit one task per submission and write each result as it comes; True when interrupted."""
-    from distributed import as_completed
+    from reference.grade.task import START_TOPIC
 
     options = judge_options(args)
     timeout = args.submission_timeout or args.time_budget + 120
+    clock = GraderClock(timeout + args.timeout_grace)
     workers = args.workers or max(1, len(os.sched_getaffinity(0)))
     ticker = Ticker(len(todo))
-    by_key = {}
-    with dask_client(args.scheduler, workers) as client:
-        futures = []
+    with dask_client(args.scheduler, workers, security) as client:
+        client.subscribe_topic(START_TOPIC, clock.on_event)
+        pending: dict[str, tuple[Any, Submission]] = {}
         for sub in todo:
             key = f"judge-{sub.id}-{sub.sha256[:12]}-{time.monotonic_ns()}"
-            futures.append(client.submit(judge_submission, sub.spec(), options, timeout, key=key, pure=False,
-                                         retries=args.retries))  # fmt: skip
-            by_key[key] = sub
+            future = client.submit(judge_submission, sub.spec(), options, timeout, secret_seed, key=key, pure=False,
+                                   retries=args.retries)  # fmt: skip
+            pending[key] = (future, sub)
         try:
-            for future in as_completed(futures):
-                sub = by_key[future.key]
-                try:
-                    result = future.result()
-                except Exception as err:  # the task itself failed (its worker was lost past the retries, say)
-                    result = {"id": sub.id, "sha256": sub.sha256, "exit_code": None, "files": {},
-                              "output": f"error: the grading task failed: {type(err).__name__}: {err}",
-                              "judge_version": judge_version()}  # fmt: skip
-                if result.get("exit_code") is not None:
-                    write_submission(args.out, sub, result)
-                results[sub.id] = result
-                ticker.tick(result.get("exit_code") != 0)
+            while pending:
+                done = [key for key, (future, _) in pending.items() if future.done()]
+                for key in done:
+                    future, sub = pending.pop(key)
+                    record(args.out, sub, collect(future, sub, secret_seed), results, ticker)
+                for key, worker, seconds in clock.overdue(list(pending), client.processing):
+                    future, sub = pending.pop(key)
+                    print(f"[grade] {sub.id}: stopped after {seconds:.0f} s by the grader's clock; restarting "
+                          f"worker {worker}", flush=True)  # fmt: skip
+                    record(args.out, sub, overdue_result(sub, seconds, clock.limit, secret_seed is not None),
+                           results, ticker)  # fmt: skip
+                    future.cancel()
+                    restart_worker(client, worker)
+                if not done:
+                    time.sleep(POLL_SECONDS)
         except KeyboardInterrupt:
-            for f in futures:
-                f.cancel()
+            for future, _ in pending.values():
+                future.cancel()
             return True
         finally:
             ticker.close()
     return False
+
+
+def collect(future: Any, sub: Submission, secret_seed: int | None) -> dict[str, Any]:
+    """A finished task's result, or an error result when the task itself failed."""
+    try:
+        return future.result()
+    except Exception as err:  # the task itself failed (its worker was lost past the retries, say)
+        return {"id": sub.id, "sha256": sub.sha256, "exit_code": None, "files": {},
+                "output": f"error: the grading task failed: {type(err).__name__}: {err}",
+                "secret_seed": secret_seed is not None, "judge_version": judge_version()}  # fmt: skip
+
+
+def record(out: Path, sub: Submission, result: dict[str, Any], results: dict[str, dict[str, Any]],
+           ticker: Ticker) -> None:  # fmt: skip
+    """Keep one submission's result: written to ``out/<id>/`` when judged, counted on the ticker."""
+    if result.get("exit_code") is not None:
+        write_submission(out, sub, result)
+    results[sub.id] = result
+    ticker.tick(result.get("exit_code") != 0 or result.get("stamp", "verified") != "verified")

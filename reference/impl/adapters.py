@@ -166,18 +166,33 @@ def x_from_theirs(kind: str, y: np.ndarray, c: Conventions) -> np.ndarray:
     return y
 
 
-SAMPLE_LAYOUTS = ("HW", "HWC", "CHW", "n", "any")
+SAMPLE_LAYOUTS = ("HW", "HWC", "CHW", "n", "column", "any")
+
+
+def sample_layouts(kind: str, per_sample: str | tuple[str, str] | None) -> tuple[str | None, str | None]:
+    """(their input's, their output's) layout of one sample; ValueError, at wrap time, for an unknown one."""
+    lay_in, lay_out = (per_sample, per_sample) if isinstance(per_sample, str) else (per_sample or (None, None))
+    flat = (None, "n", "column", "any")  # what a per-sample Flatten can give
+    if {lay_in, lay_out} - {None, *SAMPLE_LAYOUTS} or (kind == "Flatten" and lay_out not in flat):
+        raise ValueError(f"per_sample={per_sample!r}: expected one of {SAMPLE_LAYOUTS} or a pair of them "
+                         "(a per-sample Flatten gives 'n', 'column' or 'any')")  # fmt: skip
+    return lay_in, lay_out
 
 
 def samples_to_theirs(x: np.ndarray, lay: str) -> list[np.ndarray]:
     """A protocol batch (NHWC images, ``(m, n)`` rows) as their samples, one array per sample, in
-    ``lay``: "HW" ``(H, W)`` (one channel; NotImplementedError for more), "HWC", "CHW", "n", "any"."""
+    ``lay``: "HW" ``(H, W)`` (one channel; NotImplementedError for more), "HWC", "CHW", "n",
+    "column" ``(n, 1)`` (a row of ``(m, n)`` as a column vector), "any"."""
     if lay == "HW":
         if x.ndim != 4 or x.shape[3] != 1:
             raise NotImplementedError(f"this layer takes one-channel images (H, W); got {x.shape[1:]} per sample")
         x = x[..., 0]
     elif lay == "CHW":
         x = images_to_nchw(x)
+    elif lay == "column":
+        if x.ndim != 2:
+            raise NotImplementedError(f"this layer takes column vectors (n, 1); got {x.shape[1:]} per sample")
+        x = x[:, :, None]
     return [np.ascontiguousarray(s) for s in x]
 
 
@@ -190,6 +205,8 @@ def samples_from_theirs(samples: list[Any], lay: str) -> np.ndarray:
     y = np.stack([np.asarray(s) for s in samples])
     if lay == "HW":
         return y[..., None]
+    if lay == "column":  # NOTE: only (n, 1) columns lose their axis: any other shape stays, for the judges to see
+        return np.ascontiguousarray(y[:, :, 0]) if y.ndim == 3 and y.shape[2] == 1 else y
     return np.ascontiguousarray(images_to_nhwc(y)) if lay == "CHW" else y
 
 
@@ -264,6 +281,7 @@ class _Adapted:
     _supports: Any = None
     _unsupported: Unsupported = ()
     _channels_first = False  # their images are channels-first (Flatten reorders)
+    _flat_chw = False  # a per-sample Flatten of CHW samples: their flat vector is in (C, H, W) order
 
     def _setup(self, args: tuple[Any, ...], kwargs: dict[str, Any], dtype: Any = np.float64) -> dict[str, Any]:
         names = SIGNATURES[self.kind]
@@ -295,7 +313,25 @@ class _Adapted:
     def _arrived(self, x: np.ndarray) -> None:
         if self.float64_only and x.dtype != np.float64:
             raise NotImplementedError(FLOAT64_ONLY.format(kind=self.kind, dtype=x.dtype.name))
+        why = styles.outside_input(self._supports, x.shape)
+        if why:  # a declared limit on the input (square images only, say): the case is unsupported
+            raise NotImplementedError(f"{self.kind} input {tuple(x.shape)} is outside the declared region: {why}")
         self._m, self._shape = x.shape[0], x.shape
+
+    def _flat_out(self, y: np.ndarray) -> np.ndarray:
+        """Their flat samples, stacked ``(m, n)``, in the protocol's NHWC order (see ``_flat_chw``)."""
+        if not self._flat_chw:
+            return y
+        m, H, W, C = self._shape
+        # NOTE: a wrong number of elements is left as it is: the judges name the shape, not a reshape here
+        return flatten_to_protocol(y, (m, C, H, W)) if np.shape(y) == (m, C * H * W) else y
+
+    def _flat_dout(self, dout: np.ndarray) -> np.ndarray:
+        """The protocol's ``(m, n)`` upstream gradient in their flat samples' (C, H, W) order."""
+        if not self._flat_chw:
+            return dout
+        m, H, W, C = self._shape
+        return flatten_from_protocol(dout, (m, C, H, W))
 
     def _out(self, y: np.ndarray) -> np.ndarray:
         if self.kind == "Flatten" and self._channels_first:
@@ -346,7 +382,8 @@ def _declare(cls: type, kind: str, conventions: Conventions, supports: Any, unsu
 
 def function_layer(kind: str, forward: Callable[..., Any], backward: Callable[..., Any], *,
                    conventions: Conventions = Conventions(), hyper: Callable[[Config], Any] | None = None,
-                   supports: Any = None, unsupported: Unsupported = (), float64_only: bool = False,
+                   per_sample: str | tuple[str, str] | None = None, supports: Any = None,
+                   unsupported: Unsupported = (), float64_only: bool = False,
                    kinks: dict[str, Any] | None = None) -> type:  # fmt: skip
     """A protocol class for ``kind`` around a CS231n-style function pair.
 
@@ -354,8 +391,15 @@ def function_layer(kind: str, forward: Callable[..., Any], backward: Callable[..
     -> (dx, dw, db)``; others: ``forward(x, hyper) -> (out, cache)``, ``backward(dout, cache) -> dx``.
     Without ``hyper`` the functions are called without that argument. The weights live in the
     adapter, in the protocol's layout, drawn from the protocol's ``rng`` (He normal).
+    ``per_sample``: the functions take one sample (one image, one column) in this layout, as for
+    ``class_layer``; the adapter calls forward once per sample (keeping each cache), backward once per
+    sample with its cache, stacks dx and sums the parameter gradients over the batch. A per-sample
+    Flatten of ``"CHW"`` samples gives its vector in (C, H, W) order (``x.reshape(-1, 1)``): the
+    adapter puts it in the protocol's (H, W, C) order.
     ``supports``, ``unsupported``, ``float64_only``, ``kinks``: as for ``class_layer``.
     """
+    lay_in, lay_out = sample_layouts(kind, per_sample)
+    parametric = kind in ("Conv2D", "Dense")
 
     class Layer(_Adapted):
         def __init__(self, *args: Any, rng: np.random.Generator | None = None, dtype: Any = np.float64, **kwargs: Any):
@@ -376,29 +420,49 @@ def function_layer(kind: str, forward: Callable[..., Any], backward: Callable[..
             if not c.bias:
                 del self.params["b"]
 
-        def forward(self, x: np.ndarray) -> np.ndarray:
-            xt = self._in(x)
+        def _args(self, dtype: Any) -> tuple[Any, ...]:
+            """What their forward takes after x: the weights in their layout, then the hyper-parameters."""
             extra = () if hyper is None else (self.hyper,)
-            if kind in ("Conv2D", "Dense"):
-                w = weight_to_theirs(kind, self.params["W"], conventions)
-                b = self.params.get("b", np.zeros(self.params["W"].shape[-1], dtype=x.dtype))  # W's last axis: out
-                out, self._cache = self._user(forward, xt, w, bias_to_theirs(b, conventions), *extra)
-            else:
-                out, self._cache = self._user(forward, xt, *extra)
-            return self._out(out)
+            if not parametric:
+                return extra
+            w = weight_to_theirs(kind, self.params["W"], conventions)
+            b = self.params.get("b", np.zeros(self.params["W"].shape[-1], dtype=dtype))  # W's last axis: out
+            return (w, bias_to_theirs(b, conventions), *extra)
+
+        def forward(self, x: np.ndarray) -> np.ndarray:
+            if not per_sample:
+                out, self._cache = self._user(forward, self._in(x), *self._args(x.dtype))
+                return self._out(out)
+            self._arrived(x)
+            args = self._args(x.dtype)
+            got = [self._user(forward, s, *args) for s in samples_to_theirs(x, lay_in)]
+            self._cache = [cache for _, cache in got]
+            return self._flat_out(samples_from_theirs([out for out, _ in got], lay_out))
 
         def backward(self, dout: np.ndarray) -> np.ndarray:
-            got = self._user(backward, self._dout(dout), self._cache)
-            if kind in ("Conv2D", "Dense"):
-                dx, dw, db = got
-                self.grads = {"W": self._grad("W", dw)}
-                if "b" in self.params:
-                    self.grads["b"] = self._grad("b", db)
-            else:
-                dx = got
-            return self._dx(dx)
+            if not per_sample:
+                got = self._user(backward, self._dout(dout), self._cache)
+                dx, grads = (got[0], got[1:]) if parametric else (got, ())
+                self._keep(grads)
+                return self._dx(dx)
+            douts = samples_to_theirs(self._flat_dout(dout), lay_out)
+            got = [self._user(backward, d, cache) for d, cache in zip(douts, self._cache, strict=True)]
+            if parametric:  # the protocol's grads are of sum(dout * out): the samples' sum
+                total = lambda k: np.sum([np.asarray(g[k]) for g in got], axis=0)  # noqa: E731
+                self._keep((total(1), total(2) if "b" in self.params else None))
+            return samples_from_theirs([g[0] if parametric else g for g in got], lay_in)
 
-    Layer._channels_first = conventions.images == "NCHW"
+        def _keep(self, grads: Any) -> None:
+            """Their (dw, db) as the protocol's grads."""
+            if not parametric:
+                return
+            dw, db = grads
+            self.grads = {"W": self._grad("W", dw)}
+            if "b" in self.params:
+                self.grads["b"] = self._grad("b", db)
+
+    Layer._channels_first = not per_sample and conventions.images == "NCHW"
+    Layer._flat_chw = kind == "Flatten" and lay_in == "CHW"
     return _declare(Layer, kind, conventions, supports, unsupported, float64_only, kinks)
 
 
@@ -427,8 +491,10 @@ def class_layer(kind: str, make: Callable[[Config], Any], *, conventions: Conven
     - ``input_shape``: ``lambda layer, shape: layer.set_input_shape(shape)``, called before every
       forward with the shape their forward gets, in their layout, without the batch axis.
     - ``per_sample``: their forward takes one sample, in this layout: "HW" (one channel, no channel
-      axis), "HWC", "CHW", "n" (a vector), "any" (as it is); a pair ``(in, out)`` when they differ
-      (a tutorial conv: ``("HW", "HWC")``). The adapter loops over the batch, stacks, sums gradients.
+      axis), "HWC", "CHW", "n" (a vector), "column" (a vector as ``(n, 1)``), "any" (as it is); a pair
+      ``(in, out)`` when they differ (a tutorial conv: ``("HW", "HWC")``; a flatten of CHW images:
+      ``("CHW", "column")``, its vector in (C, H, W) order, reordered here). The adapter loops over the
+      batch, stacks, sums gradients.
     - ``update``: their backward takes a learning rate and applies ``W -= lr * dW`` itself:
       "product" (exact, weights untouched; a dx computed after the update goes unseen) or "change"
       (run at a rate of 2**20, the change read back and undone; relative error ~ eps). See ``styles``.
@@ -436,20 +502,19 @@ def class_layer(kind: str, make: Callable[[Config], Any], *, conventions: Conven
       ``update(w, grad) -> w``; a ``RecordingOptimizer`` is put there before each backward (exact;
       as with "product", the weights never change, so a dx computed from updated weights goes unseen).
     - ``supports``, ``unsupported``, ``float64_only``, ``kinks``: declared limits and conventions
-      (``styles.outside``, ``styles.declared_unsupported``, ``FLOAT64_ONLY``, ``styles.kink_conventions``).
+      (``styles.outside``, ``styles.outside_input``, ``styles.declared_unsupported``, ``FLOAT64_ONLY``,
+      ``styles.kink_conventions``). ``supports`` may hold ``"square": True`` (images with H == W only)
+      or ``"input": lambda shape: ...`` (a predicate on the protocol's input shape), checked at forward.
 
     Arrays: x, dout, dx as the protocol's (NHWC images, ``(m, n)`` rows) on the judges' side;
     ``conventions`` and ``per_sample`` say theirs. dtype: their parameters are cast to the protocol's.
     """
     fwd: Method = forward or "forward"
     bwd: Method = backward or "backward"
-    lay_in, lay_out = (per_sample, per_sample) if isinstance(per_sample, str) else (per_sample or (None, None))
+    lay_in, lay_out = sample_layouts(kind, per_sample)
     captured = bool(update or optimizer or per_sample)  # grads kept by the adapter, not read live from theirs
     if update not in (None, "product", "change"):
         raise ValueError(f"update={update!r}: expected 'product' or 'change'")
-    if {lay_in, lay_out} - {None, *SAMPLE_LAYOUTS} or (kind == "Flatten" and "CHW" in (lay_in, lay_out)):
-        raise ValueError(f"per_sample={per_sample!r}: expected one of {SAMPLE_LAYOUTS} or a pair of them "
-                         "(a per-sample Flatten takes HWC)")  # fmt: skip
 
     class Layer(_Adapted):
         def __init__(self, *args: Any, rng: np.random.Generator | None = None, dtype: Any = np.float64, **kwargs: Any):
@@ -514,7 +579,7 @@ def class_layer(kind: str, make: Callable[[Config], Any], *, conventions: Conven
                 return self._out(self._forward(self._in(x)))
             self._arrived(x)
             self._samples = samples_to_theirs(x, lay_in)
-            return samples_from_theirs([self._forward(s) for s in self._samples], lay_out)
+            return self._flat_out(samples_from_theirs([self._forward(s) for s in self._samples], lay_out))
 
         def backward(self, dout: np.ndarray) -> np.ndarray:
             if not per_sample:
@@ -525,7 +590,7 @@ def class_layer(kind: str, make: Callable[[Config], Any], *, conventions: Conven
             # NOTE: their layer caches its last sample: sample i's backward needs sample i's forward run
             # last. The batch's forward ran them in order, so backward goes in reverse, re-running each
             # forward but the last's (with the weights unchanged: every update is captured and undone).
-            douts, dxs, total = samples_to_theirs(dout, lay_out), [], {}
+            douts, dxs, total = samples_to_theirs(self._flat_dout(dout), lay_out), [], {}
             for i in reversed(range(len(douts))):
                 if i != len(douts) - 1:
                     self._forward(self._samples[i])
@@ -537,6 +602,7 @@ def class_layer(kind: str, make: Callable[[Config], Any], *, conventions: Conven
             return samples_from_theirs(dxs[::-1], lay_in)
 
     Layer._channels_first = not per_sample and conventions.images == "NCHW"
+    Layer._flat_chw = kind == "Flatten" and lay_in == "CHW"
     return _declare(Layer, kind, conventions, supports, unsupported, float64_only, kinks)
 
 

@@ -6,7 +6,9 @@ Three styles, each a one-call declaration:
 - ``loss_function(softmax_loss)``: CS231n's ``softmax_loss(x, y) -> (loss, dx)``. It returns no
   probabilities; the adapter then returns ``None`` for them (the judges report "no probabilities"),
   or the user's own ``probs=softmax`` is called on the logits. Probabilities are never rebuilt from
-  the gradient: a wrong gradient would otherwise show a second time as wrong probabilities.
+  the gradient: a wrong gradient would otherwise show a second time as wrong probabilities. Also one
+  sample at a time (``per_sample="column"``, one-hot labels), and a value and a gradient reduced
+  differently (the mean's value, the sum's gradient ``p - y``: ``grad="sum"``).
 - ``probability_loss(softmax, loss, grad)``: a loss written on probabilities, ``loss(p, y)`` (mean,
   sum, or one value per sample) with its gradient ``grad(p, y) = dL/dp`` (``-1/p`` at the label); the
   adapter takes dL/dlogits through the softmax's Jacobian at *their* p.
@@ -110,24 +112,51 @@ def one_hot(labels: np.ndarray, k: int, dtype: Any) -> np.ndarray:
 
 
 def loss_function(fn: Callable[[np.ndarray, np.ndarray], tuple[Any, Any]], *, conventions: Conventions = ROWS_MEAN,
-                  probs: Callable[[np.ndarray], Any] | None = None, unsupported: Unsupported = ()) -> type:  # fmt: skip
+                  probs: Callable[[np.ndarray], Any] | None = None, grad: str | None = None,
+                  per_sample: str | None = None, labels: str = "index", unsupported: Unsupported = ()) -> type:  # fmt: skip
     """A protocol SoftmaxCrossEntropy around ``fn(logits, labels) -> (loss, dlogits)``.
 
-    logits ``(m, K)`` float32/float64 (``(K, m)`` for ``dense_x="columns"``), labels ``(m,)`` int;
-    ``conventions.loss="sum"``: their loss and gradient are the batch's sums (divided by m here).
-    ``probs``: their own ``softmax(logits) -> p`` (same layout), called on the logits; without it the
-    forward returns ``None`` as probs (their function gives none).
+    logits ``(m, K)`` float32/float64 (``(K, m)`` for ``dense_x="columns"``), labels ``(m,)`` int
+    (``labels="one_hot"``: one-hot rows, or columns, in the logits' dtype).
+    ``conventions.loss="sum"``: their loss value is the batch's sum (divided by m here).
+    ``grad``: the loss their gradient is of, "mean" or "sum" (default: as ``conventions.loss``); code
+    whose value is the mean but whose gradient is ``p - onehot``, the sum's, says ``grad="sum"``.
+    ``per_sample``: ``fn`` takes one sample, ``z`` as "n" ``(K,)`` or "column" ``(K, 1)`` and its label
+    (an int, or a one-hot vector in the same layout), and returns that sample's loss and gradient:
+    the values are averaged here, the gradients stacked (so ``grad="sum"`` when each is that sample's
+    own, ``p - y``; "mean" when each already carries the 1/m).
+    ``probs``: their own ``softmax(logits) -> p`` (same layout, per sample too), called on the logits;
+    without it the forward returns ``None`` as probs (their function gives none).
     """
+    reduction = grad or conventions.loss
+    known = reduction in ("mean", "sum") and per_sample in (None, "n", "column") and labels in ("index", "one_hot")
+    if not known:
+        raise ValueError(f"grad={grad!r}, per_sample={per_sample!r}, labels={labels!r}: expected grad 'mean' or "
+                         "'sum', per_sample None, 'n' or 'column', labels 'index' or 'one_hot'")  # fmt: skip
+
+    def sample(row: np.ndarray) -> np.ndarray:
+        return row.reshape(-1, 1).copy() if per_sample == "column" else row.copy()
 
     class SoftmaxCrossEntropy:
-        def forward(self, logits: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray | None]:
-            theirs, m = _theirs(logits, conventions), logits.shape[0]
+        def forward(self, logits: np.ndarray, labels_: np.ndarray) -> tuple[float, np.ndarray | None]:
+            m, k = logits.shape
+            y = one_hot(labels_, k, logits.dtype) if labels == "one_hot" else labels_
             with declared(unsupported):
-                p = None if probs is None else _ours(probs(np.array(theirs, copy=True)), conventions)
-                loss, d = fn(theirs, labels)
-            d = _ours(d, conventions)
-            if conventions.loss == "sum":
-                loss, d = loss / m, _scale(d, m)
+                if per_sample:
+                    ys = [sample(yi) if labels == "one_hot" else int(yi) for yi in y]
+                    got = [fn(sample(z), yi) for z, yi in zip(logits, ys, strict=True)]
+                    # NOTE: .item() takes one number: a "loss" of several values is an error, not averaged away
+                    loss = float(np.mean([np.asarray(v).item() for v, _ in got]))
+                    d = _rows([g for _, g in got], m)
+                    p = None if probs is None else _rows([probs(sample(z)) for z in logits], m)
+                else:
+                    theirs = _theirs(logits, conventions)
+                    p = None if probs is None else _ours(probs(np.array(theirs, copy=True)), conventions)
+                    loss, d = fn(theirs, _theirs(y, conventions) if labels == "one_hot" else y)
+                    d = _ours(d, conventions)
+                    loss = loss / m if conventions.loss == "sum" else loss
+            if reduction == "sum":
+                d = _scale(np.asarray(d), m)
             # NOTE: no probabilities are read off the gradient ((p - onehot) / m, solved for p): that
             # would copy every gradient error into a probs row, also where their softmax is right.
             self._d = np.ascontiguousarray(d)
@@ -137,6 +166,13 @@ def loss_function(fn: Callable[[np.ndarray, np.ndarray], tuple[Any, Any]], *, co
             return self._d
 
     return SoftmaxCrossEntropy
+
+
+def _rows(samples: list[Any], m: int) -> np.ndarray:
+    """Per-sample vectors (``(K,)`` or ``(K, 1)``) as ``(m, K)`` rows; any other shape is left for the
+    judges to name (a ``(K, K)`` gradient from a broadcast stays ``(m, K, K)``)."""
+    y = np.stack([np.asarray(s) for s in samples]) if samples else np.zeros((m, 0))
+    return np.ascontiguousarray(y[:, :, 0]) if y.ndim == 3 and y.shape[2] == 1 else y
 
 
 # --- 2. a loss on probabilities: softmax(z) -> p, loss(p, y), grad(p, y) = dL/dp ----------------------

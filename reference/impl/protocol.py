@@ -220,8 +220,8 @@ def classify(err: BaseException) -> tuple[str, str]:
 
     if isinstance(err, RemoteError):
         names, text, where = err.mro, err.message, err.where
-    elif isinstance(err, WorkerLost):
-        return "error", str(err)
+    elif isinstance(err, WorkerLost):  # a time limit cut it: not judged, never a fail (it names the limit)
+        return ("timeout" if err.reason in ("timeout", "budget") else "error"), str(err)
     else:
         names, text, where = [c.__name__ for c in type(err).__mro__], str(err), implementation_frame(err)
     name = names[0] if names else "Exception"

@@ -9,7 +9,7 @@ or torch: this module runs in the sandboxed worker beside the code it wraps.
 | ``update="product"`` | ``backward(d, lr)`` that does ``W -= lr * dW``: ``lr`` is a recorder; ``lr * dW`` an inert step whose subtraction records ``dW`` and leaves ``W`` bit-for-bit unchanged |
 | ``update="change"`` | the same code run at ``lr = CHANGE_RATE``; ``dW = (before - after) / CHANGE_RATE``, then ``W`` is restored in place |
 | ``optimizer={"W": "W_opt"}`` | an optimizer object kept in the layer: a ``RecordingOptimizer`` is installed there before each backward |
-| ``supports=`` | a dict (each key equals, or is in the set given) or a predicate on ``Config``: outside it, ``unsupported`` |
+| ``supports=`` | a dict (each key equals, or is in the set given; ``"square": True`` or an ``"input"`` predicate on the input's shape) or a predicate on ``Config``: outside it, ``unsupported`` |
 | ``unsupported=`` | exception types that, raised by their code, mean "not supported": turned into NotImplementedError |
 | ``kinks=`` | conventions at non-differentiable points, published as ``kink_conventions`` |
 """
@@ -73,22 +73,55 @@ def _is(c: Config, key: str, want: Any) -> bool:
     return getattr(c, key) == want
 
 
+# keys of a ``supports`` dict that are about the input, not the configuration: checked at each forward
+INPUT_KEYS = ("square", "input")
+
+
+def _verdict(verdict: Any, refused: str) -> str:
+    """A predicate's answer as a reason ('' inside): True or None inside, False or a string outside."""
+    if verdict is True or verdict is None:
+        return ""
+    return verdict if isinstance(verdict, str) and verdict else refused
+
+
 def outside(supports: dict[str, Any] | Callable[[Config], Any] | None, c: Config) -> str:
     """Why ``c`` lies outside the declared region ('' when inside it).
 
     A dict: every key must equal its value, or be in it when it is a set or list (``stride`` and
-    ``kernel_size`` as an int or pair, ``padding`` as "same", "valid", an int or a pair). A predicate:
-    True or None is inside; False or a string (the reason) outside.
+    ``kernel_size`` as an int or pair, ``padding`` as "same", "valid", an int or a pair); ``"square":
+    True``: one size for both axes, of the kernel and the stride here, of the images in
+    ``outside_input``, as is ``"input"``. A predicate: True or None is inside; False or a string (the
+    reason) outside.
     """
     if supports is None:
         return ""
     if callable(supports):
-        verdict = supports(c)
-        if verdict is True or verdict is None:
-            return ""
-        return verdict if isinstance(verdict, str) and verdict else "the declared predicate refuses it"
-    wrong = [f"{k} must be {_text(v)}" for k, v in supports.items() if not _is(c, k, v)]
+        return _verdict(supports(c), "the declared predicate refuses it")
+    wrong = [f"{k} must be {_text(v)}" for k, v in supports.items() if k not in INPUT_KEYS and not _is(c, k, v)]
+    if supports.get("square"):
+        wrong += [f"{k} must be square (one size for both axes), got {getattr(c, k)}"
+                  for k in ("kernel_size", "stride") if getattr(c, k)[0] != getattr(c, k)[1]]  # fmt: skip
     return "; ".join(wrong)
+
+
+def outside_input(supports: dict[str, Any] | Callable[[Config], Any] | None, shape: tuple[int, ...]) -> str:
+    """Why an input of ``shape`` (the protocol's: NHWC images, ``(m, n)`` rows) lies outside the declared
+    region ('' when inside it): ``"square": True`` takes only images with H == W (and, in ``outside``,
+    square kernels and strides); ``"input"`` is a predicate on the shape (True or None inside; False
+    or a string, the reason, outside).
+
+    # NOTE: code that takes one size for both axes (``n_c, in_dim, _ = image.shape``) computes with the
+    # height where the width is meant: on a non-square image it is wrong or raises. Declared, such a
+    # case is ``unsupported``; checked at every forward, since a constructor never sees the input.
+    """
+    if not isinstance(supports, dict):
+        return ""
+    wrong = []
+    if supports.get("square") and len(shape) == 4 and shape[1] != shape[2]:
+        wrong.append(f"square images only (H == W), got H={shape[1]}, W={shape[2]}")
+    if callable(supports.get("input")):
+        wrong.append(_verdict(supports["input"](tuple(shape)), f"the declared input predicate refuses {tuple(shape)}"))
+    return "; ".join(w for w in wrong if w)
 
 
 def _text(v: Any) -> str:

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from reference.cases import layout, twins
 from reference.cases.grid import Case, _as_pair, case_inputs, grid, input_stats, upstream_gradient
 from reference.impl.protocol import DEFAULT_IMPL, build_case_layer, load_impl, read_grads
-from reference.judges import conventions
+from reference.judges import conventions, shrink
 from reference.judges.base import Context, Judge, Result, case_rows
 from reference.report import heatmap
 from reference.report.compare import compare, error_row, raised_row
@@ -189,4 +189,10 @@ class AutogradJudge(Judge):
         if ctx.fail_fast:  # only the exit code is wanted: no pictures
             return Result(self.name, case_rows(ctx, JUDGE, cases, run_one, "autograd"))
         figures = heatmap.Collector()  # the worst failing case of each layer, drawn by write (heatmap-<layer>.png)
-        return Result(self.name, case_rows(ctx, JUDGE, cases, figures.around(run_one), "autograd"), figures=figures)
+        rows = case_rows(ctx, JUDGE, cases, figures.around(run_one), "autograd")
+        # each failing layer's worst case shrunk to its smallest failing input (autograd_shrunk.csv, its picture)
+        found = shrink.shrink_failures(ctx, rows, cases, run_case)
+        for pic in (f.picture for f in found if f.picture is not None):
+            figures.add(pic)
+        extra = {"shrunk": ("Smallest failing inputs", shrink.table(found))} if found else {}
+        return Result(self.name, rows, extra=extra, figures=figures)

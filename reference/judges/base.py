@@ -100,8 +100,12 @@ def held_by(impl: Any, value: np.ndarray) -> Any:
     return impl._session.put(value) if isinstance(impl, RemoteImpl) else value.copy()
 
 
-def not_run_row(judge: str, layer: str, case: str, why: str, family: str = "*") -> dict[str, Any]:
-    return error_row(judge=judge, layer=layer, case=case, tensor="*", dtype="", message=why, family=family)
+def not_run_row(
+    judge: str, layer: str, case: str, why: str, family: str = "*", status: str = "error"
+) -> dict[str, Any]:
+    return error_row(
+        judge=judge, layer=layer, case=case, tensor="*", dtype="", message=why, family=family, status=status
+    )
 
 
 def judge_failed_row(judge: str, case: Case, err: Exception) -> dict[str, Any]:
@@ -155,7 +159,7 @@ def case_rows(ctx: Context, judge: str, cases: list[Case], run_one: Callable[[Ca
                 found = [not_run_row(judge, case.layer, case.id, "not run: --fail-fast stopped at the first failing case",
                                      case.family)]  # fmt: skip
             elif why := skip_reason(ctx.impl, case.layer):
-                found = [not_run_row(judge, case.layer, case.id, why, case.family)]
+                found = [not_run_row(judge, case.layer, case.id, why, case.family, status="timeout")]
             else:
                 try:
                     with judged_in(ctx.impl, case.layer):

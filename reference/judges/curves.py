@@ -231,6 +231,7 @@ def lockstep_verdict(df: pd.DataFrame, bound: float = LOCKSTEP_BOUND) -> dict[st
         "status": "pass" if broken.empty and len(df) else "fail",
         "first_broken_step": None,
         "broken_by": "",
+        "broken_layer": None,  # the network layer where it was first seen (0 when the loss left first)
         "diagnosis": "",
     }
     if not broken.empty:
@@ -241,10 +242,15 @@ def lockstep_verdict(df: pd.DataFrame, bound: float = LOCKSTEP_BOUND) -> dict[st
             diagnosis = (f"the loss left the bound at step {int(first['step'])} before any parameter did: the forward "
                          "pass or the data differ (labels, batch order, flatten order before a loss)")  # fmt: skip
         else:
+            # NOTE: a parameter's gradient is made from what every layer after it sends back: the first one
+            # out says where the difference is first seen, not which layer is wrong (summary.md lays it at
+            # the first layer whose own judgement fails: reference.report.coverage.blame)
             diagnosis = (f"the lockstep left the bound at step {int(first['step'])}; the first parameter out was "
-                         f"{first['worst_param']}, of {layer}: its gradient or its optimiser update differs")  # fmt: skip
+                         f"{first['worst_param']}, of {layer}: its gradient (made by that layer from what every "
+                         "layer after it and the loss send back) or its optimiser update differs")  # fmt: skip
         verdict["diagnosis"] = diagnosis
-        verdict.update(first_broken_step=int(first["step"]), broken_by=what)
+        start = 0 if what == "loss" else int(str(first["worst_param"]).split(".")[0])
+        verdict.update(first_broken_step=int(first["step"]), broken_by=what, broken_layer=start)
     return verdict
 
 
@@ -415,6 +421,7 @@ def plot_curves(curves: pd.DataFrame, lockstep: pd.DataFrame | None, out: Any) -
 
 
 QUICK_STEPS = 40  # lockstep steps of a quick run (40 batches of 32: a few thousand images)
+LOCKSTEP_ARCH = "seed"  # the network of the lockstep (the blog's): every layer kind but AvgPool2D
 
 
 def curve_judge(
@@ -428,7 +435,7 @@ def curve_judge(
 ) -> dict[str, Any]:
     """Run the lockstep and (unless ``quick``) the full float32 curves. Returns the tables and ``ok``
     (every bound held); ``write_curves`` writes them."""
-    lock = run_lockstep(impl, data, steps=QUICK_STEPS if quick else steps,
+    lock = run_lockstep(impl, data, arch=LOCKSTEP_ARCH, steps=QUICK_STEPS if quick else steps,
                         progress=(lambda d, t: progress("lockstep (float64)", d, t)) if progress else None)  # fmt: skip
     verdict = lockstep_verdict(lock)
     curves = pd.DataFrame()
@@ -441,7 +448,8 @@ def curve_judge(
     lock_row = pd.DataFrame(
         [{"check": "lockstep max relative difference (loss or parameter)",
           "value": max(verdict["max_loss_rel_diff"], verdict["max_param_rel_diff"]), "bound": f"< {verdict['bound']:g}",
-          "status": verdict["status"], "diagnosis": verdict["diagnosis"],
+          "status": verdict["status"], "diagnosis": verdict["diagnosis"], "network": LOCKSTEP_ARCH,
+          "broken_layer": verdict["broken_layer"],
           "note": f"{verdict['steps']} steps" + (f"; broken at step {verdict['first_broken_step']} by {verdict['broken_by']}"
                                                   if verdict["first_broken_step"] else "")}])  # fmt: skip
     checks = pd.concat([lock_row, checks], ignore_index=True)
@@ -509,7 +517,7 @@ class CurvesJudge(Judge):
         except DataError as err:  # no MNIST here: training is not judged, and the row says why
             return self._row("missing", f"MNIST unavailable: {err}")
         if why := skip_reason(ctx.impl, "training"):
-            return self._row("error", why)
+            return self._row("timeout", why)
         seconds = getattr(getattr(ctx.impl, "_session", None), "limits", None)
         try:
             with judged_in(ctx.impl, "training", lazy=True, seconds=seconds.train_seconds if seconds else None):
@@ -523,7 +531,8 @@ class CurvesJudge(Judge):
         rows = pd.DataFrame({"judge": self.name, "layer": "training", "case": checks["check"], "tensor": "-",
                              "dtype": "", "status": checks["status"], "note": checks["note"], "family": "training",
                              "value": checks["value"], "bound": checks["bound"],
-                             "diagnosis": checks.get("diagnosis", pd.Series([""] * len(checks))).fillna("")})  # fmt: skip
+                             "diagnosis": checks.get("diagnosis", pd.Series([""] * len(checks))).fillna(""),
+                             "network": checks.get("network"), "broken_layer": checks.get("broken_layer")})  # fmt: skip
         return Result(self.name, rows, ok=result["ok"])
 
     def lines(self, result: Result) -> list[str]:

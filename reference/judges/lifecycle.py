@@ -75,9 +75,11 @@ def run_case(impl: Any, case: Case) -> list[dict[str, Any]]:
         )
         if row["status"] == "fail" and isinstance(round2.get(tensor), np.ndarray):
             ev = Evidence(case.layer, tensor, round2[tensor], want, "float64", case.config, case.values,
-                          x=second["x"], prior=round1.get(tensor))  # fmt: skip
+                          x=second["x"], prior=round1.get(tensor), labels=second.get("labels"), own=round2,
+                          reference="a fresh instance")  # fmt: skip
             row["diagnosis"] = diagnose(ev)
-            if row["diagnosis"] == UNEXPLAINED:
+            # NOTE: state kept from round 1 is claimed only against a fresh instance that is itself finite
+            if row["diagnosis"] == UNEXPLAINED and np.all(np.isfinite(np.asarray(want, dtype=np.float64))):
                 row["note"] = (f"round 2 differs from a fresh instance's: state kept from round 1, or results that "
                                f"are no function of the input and the parameters (weights redrawn, randomness); {row['note']}")  # fmt: skip
         rows.append(row)

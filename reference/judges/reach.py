@@ -8,6 +8,16 @@ error). The search goes through the run's own cases of the layer first, then thr
 ``candidates(layer)``: configurations ordered from the tutorials' outward (one input channel, 3x3
 'valid' without bias, stride 1, then more channels, other kernels, 'same' and explicit padding,
 strides, bias), each on a small input whose values keep the kinks (exact ties, near-ties, zeros).
+
+The checks with a configuration of their own search too, whenever a layer errors *or* is
+unsupported there (an error on one configuration must not hide the bugs the check is for):
+
+- lifecycle: where no lifecycle case of the run *takes* (a fresh instance runs forward and backward
+  on both rounds' inputs without raising anything), a two-round case is made on a configuration
+  that takes (``_lifecycle_in_region``); a convolution that raises on 'same' padding and accumulates
+  its gradient across calls is convicted there;
+- protocol rules: ``smoke_choices`` (``reference.judges.rules``);
+- whole networks: ``network_variants`` (``reference.judges.finite_diff``).
 """
 
 from __future__ import annotations
@@ -15,6 +25,8 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 from reference.cases.grid import Case, case_inputs
 from reference.impl.protocol import available, build_case_layer, classify
@@ -26,6 +38,8 @@ MAX_TRIES = 150  # cases tried per layer beyond the run's own cases
 SEARCHED = "searched"  # the tag of a case the search added
 KINDS = ["ties", "zeros", "near_ties", "noise", "mnist"]
 VARIANTS = [(2, (8, 8), 2, "ties"), (1, (7, 9), 8, "zeros"), (3, (6, 6), 3, "near_ties")]  # (m, (H, W), C_out, values)
+MAX_LIFECYCLE_TRIES = 24  # configurations tried for a two-round case, where no lifecycle case of the run takes
+MAX_SMOKE_TRIES = 40  # configurations tried for the protocol rules beyond their own few
 
 
 @dataclass
@@ -130,7 +144,13 @@ def reach(ctx: Context, min_judged: int = MIN_JUDGED) -> Reach:
                 if supported >= min_judged:
                     break
         found.reached[layer] = supported
-        found.added += _lifecycle_in_region(ctx, layer, [c for c in [*ctx.cases, *found.added] if c.layer == layer])
+        rounds, why = _lifecycle_in_region(ctx, layer, [c for c in [*ctx.cases, *found.added] if c.layer == layer])
+        found.added += rounds
+        if rounds:
+            found.notes[f"{layer} lifecycle"] = (
+                f"{layer}: no lifecycle case of the run runs on a fresh instance ({why}): a two-round case on "
+                f"{rounds[0].config} added from its supported region (tagged '{SEARCHED}')"
+            )
         if added or not supported:
             distinct = list(dict.fromkeys(refusals))
             said = "; ".join(distinct[:3]) + (f"; and {len(distinct) - 3} other refusals" if len(distinct) > 3 else "")
@@ -143,15 +163,49 @@ def reach(ctx: Context, min_judged: int = MIN_JUDGED) -> Reach:
     return found
 
 
-def _lifecycle_in_region(ctx: Context, layer: str, cases: list[Case]) -> list[Case]:
-    """A two-round case on a supported configuration when every lifecycle case of the run is refused."""
-    rounds = [c for c in cases if c.lifecycle]
-    if not rounds or any(probe(ctx.impl, c)[0] for c in rounds):
-        return []
-    for case in (c for c in cases if not c.lifecycle and len(c.input_shape) >= 2):
-        if probe(ctx.impl, case)[0]:
-            return [lifecycle_of(case)]
-    return []
+def takes(impl: Any, case: Case) -> tuple[bool, str]:
+    """(whether a fresh instance runs forward and backward on ``case``'s input without raising
+    anything, what it raised): float64; for a lifecycle case, on each round's input, each on a fresh
+    instance."""
+    from .lifecycle import one_round
+
+    for one in (case, case.second()) if case.lifecycle else (case,):
+        inputs = case_inputs(one, "float64")
+        try:
+            with judged_in(impl, case.layer):
+                layer = build_case_layer(impl, case.layer, case.config, inputs["params"], "float64")
+                one_round(layer, case.layer, inputs)
+        except Exception as err:  # an error or a declared limit alike: this case cannot show a lifecycle finding
+            return False, classify(err)[1]
+    return True, ""
+
+
+def _lifecycle_in_region(ctx: Context, layer: str, cases: list[Case]) -> tuple[list[Case], str]:
+    """([a two-round case on a configuration the layer takes], what the first lifecycle case of the
+    run raised), where no lifecycle case of the run takes; ([], "") where one does or none is found.
+
+    # NOTE: "takes", not "supports": a lifecycle case whose input the layer raises on (a ValueError on
+    # 'same' padding, say) gives an error row about that input and compares nothing, so a gradient
+    # accumulated across calls would go unseen there exactly as behind a declared limit.
+    """
+    rounds, why = [c for c in cases if c.lifecycle], ""
+    for case in rounds:
+        if skip_reason(ctx.impl, layer):  # a probe timed out: the lifecycle judge's own rows say so
+            return [], ""
+        ok, raised = takes(ctx.impl, case)
+        if ok:
+            return [], ""
+        why = why or raised
+    if not rounds:
+        return [], ""
+    own = sorted((c for c in cases if not c.lifecycle and not c.network_layer and len(c.input_shape) >= 2),
+                 key=lambda c: int(np.prod(c.input_shape)))  # fmt: skip
+    for case in [*own, *candidates(layer)][:MAX_LIFECYCLE_TRIES]:
+        if skip_reason(ctx.impl, layer):
+            break
+        if takes(ctx.impl, lifecycle_of(case))[0]:
+            return [lifecycle_of(case)], why
+    return [], ""
 
 
 def lifecycle_of(case: Case) -> Case:
@@ -161,6 +215,54 @@ def lifecycle_of(case: Case) -> Case:
     bigger = (*(n + 2 for n in rest[:2]), *rest[2:]) if len(rest) == 3 else tuple(rest)
     then = ((m + 1, *bigger), "zeros" if case.values != "zeros" else "noise", case.seed + 1000)
     return Case(case.layer, case.config, case.input_shape, case.values, case.seed + 900, SEARCHED, then)
+
+
+def smoke_choices(layer: str) -> list[tuple[dict[str, Any], tuple[int, ...]]]:
+    """(config, input shape) for the protocol rules beyond their own few: ``candidates(layer)``, one
+    input per configuration, at most ``MAX_SMOKE_TRIES``."""
+    seen: dict[str, tuple[dict[str, Any], tuple[int, ...]]] = {}
+    for case in candidates(layer):
+        seen.setdefault(repr(sorted(case.config.items())), (case.config, case.input_shape))
+    return list(seen.values())[:MAX_SMOKE_TRIES]
+
+
+def network_variants(spec: list[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any]]]]:
+    """(label, spec) of networks to judge where the implementation raises on ``spec`` (a built-in
+    network's layers, ``{"type", "config"}`` each, on 28x28x1 input), in order: every convolution
+    'valid', then also without bias, then the tutorials' network (one 3x3 'valid' convolution of 8
+    filters without bias, 2x2 max pooling, ReLU, a 1352-to-10 dense layer). Each dense layer's n_in
+    is recomputed for the shapes the changes give; a variant equal to an earlier one is left out."""
+
+    def changed(conv: dict[str, Any]) -> list[dict[str, Any]]:
+        return [{**e, "config": {**e["config"], **conv}} if e["type"] == "Conv2D" else e for e in spec]
+
+    tutorial = [{"type": "Conv2D", "config": {"in_ch": 1, "out_ch": 8, "kernel_size": 3, "stride": 1,
+                                              "padding": "valid", "bias": False}},
+                {"type": "MaxPool2D", "config": {"kernel_size": 2, "stride": 2}}, {"type": "ReLU", "config": {}},
+                {"type": "Flatten", "config": {}}, {"type": "Dense", "config": {"n_in": 0, "n_out": 10, "bias": True}}]  # fmt: skip
+    variants = [("every convolution 'valid'", changed({"padding": "valid"})),
+                ("every convolution 'valid' and without bias", changed({"padding": "valid", "bias": False})),
+                ("the tutorials' network", tutorial)]  # fmt: skip
+    out: list[tuple[str, list[dict[str, Any]]]] = []
+    seen = [_sized(spec)]
+    for label, layers in variants:
+        layers = _sized(layers)
+        if layers not in seen:
+            seen.append(layers)
+            out.append((label, layers))
+    return out
+
+
+def _sized(spec: list[dict[str, Any]], shape: tuple[int, ...] = (1, 28, 28, 1)) -> list[dict[str, Any]]:
+    """``spec`` with each Dense layer's n_in the size that reaches it from an input of ``shape``."""
+    from reference.cases.grid import expected_output_shape
+
+    out = []
+    for e in spec:
+        config = {**e["config"], "n_in": int(np.prod(shape[1:]))} if e["type"] == "Dense" else e["config"]
+        out.append({**e, "config": config})
+        shape = expected_output_shape(Case(e["type"], config, shape))
+    return out
 
 
 def searchable(cases: list[Case]) -> list[Case]:

@@ -103,10 +103,17 @@ def supported_smoke(impl: Any, layer_type: str) -> tuple[Any, dict[str, Any], tu
     """(layer or None, ``runs`` row, (config, shape)): the first smoke configuration the layer runs,
     for the other rules. The ``runs`` row is the first configuration's that is not declared
     unsupported: where that one raised or broke a rule, it stays the finding, and the other rules
-    still run on a later configuration that runs (a bug on one configuration hides no other)."""
+    still run on a later configuration that runs (a bug on one configuration hides no other). After
+    the few configurations here, the search's (``reference.judges.reach.smoke_choices``)."""
+    from reference.judges.reach import smoke_choices
+
     choices = [SMOKE[layer_type], *SMOKE_ALTERNATIVES.get(layer_type, [])]
+    choices += [c for c in smoke_choices(layer_type) if c not in choices]
     declared, finding = None, None
     for i, (config, shape) in enumerate(choices):
+        if i and skip_reason(impl, layer_type):  # a configuration timed out: no more tries, the row says so
+            choices = choices[:i]
+            break
         layer, row = _runs(impl, layer_type, config, shape)
         if row["status"] == "unsupported":
             declared = declared or row
@@ -138,8 +145,9 @@ def check_layer(impl: Any, layer_type: str) -> list[dict[str, Any]]:
     rows.append(
         _guarded(layer_type, "returned arrays stay the caller's", lambda: _returns_kept(impl, layer_type, smoke))
     )
-    if layer_type in SHAPED and callable(getattr(layer, "output_shape", None)):
-        rows.append(_guarded(layer_type, "output_shape agrees with forward", lambda: _output_shape(impl, layer_type)))
+    if layer_type in SHAPED and _has(layer, "output_shape"):
+        check = "output_shape agrees with forward"
+        rows.append(_guarded(layer_type, check, lambda: _output_shape(impl, layer_type, smoke)))
     rows += _round_trip(impl, layer_type, smoke)
     if layer_type == "SoftmaxCrossEntropy":
         refused = _guarded(layer_type, "labels outside [0, K) refused", lambda: _labels_refused(impl, shape))
@@ -147,6 +155,35 @@ def check_layer(impl: Any, layer_type: str) -> list[dict[str, Any]]:
     rows.append(
         _guarded(layer_type, "inputs left unchanged", lambda: _inputs_unchanged(impl, layer_type, config, shape))
     )
+    keys_row = _guarded(
+        layer_type, "params and grads are dicts with the same keys", lambda: _same_keys(layer, layer_type)
+    )
+    rows.append(keys_row)
+    same = keys_row["status"] == "pass"
+    if layer_type in PARAMETRIC and same:
+        rows.append(_guarded(layer_type, "params are live", lambda: _live(layer, layer_type, shape, rng)))
+        rows.append(_guarded(layer_type, "grads survive a later forward",
+                             lambda: _grads_survive(layer, layer_type, shape, rng)))  # fmt: skip
+    if "bias" in config:
+        rows.append(
+            _guarded(layer_type, "params and grads, bias=False", lambda: _without_bias(impl, layer_type, smoke))
+        )
+    if layer_type in PARAMETRIC and same and _has(layer, "backward_params"):  # without params: nothing to agree on
+        rows.append(_params_only_agrees(impl, layer_type, config, shape))
+    rows += _dtypes(impl, layer_type, config, shape)
+    return rows
+
+
+def _has(layer: Any, name: str) -> bool:
+    """``layer.name`` is callable; False when asking raised (a lost worker: the rules that follow say so)."""
+    try:
+        return callable(getattr(layer, name, None))
+    except Exception:
+        return False
+
+
+def _same_keys(layer: Any, layer_type: str) -> dict[str, Any]:
+    # NOTE: reading params and grads is a call into the implementation (its worker may be lost): guarded
     params, grads = layer.params, layer.grads
     same = isinstance(params, dict) and isinstance(grads, dict) and set(params) == set(grads)
     why = "" if same else f"params {_keys(params)}, grads {_keys(grads)} after backward"
@@ -158,19 +195,7 @@ def check_layer(impl: Any, layer_type: str) -> list[dict[str, Any]]:
             not shapes,
             "; ".join(f"grads[{k!r}] has shape {g}, params[{k!r}] {p}" for k, (p, g) in shapes.items()),
         )
-    rows.append(_row(layer_type, "params and grads are dicts with the same keys", same, why))
-    if layer_type in PARAMETRIC and same:
-        rows.append(_guarded(layer_type, "params are live", lambda: _live(layer, layer_type, shape, rng)))
-        rows.append(_guarded(layer_type, "grads survive a later forward",
-                             lambda: _grads_survive(layer, layer_type, shape, rng)))  # fmt: skip
-    if "bias" in config:
-        rows.append(
-            _guarded(layer_type, "params and grads, bias=False", lambda: _without_bias(impl, layer_type, smoke))
-        )
-    if layer_type in PARAMETRIC and same and hasattr(layer, "backward_params"):  # without params: nothing to agree on
-        rows.append(_params_only_agrees(impl, layer_type, config, shape))
-    rows += _dtypes(impl, layer_type, config, shape)
-    return rows
+    return _row(layer_type, "params and grads are dicts with the same keys", same, why)
 
 
 def _inputs_unchanged(impl: Any, layer_type: str, config: dict[str, Any], shape: tuple[int, ...]) -> dict[str, Any]:
@@ -205,9 +230,35 @@ SHAPED: dict[str, tuple[dict[str, Any], tuple[int, ...]]] = {
 }  # fmt: skip
 
 
-def _output_shape(impl: Any, layer_type: str) -> dict[str, Any]:
+def _output_shape(impl: Any, layer_type: str, smoke: tuple[dict[str, Any], tuple[int, ...]]) -> dict[str, Any]:
+    """On ``SHAPED``; where the layer raises there, the row says so and the rule runs again on the
+    smoke configuration (on sides that differ, else the smoke input), which the layer runs."""
+    from reference.impl.protocol import classify
+
+    config, shape = smoke
+    # NOTE: the width grown to 2W + 1, so that an output size computed from the wrong side differs
+    tries = [SHAPED[layer_type], (config, (shape[0], shape[1], 2 * shape[2] + 1, *shape[3:])), smoke]
+    refused = []
+    for config, shape in tries:
+        try:
+            row = _output_shape_on(impl, layer_type, config, shape)
+        except Exception as err:
+            refused.append((*classify(err), config, shape))
+            continue
+        if not refused:
+            return row
+        status, message, config0, shape0 = refused[0]
+        # NOTE: an error on the first configuration stays the finding (a declared limit does not), and
+        # the rule's own result on a configuration that runs is kept beside it either way
+        row["note"] += f" (on config {config} on input {shape}; on config {config0} on input {shape0}: {message})"
+        return {**row, "status": "error"} if status == "error" and row["status"] == "pass" else row
+    status, message, config0, shape0 = refused[0]
+    return _row(layer_type, "output_shape agrees with forward", status,
+                f"config {config0} on input {shape0}: {message}; none of {len(tries)} configurations ran")  # fmt: skip
+
+
+def _output_shape_on(impl: Any, layer_type: str, config: dict[str, Any], shape: tuple[int, ...]) -> dict[str, Any]:
     check = "output_shape agrees with forward"
-    config, shape = SHAPED[layer_type]
     layer = construct(impl, layer_type, config, dtype=np.float64)
     said = tuple(int(n) for n in layer.output_shape(shape))
     got = tuple(np.shape(layer.forward(np.random.default_rng(10).standard_normal(shape))))
@@ -291,8 +342,9 @@ def _labels_refused(impl: Any, shape: tuple[int, ...]) -> dict[str, Any]:
             continue
         scored.append(str(bad))
     return _row("SoftmaxCrossEntropy", check, not scored, f"label {' and '.join(scored)} of K={shape[1]} classes was "
-                "scored, not refused (-1 is silently the last class; K reads past the row or wraps)" if scored else
-                f"labels {shape[1]} and -1 raise")  # fmt: skip
+                "scored, not refused (-1 is silently the last class; K reads past the row or wraps): check the labels "
+                "in forward and raise ValueError for any outside [0, K), e.g. `if labels.min() < 0 or labels.max() "
+                ">= K: raise ValueError(...)`" if scored else f"labels {shape[1]} and -1 raise")  # fmt: skip
 
 
 def _guarded(layer_type: str, check: str, run: Any) -> dict[str, Any]:
@@ -466,9 +518,15 @@ def check_protocol(impl: Any, layers: tuple[str, ...] | list[str] = REQUIRED) ->
         if not available(impl, layer_type):
             return [missing_row(JUDGE, layer_type)]
         if why := skip_reason(impl, layer_type):
-            return [_row(layer_type, "runs", "error", why)]
+            return [_row(layer_type, "runs", "timeout", why)]
         with judged_in(impl, layer_type):
-            return check_layer(impl, layer_type)
+            try:
+                return check_layer(impl, layer_type)
+            except Exception as err:  # NOTE: a rule the guards above missed: a row, never a crashed judge
+                from reference.impl.protocol import classify
+
+                status, message = classify(err)
+                return [_row(layer_type, "the protocol's rules", status, f"the rules stopped: {message}")]
 
     def network() -> list[dict[str, Any]]:
         if not all(available(impl, t) for t, _ in SEQUENTIAL_NET):
@@ -480,7 +538,9 @@ def check_protocol(impl: Any, layers: tuple[str, ...] | list[str] = REQUIRED) ->
     tasks = [lambda t=t: one(t) for t in layers]
     if set(REQUIRED) <= set(layers) and callable(getattr(impl, "Sequential", None)):
         tasks.append(network)
-    return pd.DataFrame([r for rows in in_parallel(impl, tasks) for r in rows])
+    # NOTE: no layer asked for (a network case rerun alone) is no rows, with the rows' columns all the same
+    found = [r for rows in in_parallel(impl, tasks) for r in rows]
+    return pd.DataFrame(found) if found else pd.DataFrame(columns=list(_row("", "", True)))
 
 
 def protocol_lines(df: pd.DataFrame) -> list[str]:

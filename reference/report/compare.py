@@ -86,8 +86,12 @@ def compare(
             "note": row["note"] or ("" if passed else f"{int((~within).sum())} of {a.size} elements out of tolerance")}  # fmt: skip
 
 
-STATUSES = ("pass", "fail", "vacuous", "error", "unsupported", "missing")
-FAILING = ("fail", "vacuous", "error")  # always a failure
+STATUSES = ("pass", "fail", "vacuous", "error", "timeout", "unsupported", "missing")
+WRONG = ("fail", "vacuous", "error")  # shown wrong: a failure of the implementation
+FAILING = (
+    *WRONG,
+    "timeout",
+)  # never a pass: the exit code is 1 (a timeout: cut by a time limit, not judged, not wrong)
 DECLARED = ("unsupported", "missing")  # a declared limit or an absent class: a failure only when strict
 
 

@@ -31,3 +31,19 @@ def progress_sink() -> Callable[[str, int, int], None]:
 def rerun_command(impl: str, case: str) -> str:
     """The one command that reruns a case alone."""
     return f"python -m reference judge --impl {shlex.quote(impl)} --case {shlex.quote(case)}"
+
+
+def rerun_training_command(impl: str) -> str:
+    """The one command that reruns the training check alone: the float64 lockstep beside the twin."""
+    return f"python -m reference curves --impl {shlex.quote(impl)} --quick"
+
+
+def smallest_lines(shrunk: Any, impl: str) -> list[str]:
+    """Per failing layer, its smallest failing input (a row of autograd_shrunk.csv, reference.judges.shrink)
+    and the command that reruns exactly it; where nothing smaller failed the same way, that said."""
+    lines = []
+    for r in shrunk.itertuples():
+        lines.append(f"  {r.layer}: smallest failing input: {r.description}")
+        if isinstance(r.case, str) and r.case:
+            lines.append(f"    rerun: {rerun_command(impl, r.case)}")
+    return lines

@@ -12,6 +12,7 @@ A diagnosis is evidence, not proof: two different bugs can produce the same numb
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,10 +47,31 @@ class Evidence:
         None  # the loss: the implementation's tensors on other logits
     )
     tol: Tolerance | None = None  # what "matches" means; default: the autograd tolerance of the dtype
+    own: dict[str, Any] | None = None  # the implementation's own tensors of this run (probs, dlogits, ...), if given
+    reference: str = "the reference"  # what ``ref`` is, in words (lifecycle: "a fresh instance")
 
     @property
     def arr(self) -> np.ndarray:
         return np.asarray(self.ours)
+
+    def own_tensors(self) -> dict[str, np.ndarray]:
+        """The implementation's own tensors of this case: those given, else (the loss) a fresh instance's
+        on the same logits through ``rerun``, with ours under its own name; computed once.
+
+        # NOTE: a premise about what the implementation computed (a probability of 0, a NaN, a 1.0) is
+        # checked on these, never on the reference's softmax of the logits: two implementations with
+        # the same logits can fail in different places.
+        """
+        if self.own is None:
+            got: dict[str, Any] = {}
+            if self.rerun is not None and self.x is not None:
+                try:
+                    got = dict(self.rerun(np.asarray(self.x)))
+                except Exception:  # the rerun raised: nothing more is known of its own numbers
+                    got = {}
+            self.own = got
+        arrays = {k: np.asarray(v) for k, v in self.own.items() if v is not None and _numeric(v)}
+        return {**arrays, self.tensor: self.arr} if _numeric(self.ours) else arrays
 
     def matches(self, prediction: Any) -> bool:
         """Ours equals ``prediction`` within the dtype's autograd tolerance (the one comparison)."""
@@ -72,6 +94,13 @@ class Evidence:
 
     def batch(self) -> int:
         return int(self.x.shape[0]) if self.x is not None and self.x.ndim else 1
+
+
+def _numeric(v: Any) -> bool:
+    try:
+        return np.asarray(v).dtype.kind in "fiub"
+    except Exception:  # an object that is no array at all
+        return False
 
 
 def _pair(v: Any) -> tuple[int, int]:
@@ -110,20 +139,67 @@ def dtype_promotion(ev: Evidence) -> str | None:
     return None
 
 
-def _softmax(x: np.ndarray) -> np.ndarray:
-    """softmax over the last axis in x's dtype, computed the stable way (max shifted)."""
-    e = np.exp(x - x.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
+def _softmax(x: np.ndarray, shift: str = "row") -> np.ndarray:
+    """softmax over the last axis in x's dtype: shifted by each row's maximum (``row``, the stable way),
+    by the whole batch's maximum (``batch``) or not at all (``none``); as such code computes it, NaN
+    and inf included."""
+    peak = {"row": lambda: x.max(axis=-1, keepdims=True), "batch": lambda: x.max(), "none": lambda: 0}[shift]()
+    with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
+        e = np.exp(x - np.asarray(peak, dtype=x.dtype))
+        return e / e.sum(axis=-1, keepdims=True)
+
+
+def _loss_case(ev: Evidence) -> bool:
+    return ev.layer == "SoftmaxCrossEntropy" and ev.x is not None and np.ndim(ev.x) == 2
 
 
 def _non_finite_loss(ev: Evidence) -> bool:
-    return ev.layer == "SoftmaxCrossEntropy" and ev.x is not None and not np.all(np.isfinite(ev.arr))
+    return _loss_case(ev) and not np.all(np.isfinite(ev.arr))
+
+
+def own_probs(ev: Evidence) -> tuple[np.ndarray, str] | None:
+    """The implementation's own probabilities of this case and where they come from: the ones it gave,
+    else recomputed from its dlogits (``m * dlogits + onehot``, the mean loss's gradient); None when it
+    gave neither in the logits' shape."""
+    if not _loss_case(ev):
+        return None
+    x, own = np.asarray(ev.x), ev.own_tensors()
+    probs = own.get("probs")
+    if probs is not None and probs.shape == x.shape:
+        return probs.astype(x.dtype, copy=False), "its own probabilities"
+    d = own.get("dlogits")
+    if d is None or d.shape != x.shape or ev.labels is None:
+        return None
+    onehot = np.zeros(x.shape, dtype=x.dtype)
+    onehot[np.arange(x.shape[0]), ev.labels] = 1
+    with np.errstate(over="ignore", invalid="ignore"):
+        return (d.astype(x.dtype) * x.dtype.type(x.shape[0]) + onehot), "its probabilities, recomputed from its dlogits"
+
+
+def _label_p_zero(p: np.ndarray, labels: np.ndarray, source: str) -> np.ndarray:
+    """Which rows' label probability is 0: exactly, in probabilities given; within a few ulps of 0 in
+    ones recomputed from dlogits (m * (0 - 1) / m + 1 need not be exactly 0)."""
+    at = p[np.arange(p.shape[0]), labels]
+    slack = 0.0 if source == "its own probabilities" else 4 * float(np.finfo(p.dtype).eps)
+    return np.isfinite(at) & (np.abs(at) <= slack)
+
+
+def _nonfinite_pattern(ev: Evidence) -> tuple[np.ndarray, str] | None:
+    """The implementation's own non-finite entries per logit (its probabilities, else its dlogits, else
+    ours when it has the logits' shape) and which tensor showed them; None when none of them does."""
+    x, own = np.asarray(ev.x), ev.own_tensors()
+    for name in ("probs", "dlogits", ev.tensor):
+        t = own.get(name)
+        if t is not None and t.shape == x.shape:
+            return ~np.isfinite(t.astype(np.float64)), name
+    return None
 
 
 def overflow_without_max_shift(ev: Evidence) -> str | None:
-    """Shown, not assumed: exp of the logits overflows in the dtype (exp of the shifted logits cannot),
-    and the implementation itself, given the same logits shifted by each row's maximum (the same
-    softmax, the same loss), returns a finite result."""
+    """Shown, not assumed: exp of the logits overflows in the dtype, the implementation's own
+    probabilities (or dlogits) are non-finite at exactly the entries a softmax without a shift makes
+    non-finite, and the implementation itself, given the same logits shifted by each row's maximum
+    (the same softmax, the same loss), returns a finite result."""
     if not _non_finite_loss(ev) or ev.rerun is None:
         return None
     x = np.asarray(ev.x)
@@ -131,31 +207,70 @@ def overflow_without_max_shift(ev: Evidence) -> str | None:
         overflows = np.isinf(np.exp(x))
     if not overflows.any():
         return None
+    seen = _nonfinite_pattern(ev)
+    predicted = ~np.isfinite(_softmax(x, "none"))
+    if seen is None or not seen[0].any() or not np.array_equal(seen[0], predicted):
+        return None  # NOTE: the logits overflow, but the implementation's own NaNs sit elsewhere: another cause
     shifted = (x - x.max(axis=-1, keepdims=True)).astype(x.dtype)
     again = np.asarray(ev.rerun(shifted).get(ev.tensor))
     if again.shape != ev.arr.shape or not np.all(np.isfinite(again)):
         return None
     return (f"non-finite {ev.tensor}: exp overflows in {x.dtype} for {int(overflows.sum())} logits (up to "
-            f"{float(np.abs(x).max()):.3g}), and the same logits shifted by each row's maximum give a finite "
-            f"{ev.tensor}: the softmax exponentiates without subtracting each row's maximum first")  # fmt: skip
+            f"{float(np.abs(x).max()):.3g}), its {seen[1]} are non-finite at exactly those entries, and the same "
+            f"logits shifted by each row's maximum give a finite {ev.tensor}: the softmax exponentiates without "
+            "subtracting each row's maximum first")  # fmt: skip
 
 
 def underflowed_probability(ev: Evidence) -> str | None:
-    """The probability of a label is exactly 0 in the dtype (its logit far below the row's maximum),
-    so -log(p) or -1/p of it is infinite: a loss taken through the probabilities, not log-softmax."""
-    if not _non_finite_loss(ev) or ev.labels is None:
+    """The implementation's own probability of a label is 0 (its logit far below the row's maximum)
+    while its probabilities are otherwise finite, and the loss is inf (or the gradient non-finite), so
+    -log(p) or -1/p of it is infinite: a loss taken through the probabilities, not log-softmax."""
+    if not _non_finite_loss(ev) or ev.labels is None or (ev.tensor == "loss" and not np.all(np.isinf(ev.arr))):
         return None
+    found = own_probs(ev)
+    if found is None or not np.all(np.isfinite(found[0])):
+        return None  # NOTE: a NaN among its own probabilities is another story (non_finite tells it)
+    p, source = found
     x = np.asarray(ev.x)
-    p = _softmax(x)
     rows = np.arange(x.shape[0])
-    zero = p[rows, ev.labels] == 0
+    zero = _label_p_zero(p, ev.labels, source)
     if not zero.any():
         return None
     i = int(np.argmax(zero))
     gap = float(x[i].max() - x[i, ev.labels[i]])
-    return (f"non-finite {ev.tensor}: the label's probability is exactly 0 in {x.dtype} in {int(zero.sum())} of "
-            f"{len(rows)} rows (row {i}: its logit {gap:.3g} below the row's maximum, exp(-{gap:.3g}) underflows), "
-            "and -log(0) or -1/0 is inf: take the loss from log-softmax, logsumexp(x) - x[label], not -log(softmax)")  # fmt: skip
+    return (f"non-finite {ev.tensor}: the label's probability is 0 in {x.dtype} in {int(zero.sum())} of "
+            f"{len(rows)} rows of {source} (row {i}: its logit {gap:.3g} below the row's maximum, exp(-{gap:.3g}) "
+            "underflows), and -log(0) or -1/0 is inf: take the loss from log-softmax, logsumexp(x) - x[label], "
+            "not -log(softmax)")  # fmt: skip
+
+
+def zero_times_log_zero(ev: Evidence) -> str | None:
+    """A NaN loss from finite probabilities: some of the implementation's own probabilities are 0 (not
+    a label's), and a loss summed over every class, -sum(onehot * log p), multiplies their log (-inf)
+    by 0. Shown: that sum over its own probabilities is NaN, and -log of the labels' alone is finite."""
+    if not _non_finite_loss(ev) or ev.tensor != "loss" or ev.labels is None or not np.all(np.isnan(ev.arr)):
+        return None
+    found = own_probs(ev)
+    if found is None or found[1] != "its own probabilities" or not np.all(np.isfinite(found[0])):
+        return None
+    p = found[0]
+    m = p.shape[0]
+    onehot = np.zeros(p.shape, dtype=p.dtype)
+    onehot[np.arange(m), ev.labels] = 1
+    with np.errstate(divide="ignore", invalid="ignore"):
+        summed = -np.sum(onehot * np.log(p)) / m
+        indexed = -np.mean(np.log(p[np.arange(m), ev.labels]))
+    zeros = (p == 0) & (onehot == 0)
+    if not zeros.any() or not np.isnan(summed) or np.isnan(indexed):
+        return None
+    i, k = (int(v) for v in np.argwhere(zeros)[0])
+    labels_zero = int(_label_p_zero(p, ev.labels, found[1]).sum())
+    indexed_said = ("its -log of the labels' probabilities alone is finite: index the label, -log p[label], or take "
+                    "log-softmax" if np.isfinite(indexed) else f"its -log of the labels' probabilities alone is inf "
+                    f"too, {labels_zero} of them being 0 as well: take the loss from log-softmax, logsumexp(x) - x[label]")  # fmt: skip
+    return (f"the loss is NaN while its own probabilities are finite: {int(zeros.sum())} of them are exactly 0 (first "
+            f"probs[{i}, {k}], not row {i}'s label {int(ev.labels[i])}), and a loss summed over every class, "
+            f"-sum(onehot * log p), makes 0 * log(0) = 0 * -inf = NaN there ({indexed_said})")  # fmt: skip
 
 
 CLIP_FLOORS = (1e-15, 1e-12, 1e-10, 1e-9, 1e-8, 1e-7)
@@ -163,8 +278,9 @@ CLIP_FLOORS = (1e-15, 1e-12, 1e-10, 1e-9, 1e-8, 1e-7)
 
 def clipped_probability(ev: Evidence) -> str | None:
     """A finite loss that equals -mean(log(clip(p[label], eps, 1))) for a common eps where the true
-    loss is larger; or, in float32, a non-finite loss beside a probability that rounds to 1.0, where
-    ``clip(p, eps, 1 - 1e-15)`` leaves 1.0 (float32 cannot hold 1 - 1e-15) and log(1 - p) is -inf."""
+    loss is larger; or, in float32, a non-finite loss beside the implementation's own probabilities
+    that are finite, hold an exact 1.0 and no label's 0, where ``clip(p, eps, 1 - 1e-15)`` leaves 1.0
+    (float32 cannot hold 1 - 1e-15) and log(1 - p) is -inf."""
     if ev.layer != "SoftmaxCrossEntropy" or ev.tensor != "loss" or ev.x is None or ev.labels is None:
         return None
     x = np.asarray(ev.x)
@@ -179,12 +295,105 @@ def clipped_probability(ev: Evidence) -> str | None:
         return None
     if x.dtype != np.float32 or np.float32(1 - 1e-15) != np.float32(1.0):
         return None
-    ones = _softmax(x) == np.float32(1.0)
-    if not ones.any() or np.any(_softmax(x)[np.arange(x.shape[0]), ev.labels] == 0):
+    found = own_probs(ev)
+    if found is None or found[1] != "its own probabilities" or not np.all(np.isfinite(found[0])):
+        return None  # NOTE: the premise is the implementation's own 1.0, never the reference's softmax
+    ones = found[0] == np.float32(1.0)
+    if not ones.any() or _label_p_zero(found[0], ev.labels, found[1]).any():
         return None
-    return (f"non-finite loss while {int(ones.sum())} probabilities round to exactly 1.0 in float32, and no label's "
-            "probability is 0: a clip's upper bound 1 - 1e-15 is 1.0 in float32, so log(1 - p) of such a p is -inf "
-            "(clip at 1 - 1e-7 in float32, or use log-softmax)")  # fmt: skip
+    return (f"non-finite loss while {int(ones.sum())} of its own probabilities are exactly 1.0 in float32, and no "
+            "label's probability is 0: a clip's upper bound 1 - 1e-15 is 1.0 in float32, so log(1 - p) of such a p "
+            "is -inf (clip at 1 - 1e-7 in float32, or use log-softmax)")  # fmt: skip
+
+
+def _first_bad(a: np.ndarray) -> tuple[int, ...]:
+    return tuple(int(i) for i in np.unravel_index(int(np.argmin(np.isfinite(a))), a.shape)) if a.ndim else ()
+
+
+def _kinds(a: np.ndarray) -> str:
+    """'NaN at 3 and inf at 1 of 20 elements', of ``a``'s non-finite elements."""
+    nan, inf = int(np.isnan(a).sum()), int(np.isinf(a).sum())
+    parts = [f"NaN at {nan}" if nan else "", f"inf at {inf}" if inf else ""]
+    return f"{' and '.join(p for p in parts if p)} of {a.size} element{'s' if a.size != 1 else ''}"
+
+
+def _row_inputs(ev: Evidence, row: int) -> str:
+    """The inputs of row ``row`` of the case, in a few numbers: a loss's logits and label, where the row's
+    maximum sits against the batch's; an image layer's input x[row]."""
+    if ev.x is None or not np.ndim(ev.x) or not 0 <= row < np.shape(ev.x)[0]:
+        return ""
+    x = np.asarray(ev.x, dtype=np.float64)
+    if _loss_case(ev):
+        label = f", label {int(ev.labels[row])}" if ev.labels is not None else ""
+        gap = float(x.max() - x[row].max())
+        below = f", its maximum {gap:.3g} below the batch's maximum {x.max():.3g}" if gap > 0 else ""
+        return f"row {row}'s logits span [{x[row].min():.3g}, {x[row].max():.3g}]{label}{below}"
+    return f"x[{row}] spans [{x[row].min():.3g}, {x[row].max():.3g}]"
+
+
+def _batch_max_shift(ev: Evidence) -> str:
+    """A clause, when the implementation's own non-finite entries are exactly those of a softmax shifted
+    by the whole batch's maximum (and a softmax shifted per row is finite): '' otherwise."""
+    if not _loss_case(ev):
+        return ""
+    seen = _nonfinite_pattern(ev)
+    x = np.asarray(ev.x)
+    predicted = ~np.isfinite(_softmax(x, "batch"))
+    if seen is None or not seen[0].any() or not np.array_equal(seen[0], predicted) or predicted.all():
+        return ""
+    rows = sorted({int(i) for i in np.argwhere(predicted)[:, 0]})
+    gap = float(x.max() - x[rows[0]].max())
+    which = f"row {rows[0]} lies" if len(rows) == 1 else f"rows {_span(rows)} lie"
+    return (f"; they are exactly the entries a softmax shifted by the whole batch's maximum makes 0/0: {which} "
+            f"wholly far below it (row {rows[0]}'s maximum is {gap:.3g} below the batch's), so every exp(x - max) of "
+            "such a row is 0 and so is its sum (shift each row by its own maximum: np.max(x, axis=1, keepdims=True))")  # fmt: skip
+
+
+def non_finite(ev: Evidence) -> str | None:
+    """Ours holds NaN or inf where the reference is finite: named as such, with where it first appears
+    (the earliest of the implementation's own tensors that holds it, and its first element) and the
+    inputs of that row; no cause claimed beyond what those numbers show."""
+    a = ev.arr.astype(np.float64)
+    ref = np.asarray(ev.ref, dtype=np.float64)
+    if np.all(np.isfinite(a)) or not np.all(np.isfinite(ref)):
+        return None
+    at = _first_bad(a)
+    ref_at = float(ref[at]) if ref.shape == a.shape else float("nan")
+    # NOTE: without the layer's input the arrays may be a subset of the tensor (the elements finite
+    # differences probed): an index into them is no index into the tensor, so none is given
+    first = f"first {ev.tensor}{list(at) if at else ''}" if ev.x is not None or a.ndim != 1 else "the first"
+    said = (f"{ev.tensor} is non-finite where {ev.reference} is finite: {_kinds(a)}, {first} = {a[at]} "
+            f"({ev.reference}: {ref_at:.4g})")  # fmt: skip
+    row = at[0] if len(at) else None
+    own = ev.own_tensors()
+    for name in ("probs", "loss", "dlogits") if ev.layer == "SoftmaxCrossEntropy" else ():
+        t = own.get(name)
+        if t is None or np.all(np.isfinite(t.astype(np.float64))):
+            continue
+        if name != ev.tensor:
+            first = _first_bad(t)
+            said += f"; it first appears in its own {name}: {name}{list(first) if first else ''} = {t[first]}"
+            row = first[0] if len(first) else row
+        break
+    if row is not None and (inputs := _row_inputs(ev, row)):
+        said += f" ({inputs})"
+    return said + _batch_max_shift(ev)
+
+
+def reference_non_finite(ev: Evidence) -> str | None:
+    """The reference itself holds NaN or inf (the lifecycle's fresh instance, say): nothing about ours can
+    be claimed against it, least of all state kept from an earlier round."""
+    ref = np.asarray(ev.ref, dtype=np.float64)
+    if np.all(np.isfinite(ref)):
+        return None
+    a = ev.arr.astype(np.float64) if np.shape(ev.ours) == ref.shape else None
+    same = a is not None and np.array_equal(np.isnan(a), np.isnan(ref)) and np.array_equal(np.isinf(a), np.isinf(ref))
+    at = _first_bad(ref)
+    ours_too = ("ours is non-finite at the same elements" if same else
+                "ours is non-finite elsewhere" if a is not None and not np.all(np.isfinite(a)) else "ours is finite")  # fmt: skip
+    return (f"{ev.reference}'s {ev.tensor} is itself non-finite ({_kinds(ref)}, first {ev.tensor}{list(at) if at else ''})"
+            f" and {ours_too}: nothing about ours can be claimed against it (nor that an earlier round left anything "
+            "behind); the non-finite values are the finding, in the rows that judge them against torch")  # fmt: skip
 
 
 def all_zeros(ev: Evidence) -> str | None:
@@ -194,35 +403,99 @@ def all_zeros(ev: Evidence) -> str | None:
     return None
 
 
-KNOWN_FACTORS: list[tuple[str, Callable[[Evidence], float], str]] = [
-    ("m", lambda ev: ev.batch(), "the 1/m of the mean loss is missing: a sum where the batch mean is meant"),
-    ("1/m", lambda ev: 1 / ev.batch(), "divided by the batch size twice (an extra 1/m: the upstream gradient already carries it)"),
-    ("-1", lambda ev: -1.0, "the sign is flipped throughout"),
-    ("2", lambda ev: 2.0, "twice the gradient (counted twice, or d(x^2) taken as 2x where x is meant)"),
-    ("1/2", lambda ev: 0.5, "half the gradient"),
-    ("kh*kw", lambda ev: float(np.prod(_window(ev)[0])), "the window's 1/(kh*kw) is missing (a sum pool, not an average)"),
-    ("1/(kh*kw)", lambda ev: 1 / float(np.prod(_window(ev)[0])), "divided by the window size twice"),
-    ("K", lambda ev: float(ev.ref.shape[-1]) if ev.ref.ndim else 1.0, "K (the number of classes) times too large"),
-    ("1/K", lambda ev: 1 / float(ev.ref.shape[-1]) if ev.ref.ndim else 1.0, "divided by K (the number of classes)"),
+def case_sizes(ev: Evidence) -> dict[str, int]:
+    """The case's sizes a wrong scale is made of, by name: ``m`` (the batch), ``K`` (the loss's number
+    of classes), ``kh*kw`` (a pool's or a convolution's window), ``C`` (an image layer's input channels)."""
+    sizes: dict[str, int] = {}
+    x = None if ev.x is None else np.asarray(ev.x)
+    if x is not None and x.ndim:
+        sizes["m"] = int(x.shape[0])
+    if ev.layer == "SoftmaxCrossEntropy" and x is not None and x.ndim == 2:
+        sizes["K"] = int(x.shape[1])
+    if ev.layer in ("MaxPool2D", "AvgPool2D", "Conv2D"):
+        sizes["kh*kw"] = int(np.prod(_window(ev)[0]))
+    if ev.layer != "SoftmaxCrossEntropy" and x is not None and x.ndim == 4:
+        sizes["C"] = int(x.shape[3])
+    return sizes
+
+
+# name -> (value from the case's sizes, or None where the case lacks one; what such a factor means)
+KNOWN_FACTORS: list[tuple[str, Callable[[dict[str, int]], float | None], str]] = [
+    ("m", lambda s: s.get("m"), "the 1/m of the mean loss is missing: a sum where the batch mean is meant"),
+    ("1/m", lambda s: 1 / s["m"] if "m" in s else None, "divided by the batch size twice (an extra 1/m: the upstream gradient already carries it)"),
+    ("-1", lambda s: -1.0, "the sign is flipped throughout"),
+    ("2", lambda s: 2.0, "twice the gradient (counted twice, or d(x^2) taken as 2x where x is meant)"),
+    ("1/2", lambda s: 0.5, "half the gradient"),
+    ("kh*kw", lambda s: s.get("kh*kw"), "the window's 1/(kh*kw) is missing (a sum pool, not an average)"),
+    ("1/(kh*kw)", lambda s: 1 / s["kh*kw"] if "kh*kw" in s else None, "divided by the window size twice"),
+    ("m / K", lambda s: s["m"] / s["K"] if "m" in s and "K" in s else None,
+     "divided by K (the number of classes) where the batch mean divides by m (the batch size)"),
+    ("K", lambda s: s.get("K"), "K (the number of classes) times too large"),
+    ("1/K", lambda s: 1 / s["K"] if "K" in s else None, "divided by K (the number of classes)"),
+    ("C", lambda s: s.get("C"), "C (the input channels) times too large: a sum over channels where one channel's value is meant"),
+    ("1/C", lambda s: 1 / s["C"] if "C" in s else None, "divided by C (the input channels): a mean over channels where a sum is meant"),
 ]  # fmt: skip
 
 
+def _named(name: str, c: float, sizes: dict[str, int]) -> str:
+    """'ours = m x ref' (a ratio of two sizes: 'ours = ref x m / K'), with c and the sizes it names."""
+    tokens = set(re.findall(r"kh\*kw|\w+", name))
+    used = [k for k in sizes if k in tokens]
+    values = ", ".join(f"{k} = {sizes[k]}" for k in used)
+    head = f"ours = ref x {name}" if " / " in name else f"ours = {name} x ref"
+    return f"{head} (c = {c:.4g}{'; ' + values if values else ''})"
+
+
+def named_factors(ev: Evidence, c: float) -> list[tuple[str, str]]:
+    """(name, meaning) of every known factor of the case's sizes equal to ``c`` (1 is no factor)."""
+    sizes = case_sizes(ev)
+    found = []
+    for name, value, meaning in KNOWN_FACTORS:
+        v = value(sizes)
+        if v is not None and v != 1.0 and abs(c - v) <= 1e-6 * max(abs(v), 1.0):
+            found.append((name, meaning))
+    return found
+
+
+def _factor_said(ev: Evidence, c: float, found: list[tuple[str, str]], where: str) -> str:
+    (name, meaning), others = found[0], [n for n, _ in found[1:]]
+    also = f" (here {' and '.join(others)} {'is' if len(others) == 1 else 'are'} the same number)" if others else ""
+    return f"{_named(name, c, case_sizes(ev))}{where}: {meaning}{also}"
+
+
 def constant_factor(ev: Evidence) -> str | None:
-    """ours = c * ref on every element, for one constant c (a known scale named, else its value)."""
+    """ours = c * ref on every element, for one constant c (a ratio of the case's sizes named, else its value)."""
     a, b = ev.arr.astype(np.float64).ravel(), ev.ref.astype(np.float64).ravel()
     if a.shape != b.shape or a.size < 2 or not b.any() or not a.any():
         return None  # NOTE: one element is always some multiple of another: a factor shows nothing there
     c = float(a @ b / (b @ b))
     if not np.isfinite(c) or not ev.matches(c * ev.ref.astype(np.float64)):
         return None
-    for name, value, meaning in KNOWN_FACTORS:
-        v = value(ev)
-        if v not in (1.0,) and abs(c - v) <= 1e-6 * max(abs(v), 1.0):
-            return f"ours = {name} x ref on every element (c = {c:.4g}): {meaning}"
+    if found := named_factors(ev, c):
+        return _factor_said(ev, c, found, " on every element")
     if abs(c - 1) < 1e-3:  # written as 1 + d, with d's own digits: 1.0000x says nothing
         return (f"ours = (1 {'+' if c > 1 else '-'} {abs(c - 1):.3g}) x ref on every element: the same small relative "
                 "error everywhere (a scale such as 1/m or a learning rate rounded, or computed in another precision)")  # fmt: skip
     return f"ours = {c:.4g} x ref on every element: a constant factor that is no known scale"
+
+
+def loss_scale(ev: Evidence) -> str | None:
+    """The loss value is the reference times a ratio of the case's sizes (m / K: divided by the number of
+    classes where the batch mean divides by the batch size). One number, so only a named ratio is said:
+    any value is some multiple of another, a few ratios of the case's own sizes are not."""
+    if ev.layer != "SoftmaxCrossEntropy" or ev.tensor != "loss" or ev.arr.size != 1 or ev.ref.size != 1:
+        return None
+    a, b = float(ev.arr.ravel()[0]), float(ev.ref.ravel()[0])
+    if not (np.isfinite(a) and np.isfinite(b)) or b == 0:
+        return None
+    sizes = case_sizes(ev)
+    for name, value, meaning in KNOWN_FACTORS:
+        v = value(sizes)
+        if v is not None and v != 1.0 and ev.matches(np.asarray(v * b)):
+            found = [(name, meaning), *((n, mm) for n, f, mm in KNOWN_FACTORS if n != name
+                                        and (fv := f(sizes)) is not None and abs(fv - v) <= 1e-12 * max(abs(v), 1))]  # fmt: skip
+            return _factor_said(ev, a / b, found, "")
+    return None
 
 
 def dropped_contributions(ev: Evidence) -> str | None:
@@ -405,7 +678,9 @@ def forward_mismatch(ev: Evidence) -> str | None:
 
 
 HYPOTHESES: list[Callable[[Evidence], str | None]] = [
-    wrong_shape, dtype_promotion, overflow_without_max_shift, underflowed_probability, clipped_probability, accumulated, stale_cache, all_zeros, loss_clamp, at_input_zeros,
+    wrong_shape, dtype_promotion, reference_non_finite, overflow_without_max_shift, underflowed_probability,
+    zero_times_log_zero, clipped_probability, non_finite, accumulated, stale_cache, all_zeros, loss_scale, loss_clamp,
+    at_input_zeros,
     pool_tie_routing, flipped_kernel, swapped_window, constant_factor, sign_flip_some, dropped_contributions,
     spatial_shift, forward_mismatch,
 ]  # fmt: skip

@@ -5,13 +5,15 @@ row's ``budget``; a non-finite ours counts as past every bound) and, of that cas
 shows the most (dx, else out, else a parameter gradient). A judge makes one per run, calls
 ``offer(evidence, row)`` for each failing row (thread-safe; outside ``collector.around(...)`` it is a
 no-op, so other callers of a judge's ``run_case`` are unaffected) and writes the PNGs with the
-run's reports (``collector.write(out)``; ``heatmaps.csv`` says which picture is which).
+run's reports (``collector.write(out)``; ``heatmaps.csv`` says which picture is which). The
+shrinker (reference.judges.shrink) hands in the picture of each layer's smallest failing input
+(``collector.add``; ``kind`` smallest, ``heatmap-<layer>-smallest.png``), caught with ``Snapshots``.
 
 ``draw`` is a pure function of arrays: the discrepancy over the tensor's spatial axes (NHWC: one
 sample, a few channels side by side; 2-D: the matrix), a diverging colormap with limits symmetric
 about 0, a colorbar, and the case's kinks marked (exact ties and near-ties of max-pool windows,
-exact zeros of a ReLU input) with the pooling windows drawn as grid lines. ``kink_cells`` finds the
-kinks. The judged implementation is never imported here: its arrays were fetched as data.
+exact zeros of a ReLU input) with the pooling windows drawn as grid lines; a smallest input's
+picture adds the input and prints each cell's number. ``kink_cells`` finds the kinks. The judged implementation is never imported here: its arrays were fetched as data.
 """
 
 from __future__ import annotations
@@ -33,7 +35,9 @@ MAX_PANELS = 4  # channels (or output channels of a kernel gradient) side by sid
 PREFERENCE = ("dx", "out", "probs", "dlogits", "loss")  # what shows a layer's bug best; parameter grads after
 POOLS = ("MaxPool2D", "AvgPool2D")
 COLUMNS = ["file", "judge", "layer", "case", "dtype", "tensor", "max_abs_err", "budget", "panels", "ties", "near_ties",
-           "zeros"]  # fmt: skip
+           "zeros", "kind"]  # fmt: skip
+KINDS = ("worst", "smallest")  # the worst failing case of a layer; its smallest failing input (reference.judges.shrink)
+NUMBERS_UP_TO = 64  # cells of a panel that get their numbers printed in them (a shrunk case's, small)
 
 
 def _pair(v: Any) -> tuple[int, int]:
@@ -166,6 +170,7 @@ class Picture:
     x: np.ndarray | None = None
     budget: float = math.inf
     diagnosis: str = ""
+    kind: str = "worst"  # one of KINDS: a shrunk case's picture shows its input and every number in the cells
 
     @property
     def diff(self) -> np.ndarray:
@@ -176,7 +181,9 @@ class Picture:
 def draw(pic: Picture, path: Path) -> dict[str, Any]:
     """Write ``path`` (a PNG) and return what it shows (panels and counts of marked kinks). Top row:
     ``ours - ref`` with the kinks marked; below, ours and the reference on one scale of their own
-    (so a shifted or mirrored pattern shows as the same picture moved)."""
+    (so a shifted or mirrored pattern shows as the same picture moved). A shrunk case's picture
+    (``kind`` smallest) starts with its input where it has the drawn tensor's shape (dx), and where a
+    panel is small (at most NUMBERS_UP_TO cells) every cell carries its number."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.colors import TwoSlopeNorm
     from matplotlib.figure import Figure
@@ -188,22 +195,31 @@ def draw(pic: Picture, path: Path) -> dict[str, Any]:
     hlines, vlines = window_lines(pic.layer, pic.config, pic.x, diff.shape)
     whole = diff[np.isfinite(diff)]
     max_err = float(np.abs(whole).max()) if whole.size else math.nan
+    smallest = pic.kind == "smallest"
     rows = [("ours - ref", diff, "RdBu_r"), ("ours", pic.ours.astype(np.float64), "PuOr_r"),
             ("ref", pic.ref.astype(np.float64), "PuOr_r")]  # fmt: skip
+    if smallest and pic.x is not None and np.shape(pic.x) == diff.shape:
+        rows.insert(0, ("input x", np.asarray(pic.x, dtype=np.float64), "PuOr_r"))
+    first = len(rows) - 3  # the row of ours - ref: the kinks are marked there
     planes = [[_plane(a, idx) for _, idx in chosen] for _, a, _ in rows]
-    limits = [_limit(planes[0]), _limit(planes[1] + planes[2]), _limit(planes[1] + planes[2])]
+    shared = _limit(planes[first + 1] + planes[first + 2])
+    limits = [_limit(p) for p in planes[: first + 1]] + [shared, shared]
 
     n = len(chosen)
     h, w = planes[0][0].shape
+    numbers = smallest and h * w <= NUMBERS_UP_TO
     wide = w / max(h, 1) > 4  # a long matrix (m, n) or a vector: stretched cells, not square ones
     panel_w = 7.0 if wide else min(3.4, max(2.2, 0.22 * w + 0.8))
     panel_h = min(1.8, 0.4 * h + 0.6) if wide else panel_w * h / max(w, 1)
-    fig = Figure(figsize=(max(8.0, min(16.0, panel_w * n + 2.0)), 3 * panel_h + 2.4), dpi=100, layout="compressed")
+    fig = Figure(figsize=(max(8.0, min(16.0, panel_w * n + 2.0)), len(rows) * panel_h + 2.4), dpi=100,
+                 layout="compressed")  # fmt: skip
     FigureCanvasAgg(fig)
-    axes = fig.subplots(3, n, squeeze=False)
+    axes = fig.subplots(len(rows), n, squeeze=False)
     counts = {k: 0 for k in marks}
     cell = 72 * min(panel_w / max(w, 1), panel_h / max(h, 1))  # points per cell
     size = max(9.0, min(100.0, (0.55 * cell) ** 2))
+    if numbers:  # a ring around the cell's number, not over it
+        size = max(size, min(2500.0, (0.85 * cell) ** 2))
     styles = {"tie": ("o", "exact tie of the window maximum"), "near_tie": ("^", "near-tie of the window maximum"),
               "zero": ("s", "input exactly 0 (ReLU kink)")}  # fmt: skip
     for r, ((name, _, cmap_name), row_planes, vmax) in enumerate(zip(rows, planes, limits, strict=True)):
@@ -212,14 +228,17 @@ def draw(pic: Picture, path: Path) -> dict[str, Any]:
         for ax, (label, idx), plane in zip(axes[r], chosen, row_planes, strict=True):
             image = ax.imshow(np.ma.masked_invalid(plane), cmap=_cmap(cmap_name), norm=norm, interpolation="nearest",
                               aspect="auto" if wide else "equal")  # fmt: skip
-            if r == 0:
+            if r == first:
                 for kind, mask in marks.items():
                     ys, xs = np.nonzero(_plane(mask, idx))
                     counts[kind] += len(ys)
                     if len(ys):
                         ax.scatter(xs, ys, marker=styles[kind][0], s=size, facecolors="none", edgecolors="black",
                                    linewidths=1.0 if size < 40 else 1.4)  # fmt: skip
+            if r == 0:
                 ax.set_title(label, fontsize=9)
+            if numbers:
+                write_numbers(ax, plane, norm, cell)
             for y in hlines:
                 ax.axhline(y - 0.5, color="0.25", linewidth=0.9, linestyle="--")
             for x in vlines:
@@ -229,7 +248,7 @@ def draw(pic: Picture, path: Path) -> dict[str, Any]:
             if not wide:
                 ax.set_xticks(range(0, w, max(1, math.ceil(w / 8))))
             spatial = pic.tensor in ("dx", "out") or wide
-            if r == 2:
+            if r == len(rows) - 1:
                 ax.set_xlabel("column" if spatial else "kw", fontsize=8)
         axes[r][0].set_ylabel(f"{name}\n{'row' if pic.tensor in ('dx', 'out') or wide else 'kh'}", fontsize=8)
         bar = fig.colorbar(image, ax=list(axes[r]), shrink=0.9, pad=0.02)
@@ -245,12 +264,33 @@ def draw(pic: Picture, path: Path) -> dict[str, Any]:
         fig.legend(handles=legend, loc="outside lower center", ncols=min(3, len(legend)), fontsize=8, frameon=False)
     title = (f"{pic.layer}: {pic.tensor} ({pic.dtype}); max |ours - ref| = {max_err:.3g}"
              + (f", {pic.budget:.3g}x its tolerance" if math.isfinite(pic.budget) else ""))  # fmt: skip
+    if smallest:
+        title = f"the smallest failing input. {title}"
     case = textwrap.fill(f"{pic.judge} case {pic.case}", 110)
     fig.suptitle(f"{title}\n{case}", fontsize=9)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
     return {"panels": "; ".join(label or "all" for label, _ in chosen), "max_abs_err": max_err,
             "ties": counts["tie"], "near_ties": counts["near_tie"], "zeros": counts["zero"]}  # fmt: skip
+
+
+def cell_text(v: float) -> str:
+    """A number short enough for a cell: an integer as such, else 3 significant digits."""
+    if not math.isfinite(v):
+        return str(v)
+    return str(int(v)) if float(v).is_integer() and abs(v) < 1e6 else f"{v:.3g}"
+
+
+def write_numbers(ax: Any, plane: np.ndarray, norm: Any, cell: float) -> None:
+    """Each cell's number in it, black on light cells and white on dark ones, sized to the cell."""
+    texts = [[cell_text(float(v)) for v in row] for row in plane]
+    longest = max((len(t) for row in texts for t in row), default=1)
+    fontsize = max(4.0, min(11.0, 1.5 * cell / max(longest, 2)))
+    for i, row in enumerate(texts):
+        for j, text in enumerate(row):
+            v = float(plane[i, j])
+            dark = math.isfinite(v) and abs(float(norm(v)) - 0.5) > 0.3
+            ax.text(j, i, text, ha="center", va="center", fontsize=fontsize, color="white" if dark else "black")
 
 
 def _limit(planes: list[np.ndarray]) -> float:
@@ -269,7 +309,9 @@ def _cmap(name: str = "RdBu_r") -> Any:
 # --- collecting the worst case per layer ----------------------------------------------------------------
 
 
-_ACTIVE: contextvars.ContextVar[Collector | None] = contextvars.ContextVar("heatmap_collector", default=None)
+_ACTIVE: contextvars.ContextVar[Collector | Snapshots | None] = contextvars.ContextVar(
+    "heatmap_collector", default=None
+)
 
 
 def offer(ev: Any, row: dict[str, Any]) -> None:
@@ -307,6 +349,48 @@ def _budget(row: dict[str, Any]) -> float:
     return math.inf if pd.isna(budget) else float(budget)
 
 
+def drawable(ev: Any, row: dict[str, Any]) -> bool:
+    """A failing row whose tensor can be subtracted from the reference's (a shape or type mismatch is
+    told by the row, not drawn)."""
+    if row.get("status") != "fail" or ev.ours is None:
+        return False
+    ours, ref = np.asarray(ev.ours), np.asarray(ev.ref)
+    return ours.shape == ref.shape and ref.size > 0 and ours.dtype.kind in "fiub"
+
+
+def picture_of(ev: Any, row: dict[str, Any], kind: str = "worst") -> Picture:
+    """A snapshot of a drawable failing row's evidence (copies of its arrays)."""
+    return Picture(str(row.get("judge", "")), str(ev.layer), str(row.get("case", "")), str(ev.tensor), str(ev.dtype),
+                   np.array(ev.ours), np.array(ev.ref), dict(ev.config or {}), None if ev.x is None else np.array(ev.x),
+                   _budget(row), str(row.get("diagnosis") or ""), kind)  # fmt: skip
+
+
+class Snapshots:
+    """Every drawable failing row offered while ``around(fn)`` runs, as pictures of ``kind`` (the
+    shrinker's: of the case it tried, it keeps the picture of the tensor it follows)."""
+
+    def __init__(self, kind: str = "smallest") -> None:
+        self.kind = kind
+        self.taken: list[Picture] = []
+
+    def around(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapped(*args: Any, **kw: Any) -> Any:
+            token = _ACTIVE.set(self)
+            try:
+                return fn(*args, **kw)
+            finally:
+                _ACTIVE.reset(token)
+
+        return wrapped
+
+    def offer(self, ev: Any, row: dict[str, Any]) -> None:
+        if drawable(ev, row):
+            self.taken.append(picture_of(ev, row, self.kind))
+
+    def picture(self, tensor: str, dtype: str) -> Picture | None:
+        return next((p for p in self.taken if p.tensor == tensor and p.dtype == dtype), None)
+
+
 class Collector:
     """Per (judge, layer): the worst failing case (see ``_score``) and its most telling drawable tensor."""
 
@@ -314,6 +398,12 @@ class Collector:
         self.judge = judge  # whose earlier pictures in an --out folder this run's replace
         self._lock = threading.Lock()
         self._best: dict[tuple[str, str], tuple[tuple[str, str], tuple[float, int, int], int, Picture]] = {}
+        self._added: dict[tuple[str, str, str], Picture] = {}  # (judge, layer, kind): pictures handed in whole
+
+    def add(self, pic: Picture) -> None:
+        """A picture made elsewhere (a shrunk case's), drawn with the others; one per judge, layer and kind."""
+        with self._lock:
+            self._added[(pic.judge, pic.layer, pic.kind)] = pic
 
     def around(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         """``fn`` with this collector receiving ``offer``s while it runs (in whatever thread calls it)."""
@@ -328,11 +418,8 @@ class Collector:
         return wrapped
 
     def offer(self, ev: Any, row: dict[str, Any]) -> None:
-        if row.get("status") != "fail":
+        if not drawable(ev, row):
             return
-        ours, ref = np.asarray(ev.ours) if ev.ours is not None else None, np.asarray(ev.ref)
-        if ours is None or ours.shape != ref.shape or ref.size == 0 or ours.dtype.kind not in "fiub":
-            return  # nothing to subtract: a shape or type mismatch is told by the row, not drawn
         key = (str(row.get("judge", "")), str(ev.layer))
         case = (str(row.get("case", "")), str(ev.dtype))
         score, rank = _score(ev, row), _rank(str(ev.tensor))
@@ -345,9 +432,7 @@ class Collector:
                 score = max(best[1], score)
             elif best is not None and score <= best[1]:
                 return
-        pic = Picture(key[0], ev.layer, case[0], str(ev.tensor), str(ev.dtype), ours.copy(), ref.copy(),
-                      dict(ev.config or {}), None if ev.x is None else np.array(ev.x), _budget(row),
-                      str(row.get("diagnosis") or ""))  # fmt: skip
+        pic = picture_of(ev, row)
         with self._lock:
             best = self._best.get(key)
             if best is None or (best[0] == case and rank < best[2]) or (best[0] != case and score > best[1]):
@@ -355,14 +440,15 @@ class Collector:
 
     def pictures(self) -> list[Picture]:
         with self._lock:
-            return [self._best[k][3] for k in sorted(self._best)]
+            pics = [self._best[k][3] for k in sorted(self._best)] + list(self._added.values())
+        return sorted(pics, key=lambda p: (p.judge, p.layer, KINDS.index(p.kind) if p.kind in KINDS else len(KINDS)))
 
     def __len__(self) -> int:
-        return len(self._best)
+        return len(self._best) + len(self._added)
 
     def write(self, out: Path) -> list[Path]:
-        """Draw every picture into ``out`` (``heatmap-<layer>.png``, other judges ``heatmap-<judge>-<layer>.png``)
-        and list them in ``heatmaps.csv``; a picture that cannot be drawn is left out, never fatal. The
+        """Draw every picture into ``out`` (``heatmap-<layer>.png``, other judges ``heatmap-<judge>-<layer>.png``;
+        a shrunk case's with ``-smallest`` before ``.png``) and list them in ``heatmaps.csv``; a picture that cannot be drawn is left out, never fatal. The
         pictures an earlier run of this judge left in ``out`` (a reused --out) are removed first."""
         from reference.report.tables import write_atomic
 
@@ -373,7 +459,7 @@ class Collector:
         kept = kept[~kept["judge"].isin(judges)]
         rows, paths = [], []
         for pic in self.pictures():
-            name = f"heatmap-{pic.layer}.png" if pic.judge == "autograd" else f"heatmap-{pic.judge}-{pic.layer}.png"
+            name = file_name(pic)
             try:
                 shown = draw(pic, out / name)
             except Exception:  # noqa: BLE001 - a figure is a courtesy; the CSVs are the verdict
@@ -381,7 +467,7 @@ class Collector:
                 continue
             paths.append(out / name)
             rows.append({"file": name, "judge": pic.judge, "layer": pic.layer, "case": pic.case, "dtype": pic.dtype,
-                         "tensor": pic.tensor, "budget": pic.budget, **shown})  # fmt: skip
+                         "tensor": pic.tensor, "budget": pic.budget, **shown, "kind": pic.kind})  # fmt: skip
         table = pd.concat([kept, pd.DataFrame(rows, columns=COLUMNS)], ignore_index=True) if len(kept) else None
         table = pd.DataFrame(rows, columns=COLUMNS) if table is None else table
         if len(table):
@@ -391,10 +477,19 @@ class Collector:
         return paths
 
 
+def file_name(pic: Picture) -> str:
+    stem = f"heatmap-{pic.layer}" if pic.judge == "autograd" else f"heatmap-{pic.judge}-{pic.layer}"
+    return f"{stem}.png" if pic.kind == "worst" else f"{stem}-{pic.kind}.png"
+
+
 def load_index(run_dir: Path) -> pd.DataFrame:
-    """heatmaps.csv of a run (the pictures that exist), or an empty table."""
+    """heatmaps.csv of a run (the pictures that exist), or an empty table; ``kind`` worst where a
+    table written before that column has none."""
     path = run_dir / "heatmaps.csv"
     if not path.is_file():
         return pd.DataFrame(columns=COLUMNS)
     df = pd.read_csv(path)
+    if "kind" not in df.columns:
+        df["kind"] = "worst"
+    df["kind"] = df["kind"].fillna("worst")
     return df[[(run_dir / f).is_file() for f in df["file"]]] if len(df) else df

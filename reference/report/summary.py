@@ -38,30 +38,38 @@ def load_tables(run_dir: Path) -> dict[str, pd.DataFrame]:
     names = {"protocol": "protocol.csv", "autograd": "autograd.csv", "finite_diff": "finite_diff.csv",
              "lifecycle": "lifecycle.csv", "gradcheck": "finite_diff_gradcheck.csv",
              "faults": "faults.csv", "curve_checks": "curve_checks.csv", "curves": "curves.csv", "stages": "stages.csv",
-             "gate": "gate.csv"}  # fmt: skip
+             "gate": "gate.csv", "shrunk": "autograd_shrunk.csv"}  # fmt: skip
     return {k: pd.read_csv(run_dir / v) for k, v in names.items() if (run_dir / v).is_file()}
 
 
 def sections(run_dir: Path, verdict: str, impl_name: str = "scratch_cnn", stamp: str = "") -> list[tuple[str, Any]]:
     """(title, DataFrame or text) in reading order."""
-    from reference.report.console import rerun_command
+    from reference.report.console import rerun_command, rerun_training_command
 
-    from .coverage import coverage, layer_verdicts
+    from .coverage import attribute, coverage, layer_verdicts
     from .heatmap import load_index
 
     t = load_tables(run_dir)
     pictures = load_index(run_dir)
     layer_judges = [t[j] for j in ("protocol", "autograd", "finite_diff", "lifecycle") if j in t]
     rows = pd.concat(layer_judges, ignore_index=True) if layer_judges else pd.DataFrame()
-    worst = worst_failures(rows)
+    # a failing network or training run is laid at the first layer whose own judgement fails
+    training = training_rows(t["curve_checks"]) if "curve_checks" in t else pd.DataFrame()
+    worst = worst_failures(attribute(pd.concat([rows, training], ignore_index=True)) if len(rows) else training)
     out: list[tuple[str, Any]] = []
     if len(worst):
-        drawn = dict(zip(pictures["layer"], pictures["file"], strict=True)) if len(pictures) else {}
-        lines = [(f"- **{r.layer}**: {r.diagnosis} ({r.judge}, {r.tensor}). Rerun: `{rerun_command(impl_name, r.case)}`"
-                  if r.judge != "protocol" else f"- **{r.layer}**: protocol rule broken: {r.case}: {r.note}")
+        worst_pictures = pictures[pictures["kind"] != "smallest"] if len(pictures) else pictures
+        drawn = dict(zip(worst_pictures["layer"], worst_pictures["file"], strict=True)) if len(pictures) else {}
+        lines = [(f"- **{r.layer}**: protocol rule broken: {r.case}: {r.note}" if r.judge == "protocol" else
+                  f"- **{r.layer}**: {r.diagnosis} ({r.case}). Rerun: `{rerun_training_command(impl_name)}`"
+                  if r.judge == "curves" else
+                  f"- **{r.layer}**: {r.diagnosis} ({r.judge}, {r.tensor}). Rerun: `{rerun_command(impl_name, r.case)}`")
                  + (f" [Picture]({drawn[r.layer]})" if r.layer in drawn else "")
                  for r in worst.itertuples()]  # fmt: skip
         out.append(("Failing layers: why, and the command that reruns the worst case alone", "\n".join(lines)))
+    if "shrunk" in t and len(t["shrunk"]):
+        out.append(("Smallest failing inputs: each failing layer's worst case, shrunk while it fails the same way",
+                    smallest_lines(t["shrunk"], pictures, impl_name)))  # fmt: skip
     out.append(("Verdict", verdict))
     if stamp:
         out.append(("This run", stamp))
@@ -69,7 +77,7 @@ def sections(run_dir: Path, verdict: str, impl_name: str = "scratch_cnn", stamp:
         out.append(("Workers lost (the implementation ended, was killed, hung or sent garbage)",
                     pd.read_csv(run_dir / "incidents.csv")))  # fmt: skip
     if len(rows):
-        out.append(("Verdict per layer (PASS, weak: passed without meeting its kinks, FAIL, UNSUPPORTED, MISSING)",
+        out.append(("Verdict per layer (PASS, weak: passed without meeting its kinks, FAIL, TIMEOUT: cut by a time limit, UNSUPPORTED, MISSING)",
                     layer_verdicts(rows)))  # fmt: skip
     if "gate" in t:
         out.append(("Gate", t["gate"]))
@@ -96,7 +104,8 @@ def sections(run_dir: Path, verdict: str, impl_name: str = "scratch_cnn", stamp:
                 more = f" (the first {ROWS_PER_LAYER} of {len(layer_bad)})" if len(layer_bad) > ROWS_PER_LAYER else ""
                 out.append((f"{judge}: {layer}: rows that did not pass{more}", shown))
                 for pic in mine[mine["layer"] == layer].itertuples():
-                    out.append((f"{judge}: {layer}: the worst failing case, drawn", Figure(pic.file, caption(pic))))
+                    what = "the smallest failing input" if pic.kind == "smallest" else "the worst failing case"
+                    out.append((f"{judge}: {layer}: {what}, drawn", Figure(pic.file, caption(pic))))
     if "gradcheck" in t:
         out.append(("gradcheck cross-check", t["gradcheck"]))
     if "faults" in t:
@@ -111,6 +120,23 @@ def sections(run_dir: Path, verdict: str, impl_name: str = "scratch_cnn", stamp:
     return out
 
 
+def smallest_lines(shrunk: pd.DataFrame, pictures: pd.DataFrame, impl_name: str) -> str:
+    """One item per shrunk layer (autograd_shrunk.csv): its smallest failing input in words, the
+    command that reruns exactly it, its picture."""
+    from reference.report.console import rerun_command
+
+    mine = pictures[(pictures["kind"] == "smallest") & (pictures["judge"] == "autograd")] if len(pictures) else pictures
+    drawn = dict(zip(mine["layer"], mine["file"], strict=True)) if len(mine) else {}
+    lines = []
+    for r in shrunk.itertuples():
+        has_case = isinstance(r.case, str) and bool(r.case)
+        rerun = f" Rerun: `{rerun_command(impl_name, r.case)}`" if has_case else ""
+        shrank = f" Shrunk from `{r.from_case}` in {int(r.calls)} calls." if has_case else ""
+        picture = f" [Picture]({drawn[r.layer]})" if r.layer in drawn else ""
+        lines.append(f"- **{r.layer}**: {r.description} ({r.dtype}).{shrank}{rerun}{picture}")
+    return "\n".join(lines)
+
+
 def caption(pic: Any) -> str:
     """What a heat map shows, in words (a row of heatmaps.csv)."""
     marked = [f"{int(n)} {what}" for n, what in ((pic.ties, "exact ties"), (pic.near_ties, "near-ties"),
@@ -118,10 +144,25 @@ def caption(pic: Any) -> str:
     windows = (
         " Dashed lines: the pooling windows." if pic.layer in ("MaxPool2D", "AvgPool2D") and pic.tensor == "dx" else ""
     )
+    if getattr(pic, "kind", "worst") == "smallest":
+        layout = ("The smallest failing input: its input x on top where x has the tensor's shape, then ours - ref "
+                  "(red where ours is above the reference, blue below), ours and the reference; small panels carry "
+                  "each cell's number.")  # fmt: skip
+    else:
+        layout = ("Top: ours - ref, red where ours is above the reference, blue below; under it ours and the "
+                  "reference, on one scale.")  # fmt: skip
     return (f"ours - ref of `{pic.tensor}` ({pic.dtype}) in case `{pic.case}` ({pic.panels}): max |ours - ref| "
-            f"{pic.max_abs_err:.3g}. Top: ours - ref, red where ours is above the reference, blue below; "
-            "under it ours and the reference, on one scale."
-            + (f" Marked: {', '.join(marked)}." if marked else "") + windows)  # fmt: skip
+            f"{pic.max_abs_err:.3g}. {layout}" + (f" Marked: {', '.join(marked)}." if marked else "") + windows)  # fmt: skip
+
+
+def training_rows(checks: pd.DataFrame) -> pd.DataFrame:
+    """curve_checks.csv as rows of the discrepancy schema: layer ``training``, one case per bound."""
+    rows = checks.rename(columns={"check": "case"}).assign(judge="curves", layer="training", tensor="-",
+                                                           family="training")  # fmt: skip
+    if "network" not in rows:
+        # NOTE: the lockstep's network (run_lockstep's default) where the CSV predates the column
+        rows["network"] = "seed"
+    return rows
 
 
 def worst_failures(rows: pd.DataFrame) -> pd.DataFrame:
@@ -258,7 +299,12 @@ def html_table(df: pd.DataFrame) -> str:
         status = str(row.get("status", "pass"))
         verdict = str(row.get("verdict", ""))
         bad = status in ("fail", "error", "vacuous") or verdict == "FAIL"
-        cls = "bad" if bad else ("skip" if status in ("skip", "unsupported", "missing") or verdict == "weak" else "")
+        cut = status == "timeout" or verdict == "TIMEOUT"
+        cls = (
+            "bad"
+            if bad
+            else ("skip" if cut or status in ("skip", "unsupported", "missing") or verdict == "weak" else "")
+        )
         cells = "".join(_cell(row[c]) for c in cols)
         body.append(f'<tr class="{cls}">{cells}</tr>')
     return f"<div class='table-wrap'><table><tr>{head}</tr>{''.join(body)}</table></div>"

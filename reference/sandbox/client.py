@@ -36,24 +36,26 @@ from typing import Any
 import numpy as np
 from numpy.lib.mixins import NDArrayOperatorsMixin
 
-from reference.sandbox import wire
+from reference.sandbox import tiers, wire
+from reference.sandbox.reaper import Sweep
 from reference.sandbox.target import Target
-
-SANDBOXES = ("auto", "process", "bwrap")
-MARKER = "SCRATCH_CNN_WORKER_RUN"  # in every worker's environment: how its stray descendants are found
+from reference.sandbox.tiers import SANDBOXES, SandboxUnavailable, bwrap_works, resolve_sandbox  # noqa: F401 (the API)
 
 
 @dataclass
 class Limits:
     """Limits on the judged code (README: "Judging code you do not trust")."""
 
-    case_seconds: float = 60.0  # wall clock per case; a layer's remaining cases are not run after its first time-out
+    case_seconds: float = 60.0  # the least a call may take (more for a layer whose calls are slow: Session.call_limit); after a time-out its layer's remaining cases are not run
     run_seconds: float = 3600.0  # the whole run; cases left when it is spent are not run
     train_seconds: float = 1800.0  # the training judge's whole run (it is one case)
     startup_seconds: float = 60.0  # a worker's start and the implementation's import
     memory_mb: int = 4096  # address space per worker (RLIMIT_AS): a larger allocation fails in the worker
     log_bytes: int = 1 << 20  # of each worker's stdout and stderr kept in the log
-    max_message_mb: int = 2048  # the largest answer a worker may send
+    max_message_mb: int = 512  # the largest answer a worker may send (read as it arrives, never allocated ahead)
+    processes: int = 64  # processes and threads of a worker's uid (RLIMIT_NPROC; where the worker is not root)
+    open_files: int = 256  # per worker process (RLIMIT_NOFILE)
+    file_mb: int = 256  # the largest file a worker may write into its own directory (RLIMIT_FSIZE)
 
     def describe(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -80,80 +82,36 @@ class WorkerLost(Exception):
         super().__init__(message)
 
 
-def bwrap_path() -> str | None:
-    return shutil.which("bwrap")
-
-
-def resolve_sandbox(choice: str) -> str:
-    """``auto`` -> bwrap where it is installed and works, else process. ``bwrap`` without it: ValueError."""
-    if choice not in SANDBOXES:
-        raise ValueError(f"--sandbox: {choice!r} is not one of {', '.join(SANDBOXES)}")
-    if choice == "process":
-        return "process"
-    works = bwrap_works()
-    if choice == "bwrap" and not works:
-        raise ValueError("--sandbox bwrap: bubblewrap is not usable here (" + (
-            "no 'bwrap' on PATH; on Debian: apt-get install bubblewrap" if not bwrap_path()
-            else "'bwrap' is installed but cannot create its namespaces") + ")")  # fmt: skip
-    return "bwrap" if works else "process"
-
-
-_BWRAP_OK: dict[str, bool] = {}
-
-
-def bwrap_works() -> bool:
-    path = bwrap_path()
-    if not path:
-        return False
-    if path not in _BWRAP_OK:
-        try:
-            probe = subprocess.run([*bwrap_argv(tempfile.gettempdir(), path), "true"], capture_output=True, timeout=20)
-            _BWRAP_OK[path] = probe.returncode == 0
-        except (OSError, subprocess.TimeoutExpired):
-            _BWRAP_OK[path] = False
-    return _BWRAP_OK[path]
-
-
-def bwrap_argv(workdir: str, path: str | None = None) -> list[str]:
-    """The whole file system read-only, the worker's own directory writable, no network, own PIDs;
-    the sandbox dies with the judge."""
-    return [path or bwrap_path() or "bwrap", "--die-with-parent", "--new-session", "--unshare-all",
-            "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/dev/shm",
-            "--bind", workdir, workdir, "--chdir", workdir, "--"]  # fmt: skip
-
-
 class Log:
-    """A worker's stdout and stderr, drained by a thread, at most ``cap`` bytes kept."""
+    """A worker's stdout and stderr, drained by a thread into memory, at most ``cap`` bytes kept.
 
-    def __init__(self, stream: Any, path: Path | None, cap: int, title: str) -> None:
-        self.cap, self.kept, self.cut = cap, 0, 0
-        self.path = path
-        self.file = open(path, "ab") if path else None  # noqa: SIM115 - closed by the drain thread
-        if self.file:
-            self.file.write(f"=== {title} ===\n".encode())
+    # NOTE: nothing on disk (a killed judge leaves no log folder behind), and what was read is kept
+    # as it arrives: a child of the worker that keeps the pipe open cannot hold the log back."""
+
+    def __init__(self, stream: Any, cap: int, title: str) -> None:
+        self.cap, self.cut = cap, 0
+        self.data = bytearray(f"=== {title} ===\n".encode())
+        self.lock = threading.Lock()
         self.thread = threading.Thread(target=self._drain, args=(stream,), daemon=True)
         self.thread.start()
 
     def _drain(self, stream: Any) -> None:
         try:
             while chunk := stream.read1(1 << 16):
-                room = max(0, self.cap - self.kept)
-                if self.file and room:
-                    self.file.write(chunk[:room])
-                self.kept += min(room, len(chunk))
-                self.cut += max(0, len(chunk) - room)
+                with self.lock:
+                    room = max(0, self.cap - len(self.data))
+                    self.data += chunk[:room]
+                    self.cut += max(0, len(chunk) - room)
         except (OSError, ValueError):
             pass
-        finally:
-            if self.file:
-                if self.cut:
-                    self.file.write(
-                        f"\n[... {self.cut} more bytes of output cut: the log keeps {self.cap} bytes]\n".encode()
-                    )
-                self.file.close()
+
+    def text(self) -> bytes:
+        with self.lock:
+            cut = f"\n[... {self.cut} more bytes of output cut: the log keeps {self.cap} bytes]\n" if self.cut else ""
+            return bytes(self.data) + cut.encode()
 
     def join(self) -> None:
-        self.thread.join(timeout=5)
+        self.thread.join(timeout=2)
 
 
 class Worker:
@@ -165,35 +123,78 @@ class Worker:
         self.seq = 0
         self.pending_release: list[int] = []
         self.classes: dict[str, Any] = {}
-        self.dir = tempfile.mkdtemp(prefix="scratch-cnn-worker-")
+        self.dir = tempfile.mkdtemp(prefix="w-", dir=session.root)
+        tiers.own_dir(self.dir, session.identity)
         to_worker_r, self.to_worker = os.pipe()
         self.from_worker, from_worker_w = os.pipe()
         for fd in (self.to_worker, self.from_worker):
             with contextlib.suppress(OSError):  # 1 MB pipes (Linux): a 6 MB activation in 6 writes, not 100
                 fcntl.fcntl(fd, 1031, 1 << 20)  # F_SETPIPE_SZ
-        argv = [sys.executable, "-I", "-m", "reference.sandbox.worker", str(to_worker_r), str(from_worker_w)]
+        argv = [sys.executable, "-I", "-B", "-m", "reference.sandbox.worker", str(to_worker_r), str(from_worker_w)]
         if session.sandbox == "bwrap":
-            argv = bwrap_argv(self.dir) + argv
-        env = worker_env(self.dir, session.run_id)
+            conf = session.confinement
+            argv = tiers.bwrap_argv(self.dir, conf.read + conf.read_exec) + argv
+        env = worker_env(self.dir)
         # NOTE: started from the session's one long-lived spawner thread, never from a judge's pool
         # thread: bubblewrap's --die-with-parent is PR_SET_PDEATHSIG, which fires when the *thread*
         # that forked it exits, so a worker started by a finished pool thread would be killed.
         self.proc = session.spawn(lambda: subprocess.Popen(
             argv, cwd=self.dir, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            pass_fds=(to_worker_r, from_worker_w), start_new_session=True))  # fmt: skip
+            pass_fds=(to_worker_r, from_worker_w), start_new_session=True,
+            **tiers.popen_identity(session.identity)))  # fmt: skip
         os.close(to_worker_r)
         os.close(from_worker_w)
         for fd in (self.to_worker, self.from_worker):
             os.set_blocking(fd, False)
-        self.log = Log(self.proc.stdout, session.log_path(scope), session.limits.log_bytes, f"worker for {scope}")
+        self.log = Log(self.proc.stdout, session.limits.log_bytes, f"worker for {scope}")
+        session.logs.append((scope, self.log))
         deadline = time.monotonic() + session.limits.startup_seconds
-        hello = {"impl": session.target.spec(), "names": list(session.names), "memory_mb": session.limits.memory_mb}
-        self.answer = self._exchange(hello, [], deadline, "import of the implementation", first=True)
+        hello = {"impl": session.target.spec(), "names": list(session.names),
+                 "confine": session.confinement.plan(self.dir)}  # fmt: skip
+        self.ready = self._started(hello, deadline)
+        self.answer = self._exchange({}, [], deadline, "import of the implementation", first=True, send=False)
+
+    def _started(self, hello: dict[str, Any], deadline: float) -> dict[str, Any]:
+        """Send the first message and wait for the worker to say it is confined and ready to import
+        the implementation. Until then only the judges' own code has run: a worker that cannot get
+        there is the judge's failure (JudgeWorkerFailed), never the implementation's."""
+        try:
+            wire.send(self.to_worker, hello, [], deadline)
+            answer, _ = wire.receive(self.from_worker, deadline, max_body=1 << 20)
+        except (wire.WireError, wire.Timeout, wire.Closed, OSError) as err:
+            self.dead = "the judges' worker did not start"
+            self.kill()
+            self.log.join()
+            raise JudgeWorkerFailed(self._why_not_started(err)) from None
+        if "confine_failed" in answer:
+            self.dead = "the judges' worker could not confine itself"
+            self.kill()
+            raise JudgeWorkerFailed(f"the worker could not enter the {self.session.sandbox} sandbox: "
+                                    f"{str(answer['confine_failed'])[:500]}")  # fmt: skip
+        if not isinstance(answer.get("ready"), dict):
+            self.dead = "the judges' worker answered out of turn"
+            self.kill()
+            raise JudgeWorkerFailed("the judges' worker did not say it was ready")
+        return answer["ready"]
+
+    def _why_not_started(self, err: BaseException) -> str:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=5)
+        tail = self.log.text().decode(errors="replace").strip().splitlines()[-6:]
+        text = " | ".join(line.strip() for line in tail[1:] if line.strip())
+        fix = ""
+        if "No module named 'reference'" in text or "No module named 'numpy'" in text:
+            fix = (
+                f" (its interpreter {sys.executable} cannot import the judges: install them into it, e.g. "
+                '`pip install -e ".[reference]"` from the checkout, or run the judge with the nox venv\'s python)'
+            )
+        what = "timed out" if isinstance(err, wire.Timeout) else f"ended with status {self.proc.returncode}"
+        return f"the judges' own worker process could not start ({what}){fix}: {text or 'no output'}"
 
     # --- the exchange -----------------------------------------------------------------------------
 
     def _exchange(self, header: dict[str, Any], buffers: list[memoryview], deadline: float, during: str,
-                  first: bool = False) -> tuple[dict[str, Any], list[memoryview]]:  # fmt: skip
+                  first: bool = False, send: bool = True) -> tuple[dict[str, Any], list[memoryview]]:  # fmt: skip
         if self.dead:
             raise WorkerLost(f"the worker for {self.scope} was lost earlier ({self.dead})", reason="exit")
         if not first:
@@ -202,7 +203,8 @@ class Worker:
             self.pending_release = []
         limit = self.session.limits.max_message_mb << 20
         try:
-            wire.send(self.to_worker, header, buffers, deadline)
+            if send:
+                wire.send(self.to_worker, header, buffers, deadline)
             answer, data = wire.receive(self.from_worker, deadline, max_body=limit)
         except wire.Timeout:
             if first:
@@ -227,11 +229,21 @@ class Worker:
             return f"the implementation closed the judge's pipe during {during}"
         if self.session.sandbox == "bwrap" and 128 < code < 128 + 65:
             code = 128 - code  # bubblewrap reports its child's death by signal N as status 128 + N
+        said = ""
+        if during == "import of the implementation":  # NOTE: only then: elsewhere a module could print into a verdict
+            self.log.join()
+            tail = self.log_tail()
+            said = f"; the end of its output (worker log): {tail!r}" if tail else ""
         if code >= 0:
-            return f"the implementation ended its process with status {code} during {during}"
+            return f"the implementation ended its process with status {code} during {during}{said}"
         name = signal.Signals(-code).name if -code in signal.valid_signals() else str(-code)
         why = " (out of memory, or killed from outside)" if -code == signal.SIGKILL else ""
-        return f"the implementation's process was killed by signal {name}{why} during {during}"
+        return f"the implementation's process was killed by signal {name}{why} during {during}{said}"
+
+    def log_tail(self, lines: int = 4, chars: int = 400) -> str:
+        """The last lines the worker printed (its traceback's end, say), on one line."""
+        text = self.log.text().decode(errors="replace").strip().splitlines()[1:]
+        return " | ".join(line.strip() for line in text[-lines:] if line.strip())[-chars:]
 
     def _lose(self, message: str, reason: str) -> WorkerLost:
         self.dead = message
@@ -240,7 +252,10 @@ class Worker:
         return WorkerLost(message, reason=reason)
 
     def request(self, header: dict[str, Any], buffers: list[memoryview], during: str, encoder: Any = None) -> Any:
-        answer, data = self._exchange(header, buffers, self.session.deadline(), during)
+        size = sum(b.nbytes for b in buffers)
+        start = time.monotonic()
+        answer, data = self._exchange(header, buffers, self.session.deadline(size), during)
+        self.session.calibrate(self.scope, time.monotonic() - start, size)
         try:
             if "raised" in answer:
                 if not isinstance(answer["raised"], dict):
@@ -354,8 +369,6 @@ class Worker:
         for fd in (self.to_worker, self.from_worker):
             with contextlib.suppress(OSError):
                 os.close(fd)
-        self.log.join()
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def _by_ref(worker: Worker) -> Any:
@@ -371,15 +384,24 @@ def _by_ref(worker: Worker) -> Any:
     return encode
 
 
-def worker_env(workdir: str, run_id: str) -> dict[str, str]:
+def worker_env(workdir: str) -> dict[str, str]:
     """A small, fresh environment: no PYTHON* variables, HOME and TMPDIR in the worker's own
-    directory, BLAS pinned to the judges' thread count, and the marker of this run."""
+    directory, BLAS pinned to the judges' thread count. No marker of the run: nothing a worker can
+    read tells it apart from the same code run by a student at home (reference.sandbox.reaper finds
+    its processes without one)."""
     from reference.threads import thread_count
 
     n = str(thread_count())
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": workdir, "TMPDIR": workdir, "LANG": "C.UTF-8",
-           "OMP_NUM_THREADS": n, "OPENBLAS_NUM_THREADS": n, "MKL_NUM_THREADS": n, "MPLBACKEND": "Agg", MARKER: run_id}  # fmt: skip
-    return env
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": workdir,
+        "TMPDIR": workdir,
+        "LANG": "C.UTF-8",
+        "OMP_NUM_THREADS": n,
+        "OPENBLAS_NUM_THREADS": n,
+        "MKL_NUM_THREADS": n,
+        "MPLBACKEND": "Agg",
+    }
 
 
 # --- proxies --------------------------------------------------------------------------------------
@@ -571,7 +593,6 @@ class Session:
     names: dict[str, bool]
     limits: Limits = field(default_factory=Limits)
     sandbox: str = "process"
-    log_dir: Path | None = None
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     parallel: int = 1
     events: list[dict[str, Any]] = field(default_factory=list)
@@ -583,9 +604,32 @@ class Session:
         self.lock = threading.Lock()
         self.local = threading.local()
         self.impl = RemoteImpl(self)
+        self.logs: list[tuple[str, Log]] = []
+        self.cost: dict[str, float] = {}  # scope -> the slowest seconds per byte sent of its finished calls
+        self.slowest: dict[str, float] = {}  # scope -> its slowest finished call, in seconds
+        self.identity = tiers.worker_identity()
+        self.confinement = tiers.confinement(self.sandbox, self.identity, self.target.folders, self.limits.memory_mb,
+                                             self.limits.processes, self.limits.open_files, self.limits.file_mb)  # fmt: skip
+        self.root = run_root(self.run_id)
+        self.sweep = Sweep()  # the judge's descendants so far are not ours to kill
         from concurrent.futures import ThreadPoolExecutor
 
         self.spawner = ThreadPoolExecutor(1, thread_name_prefix="scratch-cnn-spawner")
+
+    def describe(self) -> dict[str, Any]:
+        """The sandbox as run.json records it."""
+        conf = self.confinement
+        return {"tier": self.sandbox, "identity": self.identity.describe(), "landlock": conf.landlock,
+                "no_new_privs": True, "capabilities": "none" if conf.drop_caps or self.identity.uid is not None else "the user's",
+                "rlimits": conf.rlimits, "subreaper": True}  # fmt: skip
+
+    def worker_logs(self) -> list[tuple[str, bytes]]:
+        """(file name, captured output) of every worker this session started, in order."""
+        out: dict[str, bytes] = {}
+        for scope, log in self.logs:
+            name = "".join(c if c.isalnum() or c in "-_." else "_" for c in scope) + ".log"
+            out[name] = out.get(name, b"") + log.text()
+        return list(out.items())
 
     def spawn(self, start: Any) -> subprocess.Popen[bytes]:
         """Run ``start`` (a Popen) on the session's spawner thread, which lives until close."""
@@ -597,13 +641,7 @@ class Session:
     scope = property(lambda self: self._get("scope", "load"))
     lazy = property(lambda self: self._get("lazy", False))
     case_deadline = property(lambda self: self._get("case_deadline", None))
-    case_limit = property(lambda self: self._get("case_limit", self.limits.case_seconds))
-
-    def log_path(self, scope: str) -> Path | None:
-        if self.log_dir is None:
-            return None
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        return self.log_dir / ("".join(c if c.isalnum() or c in "-_." else "_" for c in scope) + ".log")
+    case_limit = property(lambda self: self._get("case_limit", None))
 
     def worker(self) -> Worker:
         scope = self.scope
@@ -618,11 +656,35 @@ class Session:
             if "raised" in w.answer[0]:
                 info = w.answer[0]["raised"]
                 w.dead = "the implementation did not import"
-                raise RemoteError(info if isinstance(info, dict) else {}, "import of the implementation")
+                err = RemoteError(info if isinstance(info, dict) else {}, "import of the implementation")
+                w.log.join()
+                err.log = w.log_tail(lines=3)  # the traceback's last lines, as the worker printed them
+                raise err
         return w
 
-    def deadline(self) -> float:
-        ends = [self.started + self.limits.run_seconds]
+    # NOTE: time limits judge correctness, not speed. A call into the implementation may take at
+    # least --case-timeout seconds, and SLOW_FACTOR times what its slowest call of the same layer
+    # has cost so far per byte sent, for the bytes it is sent now: slow loop code, whose every call is
+    # slow, is judged in full; a call that hangs is cut at the first limit. Only the run's budget
+    # (and the training judge's own limit) bounds the total.
+    SLOW_FACTOR = 20.0
+    MIN_BYTES = 1 << 12
+
+    def calibrate(self, scope: str, seconds: float, size: int) -> None:
+        """Record a finished call's cost (seconds per byte sent, the slowest kept per scope)."""
+        per_byte = seconds / max(size, self.MIN_BYTES)
+        with self.lock:
+            self.cost[scope] = max(self.cost.get(scope, 0.0), per_byte)
+            self.slowest[scope] = max(self.slowest.get(scope, 0.0), seconds)
+
+    def call_limit(self, size: int) -> float:
+        """Seconds the next call of the current scope may take, sending ``size`` bytes."""
+        calibrated = self.SLOW_FACTOR * self.cost.get(self.scope, 0.0) * max(size, self.MIN_BYTES)
+        return max(self.limits.case_seconds, calibrated)
+
+    def deadline(self, size: int = 0) -> float:
+        self.local.call_limit = self.call_limit(size)
+        ends = [self.started + self.limits.run_seconds, time.monotonic() + self.local.call_limit]
         if self.case_deadline is not None:
             ends.append(self.case_deadline)
         return min(ends)
@@ -632,8 +694,16 @@ class Session:
         if now >= self.started + self.limits.run_seconds - 0.01:
             return (f"the run's time budget of {self.limits.run_seconds:g} s (--time-budget) was spent during {during}",
                     "budget")  # fmt: skip
-        return (f"the implementation exceeded the time limit of {self.case_limit:g} s per case "
-                f"({'--train-timeout' if self.scope == 'training' else '--case-timeout'}) during {during}", "timeout")  # fmt: skip
+        if self.case_deadline is not None and now >= self.case_deadline - 0.01:
+            return (f"the implementation exceeded the time limit of {self.case_limit:g} s for the whole "
+                    f"{self.scope} case (--train-timeout) during {during}", "timeout")  # fmt: skip
+        limit = getattr(self.local, "call_limit", self.limits.case_seconds)
+        slowest = self.slowest.get(self.scope)
+        seen = (f"; its slowest call of {self.scope} so far took {slowest:.3g} s" if slowest
+                else f"; no call of {self.scope} had finished yet")  # fmt: skip
+        return (f"the implementation exceeded the time limit of {limit:.3g} s per call (--case-timeout "
+                f"{self.limits.case_seconds:g} s at least, {self.SLOW_FACTOR:g}x its measured cost){seen}, during {during}",
+                "timeout")  # fmt: skip
 
     def lost(self, scope: str, message: str, reason: str) -> None:
         with self.lock:
@@ -651,12 +721,13 @@ class Session:
 
     @contextlib.contextmanager
     def case(self, scope: str, *, lazy: bool = False, seconds: float | None = None) -> Iterator[None]:
-        """Everything built inside runs in the worker of ``scope``, under one case's time limit."""
+        """Everything built inside runs in the worker of ``scope``, each call under its limit
+        (``call_limit``) and, with ``seconds``, the whole case under that one too (the training run)."""
         local = self.local
         saved = (self.scope, self.lazy, self.case_deadline, self.case_limit)
         local.scope, local.lazy = scope, lazy
-        local.case_limit = seconds if seconds is not None else self.limits.case_seconds
-        local.case_deadline = time.monotonic() + local.case_limit
+        local.case_limit = seconds
+        local.case_deadline = time.monotonic() + seconds if seconds is not None else None
         try:
             yield
         finally:
@@ -667,33 +738,67 @@ class Session:
         return self.worker().put(value)
 
     def close(self) -> None:
-        """Stop every worker, then every process a worker left behind (found by this run's marker)."""
+        """Stop every worker, then every process a worker left behind (whatever it did to hide: the
+        judge is their subreaper), then remove the workers' directories."""
         for w in self.workers.values():
             w.close()
         self.workers.clear()
         self.spawner.shutdown(wait=True)
-        reap_strays(self.run_id)
+        self.sweep.kill_new()
+        for _, log in self.logs:
+            log.join()
+        remove_tree(self.root)
+        if self.identity.uid is not None:  # what the workers' uid left in the shared temporary folders
+            for shared in ("/tmp", "/var/tmp", "/dev/shm", tempfile.gettempdir()):
+                remove_owned(shared, self.identity.uid)
 
 
-def reap_strays(run_id: str) -> int:
-    """Kill processes that carry this run's marker (a fork or daemon a worker left running). Returns how many."""
-    killed = 0
-    needle = f"{MARKER}={run_id}".encode()
-    for pid_dir in Path("/proc").glob("[0-9]*"):
-        try:
-            if needle in (pid_dir / "environ").read_bytes().split(b"\0"):
-                os.kill(int(pid_dir.name), signal.SIGKILL)
-                killed += 1
-        except (OSError, ValueError):
-            continue
-    _reap_zombies()
-    return killed
+def run_root(run_id: str) -> str:
+    """This session's folder for its workers' directories (``<tmp>/scratch-cnn-runs-<uid>/<pid>-<run
+    id>``: others may pass through, not list), after removing those of judges that are no longer
+    running (killed before they could clean up)."""
+    base = Path(tempfile.gettempdir()) / f"scratch-cnn-runs-{os.geteuid()}"
+    base.mkdir(mode=0o711, exist_ok=True)
+    if base.is_symlink() or base.stat().st_uid != os.geteuid():
+        raise OSError(f"{base} is not this user's own folder: refusing to put workers' directories there")
+    base.chmod(0o711)
+    for old in base.iterdir():
+        pid = old.name.partition("-")[0]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            remove_tree(str(old))
+    root = base / f"{os.getpid()}-{run_id}"
+    root.mkdir(mode=0o711)
+    return str(root)
 
 
-def _reap_zombies() -> None:
-    with contextlib.suppress(ChildProcessError, OSError):
-        while os.waitpid(-1, os.WNOHANG)[0] > 0:
-            pass
+def remove_owned(folder: str, uid: int) -> None:
+    """Remove the entries of ``folder`` that ``uid`` owns (a worker's leftovers where it could write)."""
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(folder):
+            with contextlib.suppress(OSError):
+                if entry.stat(follow_symlinks=False).st_uid == uid:
+                    if entry.is_dir(follow_symlinks=False):
+                        remove_tree(entry.path)
+                    else:
+                        os.unlink(entry.path)
+
+
+def remove_tree(path: str) -> None:
+    """Remove ``path`` whatever modes a worker left on what it wrote (a 000 folder, say)."""
+
+    def unlock(func: Any, p: str, _: Any) -> None:
+        with contextlib.suppress(OSError):
+            os.chmod(os.path.dirname(p), 0o700)
+            os.chmod(p, 0o700)
+            func(p)
+
+    shutil.rmtree(path, onerror=unlock)
+    shutil.rmtree(path, ignore_errors=True)
+
+
+class JudgeWorkerFailed(Exception):
+    """The judges' own worker could not start or confine itself: the judge's failure (exit 2), never
+    the implementation's; the message says why and how to fix it."""
 
 
 class ImportFailed(Exception):
@@ -701,23 +806,28 @@ class ImportFailed(Exception):
 
 
 def open_session(target: Target, names: list[str] | tuple[str, ...], *, limits: Limits | None = None,
-                 sandbox: str = "auto", log_dir: Path | None = None, parallel: int | None = None) -> Session:  # fmt: skip
+                 sandbox: str = "auto", parallel: int | None = None) -> Session:  # fmt: skip
     """A session whose first worker has imported the implementation. ImportFailed when it cannot.
     ``parallel``: layers judged at once (default: one per core)."""
     parallel = parallel if parallel is not None else max(1, len(os.sched_getaffinity(0)))
-    session = Session(target, dict.fromkeys(names, False), limits or Limits(), resolve_sandbox(sandbox), log_dir,
+    session = Session(target, dict.fromkeys(names, False), limits or Limits(), resolve_sandbox(sandbox),
                       parallel=parallel)  # fmt: skip
     try:
         worker = session.worker()
     except RemoteError as err:
         session.close()
         where = f" (at {err.where})" if err.where else ""
+        log = getattr(err, "log", "")
+        tail = f"; the end of its traceback (worker log): {log!r}" if log else ""
         raise ImportFailed(
-            f"cannot import implementation {target.name!r}: {err.type_name}: {err.message}{where}"
+            f"cannot import implementation {target.name!r}: {err.type_name}: {err.message}{where}{tail}"
         ) from None
     except WorkerLost as err:
         session.close()
         raise ImportFailed(f"cannot import implementation {target.name!r}: {err}") from None
+    except BaseException:  # the judges' own worker could not start, an interrupt: nothing left behind
+        session.close()
+        raise
     found = worker.answer[0].get("ok")
     dec = wire.Decoder([])
     try:

@@ -310,16 +310,25 @@ def _wait(fd: int, deadline: float | None, write: bool = False) -> None:
         raise Timeout()
 
 
+CHUNK = 16 << 20  # NOTE: a frame's body is read into memory as it arrives, at most this much ahead of it
+
+
 def _read_exact(fd: int, n: int, deadline: float | None) -> bytearray:
-    out = bytearray(n)
-    view = memoryview(out)
+    """``n`` bytes from ``fd``. The buffer grows with what arrives (16 MB at a time), so a header
+    that announces gigabytes and sends nothing costs nothing: memory follows the bytes, not the claim."""
+    out = bytearray(min(n, CHUNK))
     got = 0
     while got < n:
+        if got == len(out):
+            out.extend(bytes(min(n - got, CHUNK, len(out))))  # grows geometrically, never past what is due
+        view = memoryview(out)
         try:
             k = os.readv(fd, [view[got:]])
         except BlockingIOError:
             _wait(fd, deadline)
             continue
+        finally:
+            view.release()
         if k == 0:
             raise Closed("the other side closed its end")
         got += k

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from reference.sandbox import wire
+from reference.sandbox import confine, wire
 
 HERE = os.path.dirname(os.path.abspath(__file__)) + os.sep
 SKIP = (HERE, os.path.dirname(np.__file__) + os.sep, os.path.dirname(os.__file__) + os.sep)
@@ -225,20 +225,16 @@ def import_impl(spec: dict[str, Any]) -> Any:
     return getattr(module, factory)() if factory else module
 
 
-def limit_resources(memory_mb: int) -> None:
-    import resource
-
-    if memory_mb > 0:
-        limit = memory_mb << 20
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-
-
 def main(argv: list[str]) -> None:
     fd_in, fd_out = int(argv[1]), int(argv[2])
     sys.argv = ["scratch-cnn-worker"]  # an argv of its own: the judge's options are none of its business
     hello, _ = wire.receive(fd_in)
-    limit_resources(int(hello.get("memory_mb", 0)))
+    try:
+        held = confine.apply(hello.get("confine", {}))
+    except BaseException as err:  # NOTE: never run the implementation unconfined: say why and stop
+        wire.send(fd_out, {"confine_failed": f"{type(err).__name__}: {err}"}, [])
+        os._exit(3)
+    wire.send(fd_out, {"ready": held}, [])
     room = Room()
     try:
         module = import_impl(hello["impl"])
@@ -247,6 +243,7 @@ def main(argv: list[str]) -> None:
         answer: dict[str, Any] = {"ok": {"t": "dict", "k": list(names), "v": list(names.values())}}
     except BaseException as err:  # the module does not import: the judge says so and stops
         answer = {"raised": raised(err), "phase": "import"}
+        traceback.print_exc()  # into the worker's log: the whole traceback, for the report
     wire.send(fd_out, answer, [])
     while True:
         try:
