@@ -70,8 +70,8 @@ FAIL_FAST_ORDER = ("protocol", "autograd", "lifecycle", "finite_diff", "curves")
 def run_judges(judges: list[Any], ctx: Any) -> dict[str, Any]:
     """Run each judge and print its lines (the protocol judge: its broken rules). {name: Result}.
     Nothing is written here: reports are written after the session is closed."""
+    from reference.core.compare import FAILING
     from reference.judges.rules import protocol_lines
-    from reference.report.compare import FAILING
 
     found = None
     if ctx.search and any(j.name != "protocol" for j in judges):
@@ -124,11 +124,11 @@ def print_rerun(rows: pd.DataFrame, impl_name: str, limit: int = 20) -> None:
 
 def cmd_single(judge_name: str) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
+        from reference.core.verdicts import exit_code
         from reference.judges.autograd import AutogradJudge
         from reference.judges.base import Context
         from reference.judges.finite_diff import FiniteDiffJudge
         from reference.judges.lifecycle import LifecycleJudge
-        from reference.report.coverage import exit_code
 
         judge = {"autograd": AutogradJudge, "finite_diff": FiniteDiffJudge, "lifecycle": LifecycleJudge}[judge_name]()
         check_out(args.out)
@@ -178,13 +178,13 @@ def cmd_curves(args: argparse.Namespace) -> int:
 def cmd_judge(args: argparse.Namespace) -> int:
     """Every judge on one implementation (run in sandboxed workers), its own report directory, written
     whole and swapped into place after every worker is gone, and its own exit code; no baseline."""
+    from reference.core.verdicts import exit_code, layer_verdicts
     from reference.judges.autograd import AutogradJudge
     from reference.judges.base import Context
     from reference.judges.curves import CurvesJudge
     from reference.judges.finite_diff import FiniteDiffJudge
     from reference.judges.lifecycle import LifecycleJudge
     from reference.judges.rules import ProtocolJudge
-    from reference.report.coverage import exit_code, layer_verdicts
     from reference.report.publish import new_staging, stamp, swap_into_place
     from reference.report.summary import write_summary
     from reference.report.tables import write_atomic
@@ -304,7 +304,7 @@ def read_secrets(fd: int) -> dict[str, Any]:
 def run_word(rows: pd.DataFrame, code: int) -> str:
     """The run's verdict in one word: PASS; FAIL (a row shown wrong); TIMEOUT (cut by time limits,
     nothing shown wrong); UNSUPPORTED (nothing judged)."""
-    from reference.report.compare import WRONG
+    from reference.core.compare import WRONG
 
     if code == 0:
         return "PASS"

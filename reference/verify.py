@@ -37,6 +37,7 @@ class Stages:
 
 def run(args: argparse.Namespace) -> int:
     from reference.cases.grid import grid, sample
+    from reference.core.verdicts import exit_code
     from reference.judges.autograd import AutogradJudge
     from reference.judges.base import Context
     from reference.judges.catalogue import CatalogueJudge
@@ -46,7 +47,6 @@ def run(args: argparse.Namespace) -> int:
     from reference.judges.rules import ProtocolJudge
     from reference.judging import judgement, mnist_loader, write_logs
     from reference.report.console import progress_sink
-    from reference.report.coverage import exit_code
     from reference.report.gate import run_gate
     from reference.report.publish import check_out, new_staging, stamp, swap_into_place
     from reference.report.summary import write_summary

@@ -389,7 +389,7 @@ def test_a_kink_convention_is_published_on_the_class_and_its_instances_and_check
 
 
 def test_a_declared_relu_grad_of_one_at_zero_is_judged_against_the_declaration_and_named(monkeypatch):
-    from reference.report.coverage import layer_verdicts
+    from reference.core.verdicts import layer_verdicts
 
     monkeypatch.setitem(style_keras.Activation.activation_functions, "relu", style_keras.ReLUGradAtZeroOne)
     relu = class_layer("ReLU", lambda c: style_keras.Activation("relu"), kinks={"relu_grad_at_zero": 1.0},

@@ -11,6 +11,7 @@ import pytest
 import scratch_cnn
 from reference.cases.grid import grid, sample
 from reference.cli import main
+from reference.core.verdicts import exit_code, layer_verdicts
 from reference.impl.adapters import Conventions, class_layer
 from reference.impl.faults import _impl
 from reference.impl.protocol import ImplError, load_impl
@@ -20,7 +21,6 @@ from reference.judges.finite_diff import FiniteDiffJudge
 from reference.judges.finite_diff import run_case as fd_case
 from reference.judges.lifecycle import LifecycleJudge
 from reference.judges.rules import ProtocolJudge, check_protocol, protocol_lines
-from reference.report.coverage import exit_code, layer_verdicts
 
 QUICK = sample(grid(), 0.25)
 JUDGES = (ProtocolJudge(), AutogradJudge(), FiniteDiffJudge(crosscheck=False), LifecycleJudge())

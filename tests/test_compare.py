@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from reference.report.compare import compare
-from reference.report.tolerances import AUTOGRAD, Tolerance
+from reference.core.compare import compare
+from reference.core.tolerances import AUTOGRAD, Tolerance
 
 TOL = Tolerance(atol=1e-6, rtol=1e-6, reason="test")
 

@@ -9,9 +9,9 @@ import pandas as pd
 import scratch_cnn
 from reference.cases.grid import grid
 from reference.cli import main
+from reference.core.verdicts import layer_verdicts
 from reference.judges.autograd import AutogradJudge
 from reference.judges.base import Context
-from reference.report.coverage import layer_verdicts
 
 RELU_CASES = [c for c in grid() if c.layer == "ReLU" and c.values in ("zeros", "mnist") and not c.lifecycle][:6]
 POOL_CASES = [c for c in grid() if c.layer == "MaxPool2D" and c.values == "ties" and not c.lifecycle][:6]
@@ -35,7 +35,7 @@ class LastMaxPool(scratch_cnn.MaxPool2D):
     """Ties routed to the last maximum of each window (argmax over the reversed window)."""
 
     def backward(self, dout):
-        from reference.report.diagnosis import route_max_pool
+        from reference.core.diagnosis import route_max_pool
 
         k, s = self.kernel_size, self.stride
         return route_max_pool(self._x, dout.astype(np.float64), k, s, "last").astype(dout.dtype)

@@ -11,7 +11,7 @@ from reference.judges.autograd import run_case as autograd_case
 from reference.judges.catalogue import leading_diagnosis
 from reference.judges.curves import lockstep_verdict, run_lockstep
 from reference.judges.finite_diff import run_case as fd_case
-from reference.report import diagnosis as dg
+from reference.core import diagnosis as dg
 from tests.test_train import fake_mnist
 
 RNG = np.random.default_rng(0)

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from reference.cases.grid import grid
+from reference.core.verdicts import layer_verdicts
 from reference.impl.adapters import Conventions
 from reference.impl.adapters import loss_function as adapters_loss_function
 from reference.impl.faults import _impl
@@ -26,7 +27,6 @@ from reference.judges.autograd import AutogradJudge
 from reference.judges.base import Context
 from reference.judges.finite_diff import FiniteDiffJudge
 from reference.judges.rules import ProtocolJudge
-from reference.report.coverage import layer_verdicts
 from tests.impls import loss_style_cs231n as L
 from tests.impls import loss_style_fused as F
 from tests.impls import loss_style_probabilities as P

@@ -81,7 +81,7 @@ def test_a_wrong_dense_that_patches_the_judges_comparison_still_fails(tmp_path, 
     patch = DOUBLED_DW + textwrap.dedent("""
         import sys
         try:
-            import reference.report.compare as c
+            import reference.core.compare as c
             orig = c.compare
             def always_pass(*a, **k):
                 row = orig(*a, **k)

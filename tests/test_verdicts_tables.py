@@ -8,8 +8,8 @@ import pandas as pd
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reference.report.compare import FAILING, ROW_COLUMNS, STATUSES, WRONG
-from reference.report.coverage import attribute, blame, exit_code, layer_verdicts, own_failures
+from reference.core.compare import FAILING, ROW_COLUMNS, STATUSES, WRONG
+from reference.core.verdicts import attribute, blame, exit_code, layer_verdicts, own_failures
 from reference.report.tables import verdict_lines
 
 LAYERS = ("Conv2D", "MaxPool2D", "ReLU", "Dense")

@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 
 from reference.cases.grid import Case
+from reference.core.compare import FAILING, ROW_COLUMNS, error_row
 from reference.impl.protocol import available
-from reference.report.compare import FAILING, ROW_COLUMNS, error_row
 from reference.report.tables import failures_first, verdict_lines, write_table
 
 Progress = Callable[[str, int, int], None]
@@ -113,7 +113,7 @@ def judge_failed_row(judge: str, case: Case, err: Exception) -> dict[str, Any]:
     it returned (a wrong shape, a wrong type) could not be used. The row names the exception and the
     judge's frame, so a judge bug reads as one too; the implementation's exceptions keep their own
     classification."""
-    from reference.report.compare import raised_row
+    from reference.core.compare import raised_row
     from reference.sandbox.client import RemoteError, WorkerLost
 
     if isinstance(err, (RemoteError, WorkerLost)):

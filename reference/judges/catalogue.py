@@ -16,13 +16,13 @@ import numpy as np
 import pandas as pd
 
 from reference.cases.grid import Case
+from reference.core.diagnosis import UNEXPLAINED
 from reference.impl.faults import CURVE_FAULTS, FAULTS
 from reference.judges.autograd import run_case as autograd_case
 from reference.judges.base import Context, Judge, Result
 from reference.judges.curves import lockstep_verdict, run_lockstep
 from reference.judges.finite_diff import ADJOINT_LAYERS, adjoint_rows
 from reference.judges.finite_diff import run_case as fd_case
-from reference.report.diagnosis import UNEXPLAINED
 from reference.report.tables import write_atomic
 
 LOCKSTEP_FAULT_STEPS = 6

@@ -79,7 +79,7 @@ def apply(ref: dict[str, np.ndarray], case: Case, x: np.ndarray, conventions: di
         dx = np.where(x64 > 0, g, 0.0) + np.where(x64 == 0, conventions["relu_grad_at_zero"] * g, 0.0)
         return {**ref, "dx": dx.astype(dtype)}
     if "maxpool_ties" in conventions:
-        from reference.report.diagnosis import route_max_pool
+        from reference.core.diagnosis import route_max_pool
 
         k = _as_pair(case.config.get("kernel_size", 2))
         s = k if case.config.get("stride") is None else _as_pair(case.config["stride"])

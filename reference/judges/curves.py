@@ -29,16 +29,12 @@ import torch.nn.functional as F
 
 import scratch_cnn
 from reference.cases import layout, twins
+from reference.core.tolerances import LOCKSTEP_BOUND, MAX_ACCURACY_GAP, MAX_TEST_LOSS_GAP, MIN_TEST_ACCURACY
 from reference.impl.protocol import ProtocolViolation, construct
 from reference.judges.base import Context, Judge, Result
-from reference.report.tolerances import LOCKSTEP_BOUND
 from scratch_cnn.data import to_float
 from scratch_cnn.train import TrainConfig, batches, epoch_lr, init_rng
 
-# Bounds of the float32 curves (the gate holds them; the reasons are in reports/README.md too).
-MIN_TEST_ACCURACY = 0.988  # lenet after the default epochs; measured ~0.99, see README
-MAX_ACCURACY_GAP = 0.003  # 0.3 points: two float32 runs from the same start drift apart only by rounding
-MAX_TEST_LOSS_GAP = 0.02  # test losses of lenet runs with different seeds differ by ~0.005 at 2-3 epochs
 BLOG_SEED_ACCURACY = 0.882  # the blog's dev accuracy of its network after one epoch
 SEED_SETTINGS = TrainConfig(arch="seed", epochs=1, batch_size=32, lr=0.01, momentum=0.0, weight_decay=0.0, lr_decay=1.0)
 
@@ -244,7 +240,7 @@ def lockstep_verdict(df: pd.DataFrame, bound: float = LOCKSTEP_BOUND) -> dict[st
         else:
             # NOTE: a parameter's gradient is made from what every layer after it sends back: the first one
             # out says where the difference is first seen, not which layer is wrong (summary.md lays it at
-            # the first layer whose own judgement fails: reference.report.coverage.blame)
+            # the first layer whose own judgement fails: reference.core.verdicts.blame)
             diagnosis = (f"the lockstep left the bound at step {int(first['step'])}; the first parameter out was "
                          f"{first['worst_param']}, of {layer}: its gradient (made by that layer from what every "
                          "layer after it and the loss send back) or its optimiser update differs")  # fmt: skip

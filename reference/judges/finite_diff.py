@@ -46,6 +46,9 @@ from reference.cases.grid import (
     plain_config,
     upstream_gradient,  # fmt: skip
 )
+from reference.core.compare import compare, error_row, raised_row
+from reference.core.diagnosis import Evidence, diagnose, route_max_pool
+from reference.core.tolerances import ADJOINT_RTOL, FD_RTOL, FD_SAFETY, Tolerance
 from reference.impl.protocol import (
     DEFAULT_IMPL,
     available,
@@ -56,10 +59,7 @@ from reference.impl.protocol import (
     read_grads,  # fmt: skip
 )
 from reference.judges.base import Context, Judge, Result, case_rows, in_parallel, judged_in, skip_reason
-from reference.report.compare import compare, error_row, raised_row
-from reference.report.diagnosis import Evidence, diagnose, route_max_pool
 from reference.report.tables import failures_first
-from reference.report.tolerances import ADJOINT_RTOL, FD_RTOL, FD_SAFETY, Tolerance
 
 JUDGE = "finite_diff"
 H0 = 1e-6
@@ -397,7 +397,7 @@ def fd_evidence(case: Case, inputs: dict[str, Any], row: dict[str, Any], grads: 
     """The evidence for a failing finite-difference row: the whole tensor against torch's where torch
     sides with the finite differences (or the forward is to blame), max pool's dx against the
     first-maximum routing, else the probed elements against their central differences."""
-    from reference.judges.autograd import alternative_run
+    from reference.judges.runs import alternative_run
 
     tensor, x = row["tensor"], inputs["x"]
     common = {"config": case.config, "values": case.values, "x": x, "g": g, "attribution": row.get("attribution", ""),
@@ -426,8 +426,8 @@ def attribute(case: Case, inputs: dict[str, Any], grads: dict[str, np.ndarray], 
     # function): the backward differentiates the right function, the forward computes a different one.
     # Only when the forwards agree too is it the finite differences that are off.
     """
-    from reference.judges.autograd import twin_run
-    from reference.report.tolerances import autograd_tolerance
+    from reference.core.tolerances import autograd_tolerance
+    from reference.judges.runs import twin_run
 
     ref = twin_run(case, inputs)
     forward_agrees = all(

@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 
 from reference.cases.grid import Case, case_inputs, upstream_gradient
+from reference.core.compare import compare, error_row, raised_row
+from reference.core.diagnosis import UNEXPLAINED, Evidence, diagnose
+from reference.core.tolerances import autograd_tolerance
 from reference.impl.protocol import build_case_layer, read_grads
-from reference.report.compare import compare, error_row, raised_row
-from reference.report.diagnosis import UNEXPLAINED, Evidence, diagnose
-from reference.report.tolerances import autograd_tolerance
 
 from .base import Context, Judge, Result, case_rows
 

@@ -274,7 +274,7 @@ def searchable(cases: list[Case]) -> list[Case]:
 def tried_rows(found: Reach, judge: str) -> list[dict[str, Any]]:
     """One ``unsupported`` row per layer of which no case fits, saying what was tried; one ``error``
     row per layer whose probe timed out or lost its worker (its cases are then not run)."""
-    from reference.report.compare import error_row
+    from reference.core.compare import error_row
 
     rows = [error_row(judge=judge, layer=layer, case="search for supported cases", tensor="*", dtype="",
                       status="unsupported", message=found.notes[layer], family="search")

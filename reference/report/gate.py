@@ -20,7 +20,7 @@ BASELINE_FORMAT = "scratch-cnn-baseline"
 BASELINE_VERSION = 2  # 2: drift figures are shares of the tolerance ("budget"), not absolute errors
 DRIFT = 10.0  # an error more than 10x its accepted figure is a regression even inside tolerance...
 # ...once it uses a real share of its tolerance. Figures are budgets (error / the element's tolerance,
-# see reference.report.compare), so the floor is in the tolerance's own terms: rounding errors come in
+# see reference.core.compare), so the floor is in the tolerance's own terms: rounding errors come in
 # powers of two and move with the BLAS thread split (a float64 dW went 1.4e-14 -> 1.1e-13 between two
 # runs of the same code), i.e. from 1e-3 to 1e-2 of its budget; a figure under a quarter of its
 # budget is noise, whatever its baseline. A real fault breaks the tolerance itself (a failing row).
@@ -182,8 +182,7 @@ def run_gate(latest: Path, baseline_dir: Path) -> tuple[pd.DataFrame | None, int
 
 def baseline_from(latest: Path) -> dict[str, Any]:
     """A new baseline from a (passing, full) run's figures."""
-    from reference.judges.curves import MAX_ACCURACY_GAP, MAX_TEST_LOSS_GAP, MIN_TEST_ACCURACY
-    from reference.report.tolerances import LOCKSTEP_BOUND
+    from reference.core.tolerances import LOCKSTEP_BOUND, MAX_ACCURACY_GAP, MAX_TEST_LOSS_GAP, MIN_TEST_ACCURACY
 
     now = figures(latest)
     return {

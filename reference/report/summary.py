@@ -44,9 +44,9 @@ def load_tables(run_dir: Path) -> dict[str, pd.DataFrame]:
 
 def sections(run_dir: Path, verdict: str, impl_name: str = "scratch_cnn", stamp: str = "") -> list[tuple[str, Any]]:
     """(title, DataFrame or text) in reading order."""
+    from reference.core.verdicts import attribute, coverage, layer_verdicts
     from reference.report.console import rerun_command, rerun_training_command
 
-    from .coverage import attribute, coverage, layer_verdicts
     from .heatmap import load_index
 
     t = load_tables(run_dir)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from reference.report.compare import FAILING, ROW_COLUMNS, WRONG
+from reference.core.compare import FAILING, ROW_COLUMNS, WRONG
 
 PASSING = {"pass"}  # kink elements are judged inside a row (subgradient rule); the row is pass or fail
 
@@ -95,7 +95,7 @@ def layer_summary(df: pd.DataFrame) -> pd.DataFrame:
 
 def case_statuses(rows: pd.DataFrame) -> pd.Series:
     """The status of each case (the worst of its rows), indexed by case."""
-    from .coverage import SEVERITY, severity
+    from reference.core.verdicts import SEVERITY, severity
 
     inverse = {v: k for k, v in reversed(list(SEVERITY.items()))}
     return rows.assign(_s=severity(rows, ["case"])).groupby("case")["_s"].min().map(inverse)
@@ -125,7 +125,7 @@ def verdict_lines(df: pd.DataFrame) -> list[str]:
             for s in ("fail", "vacuous", "error", "timeout", "unsupported", "missing")
             if s in counts
         ]
-        from .coverage import SEVERITY, severity
+        from reference.core.verdicts import SEVERITY, severity
 
         # rows declared beyond the layer (a float32 of a float64-only layer) in cases otherwise judged
         declared_rows = int(
@@ -138,7 +138,7 @@ def verdict_lines(df: pd.DataFrame) -> list[str]:
         if bad.empty:
             passed = int(counts.get("pass", 0))
             if not passed and "family" in rows and rows["family"].eq("whole network").all():  # a network, said so
-                from .coverage import unjudged_verdict, unjudged_why
+                from reference.core.verdicts import unjudged_verdict, unjudged_why
 
                 lines.append(f"{layer}: {unjudged_verdict(rows['status'])}: {unjudged_why(rows)}")
                 continue

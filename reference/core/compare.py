@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from reference.report.tolerances import TINY, Tolerance
+from reference.core.tolerances import TINY, Tolerance
 
 ROW_COLUMNS = ["judge", "layer", "case", "dtype", "tensor", "shape", "max_abs_err", "max_rel_err", "budget", "worst_index",
                "ours", "ref", "atol", "rtol", "status", "note", "diagnosis"]  # fmt: skip
