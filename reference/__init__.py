@@ -1,11 +1,15 @@
-"""The judges of scratch-cnn (and of any implementation of the layer protocol).
+"""The judges of scratch-cnn (and of any implementation of the layer protocol). ARCHITECTURE.md draws
+how one judgement flows through these rooms, and where new things go.
 
 | package | role |
 |---|---|
+| `reference.layers` | what the judges know of each layer kind: one declaration per kind (`LayerKind`), what a case is, the one layout conversion |
+| `reference.cases` | what it is judged on: the grid put together from the declarations, the torch twins |
 | `reference.impl` | what is judged: the layer protocol and its loader, the adapters for other layouts and styles, the fault catalogue |
-| `reference.cases` | what it is judged on: the case grid, the torch twins, the one layout conversion |
-| `reference.judges` | the judges: autograd, finite differences, lifecycle, protocol, curves, the fault catalogue run |
-| `reference.report` | the comparison primitive, the tolerance table, tables, coverage, summaries, the gate, publishing reports |
-| `reference.sandbox` | the trust boundary: the judged code runs only in sandboxed workers |
+| `reference.sandbox` | the trust boundary: the judged code runs only in sandboxed workers; `requests` is all a judge may ask of it |
+| `reference.core` | what decides a verdict: the comparison, the tolerances, the diagnoses, coverage and the verdicts |
+| `reference.judges` | the judges: protocol rules, autograd, finite differences, lifecycle, curves, the fault catalogue run |
+| `reference.report` | what renders it: tables, summaries, heat maps, the gate, publishing (staging, swap, stamp) |
+| `reference.pipeline` | one judgement from options to stamped reports, for `judge`, `verify` and the single-judge commands |
 | `reference.grade` | a class graded at once on Dask |
 """

@@ -25,9 +25,9 @@ import pandas as pd
 import torch
 
 import scratch_cnn
-from reference.cases import layout
 from reference.impl.protocol import DEFAULT_IMPL, load_impl
 from reference.judges.curves import make_pair, twin_step
+from reference.layers import kind, layout
 from reference.report.tables import markdown, write_atomic
 from reference.threads import pin_threads
 from scratch_cnn.train import TrainConfig
@@ -134,13 +134,6 @@ def gemm_floor(batch: int, repeats: int) -> float:
     return median_time(products, repeats)
 
 
-def conv_flops(layer_cfg: dict[str, Any], x_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> float:
-    k = layer_cfg["kernel_size"]
-    kh, kw = (k, k) if isinstance(k, int) else k
-    m, Ho, Wo, K = out_shape
-    return 2.0 * m * Ho * Wo * K * kh * kw * x_shape[3]
-
-
 def layer_rows(impl: Any, batch: int, threads: int, repeats: int, peak: float) -> list[dict[str, Any]]:
     """Each lenet layer's forward and backward, ours (NHWC) beside the twin's module (NCHW)."""
     pair = make_pair(impl, "lenet", TrainConfig(arch="lenet", batch_size=batch), "float32")
@@ -151,7 +144,8 @@ def layer_rows(impl: Any, batch: int, threads: int, repeats: int, peak: float) -
         out = layer.forward(h)
         g = np.random.default_rng(i).standard_normal(out.shape).astype(np.float32)
         # the first layer's backward is its parameters' gradients only, on both sides, as in a training step
-        params_only = i == 0 and entry["type"] in ("Conv2D", "Dense") and hasattr(layer, "backward_params")
+        declared = kind(entry["type"])
+        params_only = i == 0 and declared.parametric and hasattr(layer, "backward_params")
         f_ours = median_time(lambda layer=layer, h=h: layer.forward(h), repeats)
         backward = layer.backward_params if params_only else layer.backward
         b_ours = median_time(lambda backward=backward, g=g: backward(g), repeats)
@@ -169,8 +163,8 @@ def layer_rows(impl: Any, batch: int, threads: int, repeats: int, peak: float) -
                "ours_forward_ms": f_ours * 1e3, "torch_forward_ms": f_torch * 1e3,
                "ours_backward_ms": b_ours * 1e3, "torch_backward_ms": max(fb_torch - f_torch, 0.0) * 1e3,
                "conv_forward_gflops": np.nan, "conv_backward_gflops": np.nan, "sgemm_gflops": peak}  # fmt: skip
-        if entry["type"] == "Conv2D":
-            flops = conv_flops(entry["config"], h.shape, out.shape)
+        if declared.parametric and declared.sliding is not None:  # a convolution: its rate beside sgemm's
+            flops = float(declared.flops(entry["config"], tuple(h.shape)))
             backward_flops = flops if params_only else 2 * flops  # dW, and dx unless grads only
             row.update(conv_forward_gflops=flops / f_ours / 1e9, conv_backward_gflops=backward_flops / b_ours / 1e9)
         rows.append(row)
@@ -194,7 +188,8 @@ if side == "ours":
         train_step(model, loss, opt, x, y)
 else:
     import torch, scratch_cnn as sc
-    from reference.cases import twins, layout
+    from reference.cases import twins
+    from reference.layers import layout
     torch.set_num_threads(1)
     twin = twins.twin_network(sc.build("lenet", np.random.default_rng(0)).spec()["layers"], torch.float32)
     opt = torch.optim.SGD(twin.parameters(), lr=0.05, momentum=0.9)
@@ -243,22 +238,17 @@ def isolation_rows(impl_name: str) -> list[dict[str, Any]]:
     """The cost of the trust boundary: the layer judges (protocol, autograd, finite differences,
     lifecycle) on the quick grid, once on the module imported here and once through sandboxed
     workers (bubblewrap where it works, one layer per core), same run, same cases."""
-    import argparse
-
     from reference.cases.grid import grid, sample
-    from reference.judges.autograd import AutogradJudge
     from reference.judges.base import Context
-    from reference.judges.finite_diff import NETWORKS, FiniteDiffJudge
-    from reference.judges.lifecycle import LifecycleJudge
-    from reference.judges.rules import ProtocolJudge
-    from reference.judging import judgement
+    from reference.judges.finite_diff import NETWORKS
+    from reference.judging import SandboxOptions, judgement
+    from reference.pipeline import LAYER_JUDGES, make_judges
 
     cases = sample(grid(), 0.25)
 
     def judge_all(impl: Any) -> int:
         ctx = Context(impl, impl_name, cases, quick=True, networks=NETWORKS)
-        judges = [ProtocolJudge(), AutogradJudge(), FiniteDiffJudge(crosscheck=False), LifecycleJudge()]
-        return sum(len(j.run(ctx).rows) for j in judges)
+        return sum(len(j.run(ctx).rows) for j in make_judges(LAYER_JUDGES, crosscheck=False))
 
     rows = []
     start = time.perf_counter()
@@ -268,10 +258,9 @@ def isolation_rows(impl_name: str) -> list[dict[str, Any]]:
     from reference.sandbox.tiers import SandboxUnavailable
 
     for sandbox, parallel in (("process", 1), ("process", None), ("landlock", None), ("bwrap", None)):
-        args = argparse.Namespace(impl=impl_name, sandbox=sandbox, parallel=parallel)
         start = time.perf_counter()
         try:
-            with judgement(args) as j:
+            with judgement(impl_name, SandboxOptions(tier=sandbox, parallel=parallel)) as j:
                 n = judge_all(j.impl)
                 how = f"in workers, {j.session.parallel} layer(s) at once"
                 used = j.session.sandbox + (" (no sandbox: limits only)" if sandbox == "process" else "")

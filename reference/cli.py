@@ -1,280 +1,101 @@
 """`python -m reference {judge, autograd, finite-diff, lifecycle, curves, verify, gate}`: the judges
 from the command line. Every command but gate is a loop over judges (reference.judges.base)."""
 
+# NOTE: the docstring above is `--help`'s description. Argparse stops in this file: each command builds
+# its options as a dataclass (reference.pipeline.Options; grade: reference.grade.run.GradeOptions), and
+# every command but gate and grade runs the one pipeline (reference.pipeline.run).
+
 from __future__ import annotations
 
 import argparse
-import difflib
-import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from reference.grade.submissions import SubmissionError
 from reference.impl.protocol import DEFAULT_IMPL, ImplError
-from reference.judging import judgement, mnist_loader, write_logs
-from reference.report.console import progress_sink, rerun_command, smallest_lines
+from reference.judging import SandboxOptions, limits_from
+from reference.pipeline import DEFAULT_EPOCHS, LAYER_JUDGES, REGISTRY, SINGLE, Options, print_rerun
+from reference.pipeline import run as run_pipeline
 from reference.report.publish import OutError, check_out
 from reference.sandbox.client import SANDBOXES, ImportFailed, JudgeWorkerFailed, Limits
 from reference.sandbox.target import TargetError
 from reference.threads import pin_threads
 
-DEFAULT_EPOCHS = 3  # the float32 lenet curves: the pair trains in about 7 minutes on 2 cores (under 10)
+# --- from options to the pipeline ----------------------------------------------------------------------
 
 
-# --- choosing cases -------------------------------------------------------------------------------
+def sandbox_options(args: argparse.Namespace) -> SandboxOptions:
+    """The trust boundary's options (``_sandbox``) as values."""
+    limits = limits_from(case_timeout=args.case_timeout, time_budget=args.time_budget, train_timeout=args.train_timeout,
+                         memory_mb=args.memory_mb, log_bytes=args.log_bytes)  # fmt: skip
+    require = getattr(args, "require_sandbox", False)  # grade has none: its own --unsandboxed decides
+    return SandboxOptions(tier=args.sandbox, require=require, limits=limits, parallel=args.parallel)
 
 
-def select_cases(quick: bool, layers: str | None, case: str | None) -> tuple[list[Any], dict[str, int] | None]:
-    """(cases, networks) after --quick, --layers and --case; ImplError-free ValueError on a bad filter."""
-    from reference.cases.grid import grid, sample
-    from reference.impl.protocol import LAYERS, REQUIRED
-    from reference.judges.finite_diff import NETWORKS
+def cmd_single(command: str) -> Callable[[argparse.Namespace], int]:
+    """``autograd``, ``finite-diff`` or ``lifecycle``: one judge, its files written into ``--out`` beside
+    what it holds."""
 
-    everything = grid()
-    cases = sample(everything, 0.25) if quick else everything
-    networks: dict[str, int] | None = None
-    if layers:
-        wanted = [s.strip() for s in layers.split(",") if s.strip()]
-        unknown = [w for w in wanted if w not in REQUIRED]
-        if unknown:
-            raise ValueError(f"--layers: unknown layer(s) {', '.join(unknown)}; choose from {', '.join(REQUIRED)}")
-        cases = [c for c in cases if c.layer in wanted]
-        networks = {} if set(wanted) != set(LAYERS) | {"SoftmaxCrossEntropy"} else None
-    from reference.judges.shrink import PREFIX, parse_id
-
-    if case and case.startswith(PREFIX):  # a shrunk case: its id carries its numbers
-        return [parse_id(case)], {}
-    if case:
-        nets = {arch: n for arch, n in NETWORKS.items() if case.startswith(f"{arch} network")}
-        from reference.judges.reach import searchable
-
-        chosen = [c for c in [*everything, *searchable(everything)] if c.id == case][:1]  # a searched case reruns too
-        if not chosen and not nets:
-            close = difflib.get_close_matches(case, [c.id for c in everything], n=3, cutoff=0.5)
-            hint = f"; did you mean: {' | '.join(close)}" if close else "; the case ids are in the CSVs' 'case' column"
-            raise ValueError(f"--case: no case {case!r}{hint}")
-        cases, networks = chosen, nets
-    return cases, networks
-
-
-# --- running judges -------------------------------------------------------------------------------
-
-
-FAIL_FAST_ORDER = ("protocol", "autograd", "lifecycle", "finite_diff", "curves")
-
-
-def run_judges(judges: list[Any], ctx: Any) -> dict[str, Any]:
-    """Run each judge and print its lines (the protocol judge: its broken rules). {name: Result}.
-    Nothing is written here: reports are written after the session is closed."""
-    from reference.core.compare import FAILING
-    from reference.judges.rules import protocol_lines
-
-    found = None
-    if ctx.search and any(j.name != "protocol" for j in judges):
-        from reference.judges.reach import reach, tried_rows
-
-        found = reach(ctx)
-        ctx.cases = [*ctx.cases, *found.added]
-        for note in found.notes.values():
-            print(f"search: {note}")
-    results = {}
-    if ctx.fail_fast:  # the cheaper judges first, and none after the first that fails
-        judges = sorted(judges, key=lambda j: FAIL_FAST_ORDER.index(j.name) if j.name in FAIL_FAST_ORDER else 99)
-    for judge in judges:
-        if ctx.fail_fast and any(r.rows["status"].isin(FAILING).any() for r in results.values() if len(r.rows)):
-            print(f"{judge.title}: not run (--fail-fast: an earlier judge failed)")
-            continue
-        result = judge.run(ctx)
-        if found is not None and judge.name in ("autograd", "finite_diff") and (extra := tried_rows(found, judge.name)):
-            result.rows = pd.concat([result.rows, pd.DataFrame(extra)], ignore_index=True)
-        results[judge.name] = result
-        if judge.name == "protocol":
-            for line in protocol_lines(result.rows):
-                print(line)
-        else:
-            print(f"{judge.title}:")
-            print("\n".join("  " + line for line in judge.lines(result)) or "  (no rows)")
-    return results
-
-
-def print_incidents(j: Any) -> None:
-    for e in j.session.events:
-        print(f"  worker for {e['scope']}: {e['message']}")
-
-
-def print_rerun(rows: pd.DataFrame, impl_name: str, limit: int = 20) -> None:
-    """Under the verdicts, the one command that reruns each failing case alone (a grid, lifecycle,
-    searched or network case: ``judge --case ID``; training: the lockstep, ``curves --quick``)."""
-    from reference.report.console import rerun_training_command
-    from reference.report.tables import failed
-
-    bad = failed(rows)
-    if bad["judge"].eq("curves").any():
-        print(f"  rerun: {rerun_training_command(impl_name)}")
-    bad = bad[(bad["case"] != "*") & (bad["judge"] != "curves") & (bad["judge"] != "protocol")].drop_duplicates("case")
-    for _, r in bad.head(limit).iterrows():
-        print(f"  rerun: {rerun_command(impl_name, r['case'])}")
-    if len(bad) > limit:
-        print(f"  ... {len(bad) - limit} more failing cases in the CSVs")
-
-
-def cmd_single(judge_name: str) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
-        from reference.core.verdicts import exit_code
-        from reference.judges.autograd import AutogradJudge
-        from reference.judges.base import Context
-        from reference.judges.finite_diff import FiniteDiffJudge
-        from reference.judges.lifecycle import LifecycleJudge
-
-        judge = {"autograd": AutogradJudge, "finite_diff": FiniteDiffJudge, "lifecycle": LifecycleJudge}[judge_name]()
-        check_out(args.out)
-        cases, networks = select_cases(args.quick, args.layers, None)
-        with judgement(args) as j:
-            ctx = Context(j.impl, args.impl, cases, quick=args.quick, progress=progress_sink(), networks=networks,
-                          search=True, fail_fast=args.fail_fast)  # fmt: skip
-            result = run_judges([judge], ctx)[judge.name]
-            print_incidents(j)
-        judge.write(result, args.out, args.impl)
-        write_logs(j, args.out)
-        rows = result.rows
-        extra_bad = sum(int((t["status"] == "fail").sum()) for _, t in result.extra.values() if "status" in t)
-        print(
-            f"{int((rows['status'] == 'pass').sum())} of {len(rows)} rows pass; wrote {args.out / (judge.name + '.csv')}"
-        )
+        options = Options(command=command, impl=args.impl, out=args.out, judges=(SINGLE[command],), quick=args.quick,
+                          layers=args.layers, strict=args.strict, fail_fast=args.fail_fast, crosscheck=True,
+                          search=True, sandbox=sandbox_options(args))  # fmt: skip
+        outcome = run_pipeline(options)
+        rows = outcome.rows
+        print(f"{int((rows['status'] == 'pass').sum())} of {len(rows)} rows pass; wrote "
+              f"{args.out / (SINGLE[command] + '.csv')}")  # fmt: skip
         print_rerun(rows, args.impl)
-        return exit_code(rows, args.strict) or (1 if extra_bad else 0)
+        return outcome.code
 
     return run
 
 
 def cmd_curves(args: argparse.Namespace) -> int:
-    from reference.judges.base import Context
-    from reference.judges.curves import CurvesJudge
-
     if args.epochs < 1 or args.steps < 1:
         print("error: --epochs and --steps must be >= 1", file=sys.stderr)
         return 2
-    check_out(args.out)
-    judge = CurvesJudge()
-    with judgement(args) as j:
-        ctx = Context(j.impl, args.impl, [], quick=args.quick, progress=progress_sink(), data=mnist_loader(args.data_dir),
-                      epochs=args.epochs, steps=args.steps)  # fmt: skip
-        result = run_judges([judge], ctx)["curves"]
-        print_incidents(j)
-    judge.write(result, args.out, args.impl)
-    write_logs(j, args.out)
+    options = Options(command="curves", impl=args.impl, out=args.out, judges=("curves",), quick=args.quick,
+                      search=False, full_curves=True, epochs=args.epochs, steps=args.steps, data_dir=args.data_dir,
+                      sandbox=sandbox_options(args))  # fmt: skip
+    outcome = run_pipeline(options)
     print(
         f"wrote {args.out / 'curves.md'}, lockstep.csv, curve_checks.csv"
         + (", curves.csv" if not args.quick else "")
         + " and plots"
     )
-    return 0 if result.ok else 1
+    return outcome.code
 
 
 def cmd_judge(args: argparse.Namespace) -> int:
     """Every judge on one implementation (run in sandboxed workers), its own report directory, written
     whole and swapped into place after every worker is gone, and its own exit code; no baseline."""
-    from reference.core.verdicts import exit_code, layer_verdicts
-    from reference.judges.autograd import AutogradJudge
-    from reference.judges.base import Context
-    from reference.judges.curves import CurvesJudge
-    from reference.judges.finite_diff import FiniteDiffJudge
-    from reference.judges.lifecycle import LifecycleJudge
-    from reference.judges.rules import ProtocolJudge
-    from reference.report.publish import new_staging, stamp, swap_into_place
-    from reference.report.summary import write_summary
-    from reference.report.tables import write_atomic
-
-    check_out(args.out)
-    secrets = read_secrets(args.secrets_fd) if getattr(args, "secrets_fd", None) is not None else {}
-    key = secrets.get("stamp_key")
-    secret = secret_seed(args, secrets)
-    cases, networks = with_secret_cases(args, secret)
-    with judgement(args) as j:
-        print(f"judging {args.impl} in sandboxed workers ({j.session.sandbox}; run {j.session.run_id})")
-        ctx = Context(j.impl, args.impl, cases, quick=args.quick, progress=progress_sink(), networks=networks,
-                      data=mnist_loader(args.data_dir), full_curves=args.full_curves, epochs=args.epochs,
-                      search=not args.case, fail_fast=args.fail_fast)  # fmt: skip
-        # the gradcheck cross-check proves the finite-difference judge itself (verify and finite-diff run it)
-        judges: list[Any] = [ProtocolJudge(), AutogradJudge(), FiniteDiffJudge(crosscheck=False), LifecycleJudge()]
-        if args.judges:
-            judges = [judge for judge in judges if judge.name in args.judges]
-        has_sgd = callable(getattr(j.impl, "SGD", None))
-        curves = getattr(args, "curves", True) and not args.layers and not args.case and has_sgd
-        if curves:
-            judges.append(CurvesJudge())
-        results = run_judges(judges, ctx)
-        print_incidents(j)
-    rows = pd.concat([r.rows for r in results.values()], ignore_index=True)
-    verdicts = layer_verdicts(rows[rows["judge"] != "curves"])
-    info = j.run_info()
-    verdicts = verdicts.assign(run_id=info["run_id"], impl_sha256=info["impl_sha256"])
-    code = exit_code(rows, args.strict)
-    print("Verdict per layer:")
-    for v in verdicts.itertuples():
-        print(f"  {v.layer}: {v.verdict} ({v.why})")
-    if not curves:
-        print("  training: not judged (" + ("the module has no SGD" if not has_sgd else
-              "--no-curves, or a --layers/--case filter") + ")")  # fmt: skip
-    elif "curves" in results:
-        for _, r in results["curves"].rows.iterrows():
-            print(f"  training: {r['status'].upper()} {r['case']} {r['note']}")
-    if "autograd" in results and "shrunk" in results["autograd"].extra:  # each failing layer's worst case, shrunk
-        print("\n".join(smallest_lines(results["autograd"].extra["shrunk"][1], args.impl)))
-    print_rerun(rows, args.impl)
-    verdict = run_word(rows, code)
-    strict = " (strict: unsupported and missing fail)" if args.strict else ""
-    staging = new_staging(args.out)
-    try:
-        for judge in judges:
-            if judge.name in results:  # --fail-fast leaves the judges after a failing one unrun
-                judge.write(results[judge.name], staging, args.impl)
-        write_atomic(staging / "verdicts.csv", verdicts.to_csv(index=False))
-        if j.session.events:
-            write_atomic(staging / "incidents.csv", j.incidents().to_csv(index=False))
-        write_logs(j, staging)
-        write_summary(staging, f"{verdict}{strict}", f"Judged: {args.impl}", impl_name=args.impl, stamp=j.stamp_lines())
-        stamp(staging, {**info, "verdict": verdict, "exit_code": code, "command": "judge",
-                        "secret_cases": sum(c.tag == "secret" for c in cases)}, key=key)  # fmt: skip
-        swap_into_place(staging, args.out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    if args.junit:
-        write_junit(args.junit, args.impl, verdicts)
-    print(f"{verdict}{strict}: reports in {args.out}/ (summary.md first, index.html, CSV files; run {info['run_id']})")
-    return code
+    check_out(args.out)  # named before the grader's pipe is read
+    secrets = read_secrets(args.secrets_fd) if args.secrets_fd is not None else {}
+    judges = (*(args.judges or LAYER_JUDGES), *(("curves",) if getattr(args, "curves", True) else ()))
+    options = Options(command="judge", impl=args.impl, out=args.out, judges=judges, quick=args.quick,
+                      layers=args.layers, case=args.case, strict=args.strict, fail_fast=args.fail_fast,
+                      search=not args.case, full_curves=args.full_curves, epochs=args.epochs, data_dir=args.data_dir,
+                      junit=args.junit, stamp_key=secrets.get("stamp_key"), secret_seed=secret_seed(args, secrets),
+                      sandbox=sandbox_options(args))  # fmt: skip
+    outcome = run_pipeline(options)
+    print(f"{outcome.summary}: reports in {args.out}/ (summary.md first, index.html, CSV files; "
+          f"run {outcome.info['run_id']})")  # fmt: skip
+    return outcome.code
 
 
 def secret_seed(args: argparse.Namespace, secrets: dict[str, Any]) -> int | None:
     """The teacher's secret seed: from the grader's pipe, ``--secret-seed-file`` or ``--secret-seed``."""
     if secrets.get("secret_seed") is not None:
         return int(secrets["secret_seed"])
-    path = getattr(args, "secret_seed_file", None)
+    path = args.secret_seed_file
     if path:
         try:
             return int(Path(path).read_text().strip())
         except (OSError, ValueError) as err:
             raise ValueError(f"--secret-seed-file {path}: not a file holding one integer ({err})") from None
-    return getattr(args, "secret_seed", None)
-
-
-def with_secret_cases(args: argparse.Namespace, secret: int | None) -> tuple[list[Any], dict[str, int] | None]:
-    """``select_cases`` plus the cases drawn from the secret seed (those of the chosen layers; the one
-    named by ``--case`` when it is one of them)."""
-    from reference.cases.grid import secret_grid
-
-    drawn = secret_grid(secret) if secret is not None else []
-    if args.case and any(c.id == args.case for c in drawn):
-        return [c for c in drawn if c.id == args.case][:1], {}
-    cases, networks = select_cases(args.quick, args.layers, args.case)
-    if args.case:
-        return cases, networks
-    wanted = {s.strip() for s in args.layers.split(",")} if args.layers else None
-    return [*cases, *(c for c in drawn if wanted is None or c.layer in wanted)], networks
+    return args.secret_seed
 
 
 def read_secrets(fd: int) -> dict[str, Any]:
@@ -301,34 +122,18 @@ def read_secrets(fd: int) -> dict[str, Any]:
     return {"stamp_key": key, "secret_seed": seed}
 
 
-def run_word(rows: pd.DataFrame, code: int) -> str:
-    """The run's verdict in one word: PASS; FAIL (a row shown wrong); TIMEOUT (cut by time limits,
-    nothing shown wrong); UNSUPPORTED (nothing judged)."""
-    from reference.core.compare import WRONG
-
-    if code == 0:
-        return "PASS"
-    statuses = set(rows["status"]) if len(rows) else set()
-    if statuses & set(WRONG):
-        return "FAIL"
-    if "timeout" in statuses:
-        return "TIMEOUT"
-    return "UNSUPPORTED" if "pass" not in statuses else "FAIL"
-
-
 def cmd_grade(args: argparse.Namespace) -> int:
-    from reference.grade.run import run
+    from reference.grade.run import GradeOptions, run
 
-    return run(args)
-
-
-def write_junit(path: str, impl: str, verdicts: pd.DataFrame) -> None:
-    """JUnit XML, one test case per layer (as pytest writes it), for CI systems."""
-    from reference.grade.gradebook import junit_xml
-    from reference.report.tables import write_atomic
-
-    cases = [(str(v.layer), str(v.verdict), str(v.why)) for v in verdicts.itertuples()]
-    write_atomic(Path(path), junit_xml([(impl, cases)]))
+    return run(GradeOptions(
+        submissions=Path(args.submissions), out=args.out, entry=args.entry, adapter=args.adapter,
+        workers=args.workers, scheduler=args.scheduler, points=args.points, format=args.format, junit=args.junit,
+        only=args.only, layers=args.layers, full=args.full, retries=args.retries,
+        submission_timeout=args.submission_timeout, sandbox=sandbox_options(args), unsandboxed=args.unsandboxed,
+        secret_seed=args.secret_seed, secret_seed_file=args.secret_seed_file, tls_ca_file=args.tls_ca_file,
+        tls_cert=args.tls_cert, tls_key=args.tls_key, insecure_scheduler=args.insecure_scheduler,
+        timeout_scores=args.timeout_scores, timeout_grace=args.timeout_grace,
+    ))  # fmt: skip
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -337,7 +142,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if args.epochs < 1:
         print("error: --epochs must be >= 1", file=sys.stderr)
         return 2
-    return run(args)
+    options = Options(command="verify", impl=args.impl, out=args.reports / "latest", judges=tuple(REGISTRY),
+                      quick=args.quick, strict=True, search=False, crosscheck=True, full_curves=True,
+                      epochs=args.epochs, data_dir=args.data_dir, sandbox=sandbox_options(args),
+                      baseline=args.reports / "baseline")  # fmt: skip
+    return run(options, new_baseline=args.update_baseline)
 
 
 def cmd_gate(args: argparse.Namespace) -> int:
@@ -360,7 +169,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "verify": cmd_verify,
     "gate": cmd_gate,
     "autograd": cmd_single("autograd"),
-    "finite-diff": cmd_single("finite_diff"),
+    "finite-diff": cmd_single("finite-diff"),
     "lifecycle": cmd_single("lifecycle"),
     "curves": cmd_curves,
 }
@@ -422,10 +231,10 @@ def _filters(p: argparse.ArgumentParser) -> None:
 
 def judge_names(text: str) -> list[str]:
     names = [n.strip().replace("-", "_") for n in text.split(",") if n.strip()]
-    unknown = [n for n in names if n not in ("protocol", "autograd", "finite_diff", "lifecycle")]
+    unknown = [n for n in names if n not in LAYER_JUDGES]
     if unknown or not names:
         raise argparse.ArgumentTypeError(f"unknown judge(s) {', '.join(unknown) or '(none given)'}; choose from "
-                                         "protocol, autograd, finite_diff, lifecycle")  # fmt: skip
+                                         f"{', '.join(LAYER_JUDGES)}")  # fmt: skip
     return names
 
 
@@ -435,53 +244,10 @@ def parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="command", required=True)
     p = sub.add_parser("judge", formatter_class=fmt,
                        help="is my implementation right? every judge, its own reports and exit code (no baseline)")  # fmt: skip
-    _common(p, "reports/judge")
-    _filters(p)
-    p.add_argument("--case", help="rerun one case alone, by its id (the 'case' column of the CSVs)")
-    p.add_argument("--no-curves", dest="curves", action="store_false", default=argparse.SUPPRESS,
-                   help="skip the lockstep training check (by default it runs when the module has SGD; needs MNIST)")  # fmt: skip
-    p.add_argument(
-        "--full-curves", action="store_true", help="also train lenet in float32 on full MNIST beside the twin"
-    )
-    p.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, help="epochs of the --full-curves run")
-    p.add_argument("--data-dir", help="directory holding the MNIST IDX files (else the cache, else download)")
-    p.add_argument("--junit", help="also write JUnit XML here: one test case per layer (for CI systems)")
-    p.add_argument("--secret-seed", type=int, default=None,
-                   help="also judge cases drawn from this seed (a teacher's: cases a submission cannot know in "
-                   "advance; prefer --secret-seed-file, as a command line can be read by other processes)")  # fmt: skip
-    p.add_argument("--secret-seed-file", help="a file holding the secret seed (an integer)")
-    p.add_argument("--secrets-fd", type=int, default=None,
-                   help="for graders: read a JSON object {stamp_key: hex, secret_seed: int} from this inherited file "
-                   "descriptor; run.json is signed with the key (HMAC-SHA256), so a result is only what this judge stamped")  # fmt: skip
-    p.add_argument("--judges", type=judge_names, help="only these judges, comma-separated (protocol, autograd, "
-                   "finite_diff, lifecycle; the lockstep is --no-curves's)")  # fmt: skip
+    _judge_options(p)
     p = sub.add_parser("grade", formatter_class=fmt,
                        help="grade a class: every submission in a folder judged on Dask; gradebook, class summary, reports")  # fmt: skip
-    p.add_argument("submissions", help="a folder: each .py file, folder or .ipynb notebook in it is one submission")
-    p.add_argument(
-        "--out", type=Path, default=Path("reports/grade"), help="gradebook, class summary, DIR/<id>/ reports"
-    )
-    p.add_argument("--entry", help="a folder submission's entry module (default: its only .py file, or layers.py)")
-    p.add_argument("--adapter", help="the course's wrapper: a module that imports the student's code as `submission`")
-    p.add_argument(
-        "--workers", type=int, default=None, help="processes of the embedded Dask LocalCluster (default: one per core)"
-    )
-    p.add_argument("--scheduler", help="an existing Dask scheduler (tcp://HOST:PORT) instead of the embedded cluster")
-    p.add_argument("--points", help="points per layer, e.g. Conv2D=3,MaxPool2D=2 (default 1 each; PASS earns them, "
-                   "weak half, FAIL/ERROR/UNSUPPORTED/MISSING nothing)")  # fmt: skip
-    p.add_argument("--format", choices=("default", "gradescope"), default="default",
-                   help="gradescope: also DIR/<id>/results.json in Gradescope's autograder format")  # fmt: skip
-    p.add_argument("--junit", help="also write the gradebook as JUnit XML (a test suite per submission)")
-    p.add_argument("--only", help="rejudge only these submissions (comma-separated ids)")
-    p.add_argument("--layers", help="judge only these layers, comma-separated")
-    p.add_argument("--full", action="store_true", help="the full case grid (default: the quick sample)")
-    p.add_argument("--retries", type=int, default=2, help="times Dask reruns a task whose worker was lost")
-    p.add_argument("--submission-timeout", type=float, default=None,
-                   help="seconds one submission's judge may take in all (default: --time-budget + 120)")  # fmt: skip
-    _sandbox(p, require=False)
-    from reference.grade.run import add_arguments
-
-    add_arguments(p)
+    _grade_options(p)
     for name, title in (("autograd", "every layer against its PyTorch twin"),
                         ("finite-diff", "every gradient against central differences (float64)"),
                         ("lifecycle", "two forward/backward rounds on one instance against a fresh instance")):  # fmt: skip
@@ -508,6 +274,57 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--latest", type=Path, default=Path("reports/latest"), help="the run to judge")
     p.add_argument("--baseline", type=Path, default=Path("reports/baseline"), help="the accepted figures")
     return ap
+
+
+def _judge_options(p: argparse.ArgumentParser) -> None:
+    _common(p, "reports/judge")
+    _filters(p)
+    p.add_argument("--case", help="rerun one case alone, by its id (the 'case' column of the CSVs)")
+    p.add_argument("--no-curves", dest="curves", action="store_false", default=argparse.SUPPRESS,
+                   help="skip the lockstep training check (by default it runs when the module has SGD; needs MNIST)")  # fmt: skip
+    p.add_argument(
+        "--full-curves", action="store_true", help="also train lenet in float32 on full MNIST beside the twin"
+    )
+    p.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, help="epochs of the --full-curves run")
+    p.add_argument("--data-dir", help="directory holding the MNIST IDX files (else the cache, else download)")
+    p.add_argument("--junit", help="also write JUnit XML here: one test case per layer (for CI systems)")
+    p.add_argument("--secret-seed", type=int, default=None,
+                   help="also judge cases drawn from this seed (a teacher's: cases a submission cannot know in "
+                   "advance; prefer --secret-seed-file, as a command line can be read by other processes)")  # fmt: skip
+    p.add_argument("--secret-seed-file", help="a file holding the secret seed (an integer)")
+    p.add_argument("--secrets-fd", type=int, default=None,
+                   help="for graders: read a JSON object {stamp_key: hex, secret_seed: int} from this inherited file "
+                   "descriptor; run.json is signed with the key (HMAC-SHA256), so a result is only what this judge stamped")  # fmt: skip
+    p.add_argument("--judges", type=judge_names, help=f"only these judges, comma-separated ({', '.join(LAYER_JUDGES)}; "
+                   "the lockstep is --no-curves's)")  # fmt: skip
+
+
+def _grade_options(p: argparse.ArgumentParser) -> None:
+    from reference.grade.run import GradeOptions, add_arguments
+
+    p.add_argument("submissions", help="a folder: each .py file, folder or .ipynb notebook in it is one submission")
+    p.add_argument("--out", type=Path, default=GradeOptions.out, help="gradebook, class summary, DIR/<id>/ reports")
+    p.add_argument("--entry", help="a folder submission's entry module (default: its only .py file, or layers.py)")
+    p.add_argument("--adapter", help="the course's wrapper: a module that imports the student's code as `submission`")
+    p.add_argument(
+        "--workers", type=int, default=None, help="processes of the embedded Dask LocalCluster (default: one per core)"
+    )
+    p.add_argument("--scheduler", help="an existing Dask scheduler (tcp://HOST:PORT) instead of the embedded cluster")
+    p.add_argument("--points", help="points per layer, e.g. Conv2D=3,MaxPool2D=2 (default 1 each; PASS earns them, "
+                   "weak half, FAIL/ERROR/UNSUPPORTED/MISSING nothing)")  # fmt: skip
+    p.add_argument("--format", choices=("default", "gradescope"), default=GradeOptions.format,
+                   help="gradescope: also DIR/<id>/results.json in Gradescope's autograder format")  # fmt: skip
+    p.add_argument("--junit", help="also write the gradebook as JUnit XML (a test suite per submission)")
+    p.add_argument("--only", help="rejudge only these submissions (comma-separated ids)")
+    p.add_argument("--layers", help="judge only these layers, comma-separated")
+    p.add_argument("--full", action="store_true", help="the full case grid (default: the quick sample)")
+    p.add_argument(
+        "--retries", type=int, default=GradeOptions.retries, help="times Dask reruns a task whose worker was lost"
+    )
+    p.add_argument("--submission-timeout", type=float, default=None,
+                   help="seconds one submission's judge may take in all (default: --time-budget + 120)")  # fmt: skip
+    _sandbox(p, require=False)
+    add_arguments(p)
 
 
 def main(argv: list[str] | None = None) -> int:

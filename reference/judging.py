@@ -8,7 +8,6 @@ lives in memory until then, so nothing the judged code did while it ran can touc
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -19,22 +18,39 @@ from typing import Any
 
 import pandas as pd
 
-from reference.impl.protocol import REQUIRED
+from reference.impl.protocol import CLASSES
 from reference.sandbox.client import Limits, Session, open_session
 from reference.sandbox.target import find_target
 from reference.sandbox.tiers import SandboxUnavailable, no_tier_warning, resolve_sandbox
 
-NAMES = (*REQUIRED, "SGD", "Sequential")  # SGD and Sequential: optional
+NAMES = (
+    *CLASSES,
+    "SGD",
+    "Sequential",
+)  # the protocol's classes (the optional kinds, the optimisers), SGD and Sequential
 
 
-def limits_from(args: argparse.Namespace) -> Limits:
-    """The limits of the command line (each option's default is Limits' own)."""
-    defaults = Limits()
-    return Limits(case_seconds=getattr(args, "case_timeout", defaults.case_seconds),
-                  run_seconds=getattr(args, "time_budget", defaults.run_seconds),
-                  train_seconds=getattr(args, "train_timeout", defaults.train_seconds),
-                  memory_mb=getattr(args, "memory_mb", defaults.memory_mb),
-                  log_bytes=getattr(args, "log_bytes", defaults.log_bytes))  # fmt: skip
+_LIMITS = Limits()
+
+
+def limits_from(case_timeout: float = _LIMITS.case_seconds, time_budget: float = _LIMITS.run_seconds,
+                train_timeout: float = _LIMITS.train_seconds, memory_mb: int = _LIMITS.memory_mb,
+                log_bytes: int = _LIMITS.log_bytes) -> Limits:  # fmt: skip
+    """The limits the command line's options name (``--case-timeout`` and so on; each option's default
+    is Limits' own). Checked when a judgement opens (``check_limits``)."""
+    return Limits(case_seconds=case_timeout, run_seconds=time_budget, train_seconds=train_timeout,
+                  memory_mb=memory_mb, log_bytes=log_bytes)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class SandboxOptions:
+    """The trust boundary's options: the tier (``--sandbox``), whether to refuse where no tier works
+    (``--require-sandbox``), the limits, and how many layers are judged at once (``--parallel``)."""
+
+    tier: str = "auto"
+    require: bool = False
+    limits: Limits = field(default_factory=Limits)
+    parallel: int | None = None
 
 
 def check_limits(limits: Limits) -> None:
@@ -92,27 +108,27 @@ def sandbox_words(detail: dict[str, Any]) -> str:
 
 
 @contextmanager
-def judgement(args: argparse.Namespace) -> Iterator[Judgement]:
-    """A session on ``args.impl`` (``--sandbox`` and the limits from ``args``), closed on the way out.
-    Raises TargetError / ImportFailed (the implementation cannot be judged) or ValueError (an option).
+def judgement(impl: str, sandbox: SandboxOptions | None = None) -> Iterator[Judgement]:
+    """A session on ``impl`` (a module name or a file) in the tier and under the limits of ``sandbox``,
+    closed on the way out. Raises TargetError / ImportFailed (the implementation cannot be judged) or
+    ValueError (an option).
 
     Every module the judges will use is imported first (``preload``): nothing the judge imports
     after a worker has started comes from a file that worker could have touched."""
-    limits = limits_from(args)
-    check_limits(limits)
-    target = find_target(args.impl)
-    tier = resolve_sandbox(getattr(args, "sandbox", "auto"))
+    sandbox = sandbox or SandboxOptions()
+    check_limits(sandbox.limits)
+    target = find_target(impl)
+    tier = resolve_sandbox(sandbox.tier)
     if tier == "process":
-        if getattr(args, "require_sandbox", False):
+        if sandbox.require:
             raise SandboxUnavailable(f"--require-sandbox: {no_tier_warning()}")
         print(no_tier_warning(), file=sys.stderr, flush=True)
     preload()
     j = None
     try:
-        parallel = getattr(args, "parallel", None)
-        if parallel is not None and parallel < 1:
-            raise ValueError(f"--parallel must be >= 1 (got {parallel})")
-        session = open_session(target, NAMES, limits=limits, sandbox=tier, parallel=parallel)
+        if sandbox.parallel is not None and sandbox.parallel < 1:
+            raise ValueError(f"--parallel must be >= 1 (got {sandbox.parallel})")
+        session = open_session(target, NAMES, limits=sandbox.limits, sandbox=tier, parallel=sandbox.parallel)
         j = Judgement(session)
         yield j
     finally:

@@ -41,7 +41,7 @@ def parser() -> argparse.ArgumentParser:
                        "continues with its own settings; --epochs N then extends it to N epochs.")  # fmt: skip
     _data_arg(p)
     d = DEFAULTS
-    p.add_argument("--arch", help=f"one of {sorted(ARCHITECTURES)} (default: {d.arch})")
+    p.add_argument("--arch", help=f"one of {', '.join(sorted(ARCHITECTURES))} (default: {d.arch})")
     p.add_argument(
         "--epochs", type=int, help=f"epochs to train; with --resume, extends the run to this many (default: {d.epochs})"
     )

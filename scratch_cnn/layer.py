@@ -16,11 +16,18 @@ class Layer:
     ``params`` and ``grads`` are dicts with the same keys; ``params`` holds the live arrays, so
     writing into them in place (``layer.params["W"][...] = w``) changes the layer. ``grads`` is
     filled by ``backward``. Layers without parameters have two empty dicts.
+
+    ``buffers`` holds state that is not trained but is part of the model (BatchNorm's running
+    statistics): live arrays, saved and loaded with the parameters, never given to an optimiser.
+    ``training`` is the mode (True by default): layers that behave differently at inference
+    (BatchNorm, Dropout) read it at each forward; the others ignore it.
     """
 
     def __init__(self) -> None:
         self.params: dict[str, np.ndarray] = {}
         self.grads: dict[str, np.ndarray] = {}
+        self.buffers: dict[str, np.ndarray] = {}
+        self.training: bool = True
         self._cache: Any = None
         self._out_shape: tuple[int, ...] | None = None
         self._out_dtype: np.dtype | None = None
@@ -34,9 +41,11 @@ class Layer:
         return {}
 
     def astype(self, dtype: Any) -> Layer:
-        """Convert parameters (and clear grads) to ``dtype`` in place; returns self."""
+        """Convert parameters and buffers (and clear grads) to ``dtype`` in place; returns self."""
         for key, value in self.params.items():
             self.params[key] = value.astype(dtype)
+        for key, value in self.buffers.items():
+            self.buffers[key] = value.astype(dtype)
         self.grads = {}
         return self
 

@@ -1,4 +1,4 @@
-"""Mean softmax cross-entropy over the batch, via log-sum-exp."""
+"""Losses: mean softmax cross-entropy over the batch (via log-sum-exp), and the mean squared error."""
 
 from __future__ import annotations
 
@@ -62,3 +62,44 @@ class SoftmaxCrossEntropy:
         if self._dlogits is None:
             raise ValueError("SoftmaxCrossEntropy: backward called before forward")
         return self._dlogits
+
+
+def mse(pred: np.ndarray, target: np.ndarray) -> tuple[float, np.ndarray]:
+    """pred, target (same shape, pred's dtype) -> (mean of (pred - target)^2 over EVERY element, dpred).
+
+    dpred = 2 (pred - target) / N with N = pred.size (torch's MSELoss, reduction="mean").
+    """
+    diff = pred - target
+    loss = np.square(diff).mean()
+    return float(loss), diff * pred.dtype.type(2 / pred.size)
+
+
+class MSELoss:
+    """``forward(pred, target) -> (loss, pred)``; ``backward() -> dpred`` (pred's shape and dtype).
+
+    The second value of ``forward`` is what the loss predicts, as SoftmaxCrossEntropy returns its
+    probabilities: for a regression loss, the prediction itself. The target is cast to pred's dtype
+    (the loss computes in its input's dtype).
+    """
+
+    name = "MSELoss"
+
+    def __init__(self) -> None:
+        self._dpred: np.ndarray | None = None
+
+    def forward(self, pred: np.ndarray, target: np.ndarray) -> tuple[float, np.ndarray]:
+        rank = pred.ndim if isinstance(pred, np.ndarray) and pred.ndim >= 1 else 1
+        check_array("MSELoss", pred, rank=rank, what="pred")
+        if pred.size == 0:
+            raise ValueError(f"MSELoss: expected a non-empty pred, got shape {pred.shape}")
+        if not isinstance(target, np.ndarray) or target.shape != pred.shape:
+            got = f"shape {target.shape}" if isinstance(target, np.ndarray) else type(target).__name__
+            raise ValueError(f"MSELoss: expected target of pred's shape {pred.shape} (no broadcasting), got {got}")
+        check_array("MSELoss", target, rank=rank, what="target")
+        loss, self._dpred = mse(pred, target.astype(pred.dtype, copy=False))
+        return loss, pred
+
+    def backward(self) -> np.ndarray:
+        if self._dpred is None:
+            raise ValueError("MSELoss: backward called before forward")
+        return self._dpred

@@ -17,8 +17,9 @@ import numpy as np
 
 from .architectures import ARCHITECTURES, build
 from .data import to_float
+from .dropout import Dropout
 from .losses import SoftmaxCrossEntropy, log_softmax
-from .model import SPEC_KEY, Sequential, atomic_savez, read_npz
+from .model import SPEC_KEY, Sequential, atomic_savez, fill_arrays, read_npz
 from .optim import SGD
 
 CHECKPOINT = "checkpoint.npz"
@@ -93,6 +94,17 @@ def init_rng(seed: int) -> np.random.Generator:
     return np.random.default_rng([seed, 0])
 
 
+def seed_dropout(model: Sequential, seed: int, epoch: int) -> None:
+    """Give each Dropout layer (index i) the generator of (seed, epoch, i) for ``epoch`` (0-based).
+
+    # NOTE: like the batch order, the masks of an epoch derive from (seed, epoch) alone, so a run
+    # resumed from an epoch's checkpoint draws exactly the masks an uninterrupted one would.
+    """
+    for i, layer in enumerate(model.layers):
+        if isinstance(layer, Dropout):
+            layer.rng = np.random.default_rng([seed, 2, epoch, i])
+
+
 def train_step(
     model: Sequential, loss_fn: SoftmaxCrossEntropy, opt: SGD, x: np.ndarray, y: np.ndarray
 ) -> tuple[float, int]:
@@ -105,10 +117,11 @@ def train_step(
 
 
 def evaluate(model: Sequential, images: np.ndarray, labels: np.ndarray, batch_size: int = 250) -> dict[str, Any]:
-    """Mean loss, accuracy and predictions of ``model`` on uint8 images (n, 28, 28, 1)."""
+    """Mean loss, accuracy and predictions of ``model`` on uint8 images (n, 28, 28, 1), in eval mode
+    (BatchNorm on its running statistics, no dropout; each layer's mode is restored afterwards)."""
     dtype = model.dtype
     total, preds = 0.0, []
-    with _progress(-(-len(images) // batch_size), "evaluate") as bar:
+    with _progress(-(-len(images) // batch_size), "evaluate") as bar, model.evaluating():
         for start in range(0, len(images), batch_size):
             x = to_float(images[start : start + batch_size], dtype)
             y = labels[start : start + batch_size].astype(np.intp)
@@ -132,9 +145,10 @@ def _meta(config: TrainConfig, epoch: int, step: int) -> np.ndarray:
 
 
 def save_checkpoint(out: Path, model: Sequential, opt: SGD, config: TrainConfig, epoch: int, step: int) -> None:
-    """Model + optimiser state + run state (config, epochs done, step; the RNG state is (seed, epoch))."""
+    """Model (params and buffers) + optimiser state + run state (config, epochs done, step; the RNG
+    state is (seed, epoch): batch order and dropout masks derive from it)."""
     arrays = {SPEC_KEY: np.array(json.dumps(model.spec())), "__meta__": _meta(config, epoch, step)}
-    arrays.update({f"param:{k}": v for k, v in model.params.items()})
+    arrays.update(model.arrays())
     arrays.update(opt.state_dict())
     atomic_savez(out / CHECKPOINT, arrays)
     model.save(out / MODEL)
@@ -161,6 +175,8 @@ def load_checkpoint(out: Path) -> tuple[Sequential, SGD, TrainConfig, int, int]:
             raise ValueError("its parameters do not match its own architecture")
         for k, v in params.items():
             model.params[k][...] = v
+        buffers = {k.removeprefix("buffer:"): v for k, v in arrays.items() if k.startswith("buffer:")}
+        fill_arrays("its model", "buffer", model.buffers, buffers)
         opt = SGD(model.params, config.lr, config.momentum, config.weight_decay)
         opt.load_state_dict({k: v for k, v in arrays.items() if k.startswith("velocity:")})
         epochs_done, step = int(meta["epochs_done"]), int(meta["step"])
@@ -291,6 +307,8 @@ def run_training(
     result: dict[str, Any] = {}
     for epoch in range(epochs_done, config.epochs):
         opt.lr = epoch_lr(config, epoch)
+        model.train()
+        seed_dropout(model, config.seed, epoch)
         start, seen, loss_sum, correct, window = time.perf_counter(), 0, 0.0, 0, []
         n_batches = -(-len(x_train) // config.batch_size)
         with _progress(n_batches, f"epoch {epoch + 1}/{config.epochs}") as bar:

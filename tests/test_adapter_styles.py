@@ -347,11 +347,12 @@ def test_per_sample_gradients_are_summed_over_the_batch():
     out = dense.forward(x)
     np.testing.assert_allclose(out, x @ dense.params["W"] + dense.params["b"], rtol=1e-14)
     dx = dense.backward(d)
-    # NOTE: the samples' gradients are summed in another order than the GEMM's, so an element where
-    # the 4 products cancel (0.0009 from terms of ~0.5) agrees to eps x the terms, not eps x itself
+    # NOTE: the samples' gradients are summed in another order than the GEMM's (and each sample's dx is
+    # a product of its own), so an element where the products cancel (0.0009 or 0.00018 from terms of
+    # ~0.5) agrees to eps x the terms, not eps x itself
     np.testing.assert_allclose(dense.grads["W"], x.T @ d, rtol=1e-14, atol=4 * np.finfo(float).eps)
     np.testing.assert_allclose(dense.grads["b"], d.sum(axis=0), rtol=1e-14, atol=4 * np.finfo(float).eps)
-    np.testing.assert_allclose(dx, d @ dense.params["W"].T, rtol=1e-14)
+    np.testing.assert_allclose(dx, d @ dense.params["W"].T, rtol=1e-14, atol=4 * np.finfo(float).eps)
 
 
 # --- declared limits and conventions -----------------------------------------------------------------
@@ -411,8 +412,8 @@ def test_the_adapters_transposes_are_the_layout_modules_and_importing_them_needs
     import subprocess
     import sys
 
-    from reference.cases import layout
     from reference.impl import adapters
+    from reference.layers import layout
 
     x = np.arange(2 * 3 * 4 * 5.0).reshape(2, 3, 4, 5)
     assert np.array_equal(adapters.images_to_nchw(x), layout.images_to_torch(x))

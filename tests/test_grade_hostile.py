@@ -4,7 +4,6 @@ HTML, notebooks whose cells are shell or files, a machine with no sandbox, a sec
 shows on a command line, a submission that stops its Dask worker, a task's folder left behind.
 Judged on one layer, a class of one to four, so each takes seconds."""
 
-import argparse
 import json
 import operator
 import os
@@ -26,7 +25,7 @@ import pytest
 from reference import cli
 from reference.grade import task
 from reference.grade.gradebook import gradebook_row, write_class_reports
-from reference.grade.run import GraderClock, dask_client, judge_options, scheduler_security, with_defaults
+from reference.grade.run import GradeOptions, GraderClock, dask_client, judge_options, scheduler_security
 from reference.grade.submissions import discover, load_submission, notebook_code
 from tests.impls.hostile import DOUBLED_DW
 from tests.test_grade import book_of, notebook
@@ -157,7 +156,7 @@ def test_a_client_without_the_clusters_certificate_cannot_reach_the_embedded_sch
     from distributed import Client
     from distributed.security import Security
 
-    security = scheduler_security(with_defaults(argparse.Namespace(scheduler=None)))
+    security = scheduler_security(GradeOptions(Path("class"), scheduler=None))
     with dask_client(None, 1, security) as client:
         address = client.scheduler.address
         assert address.startswith("tls://127.0.0.1:")
@@ -184,7 +183,7 @@ def test_a_client_without_the_clusters_certificate_cannot_reach_the_embedded_sch
 
 def test_a_scheduler_without_tls_is_refused_and_says_why():
     def security(address, **extra):
-        return scheduler_security(with_defaults(argparse.Namespace(scheduler=address, **extra)))
+        return scheduler_security(GradeOptions(Path("class"), scheduler=address, **extra))
 
     with pytest.raises(ValueError, match=r"^--scheduler tcp://10\.0\.0\.5:8786: .*runs code.*--insecure-scheduler"):
         security("tcp://10.0.0.5:8786")
@@ -298,9 +297,7 @@ def test_the_secret_seed_reaches_the_judge_through_a_pipe_never_its_argv(tmp_pat
 
     monkeypatch.setattr(task, "run_judge", judge)
     sub = submission(tmp_path, "alice.py", REEXPORT)
-    args = with_defaults(argparse.Namespace(full=False, layers="ReLU", sandbox="auto", case_timeout=60.0,
-                                            time_budget=3600.0, memory_mb=4096, log_bytes=1 << 20,
-                                            secret_seed=SEED))  # fmt: skip
+    args = GradeOptions(Path("class"), full=False, layers="ReLU", secret_seed=SEED)  # sandbox: its defaults
     options = judge_options(args)
     assert "--require-sandbox" in options
     result = task.judge_submission(sub.spec(), options, 60, SEED)

@@ -133,7 +133,7 @@ def judge(tmp_path, fault_import, *options):
 
 
 def test_a_pool_that_routes_to_every_tied_maximum_is_drawn_with_its_ties(tmp_path, capsys):
-    code, out = judge(tmp_path, "from reference.impl.faults import MaxPoolTiesToEveryMax as MaxPool2D",
+    code, out = judge(tmp_path, "from reference.layers.maxpool2d import MaxPoolTiesToEveryMax as MaxPool2D",
                       "--quick", "--layers", "MaxPool2D")  # fmt: skip
     capsys.readouterr()
     assert code == 1
@@ -164,7 +164,7 @@ SHIFTED = next(c.id for c in grid() if c.layer == "Conv2D" and not c.lifecycle a
 
 @pytest.mark.parametrize("case", [SHIFTED])
 def test_a_conv_backward_shifted_by_one_row_is_drawn(tmp_path, capsys, case):
-    code, out = judge(tmp_path, "from reference.impl.faults import ConvBackwardOffByOnePad as Conv2D", "--case", case)
+    code, out = judge(tmp_path, "from reference.layers.conv2d import ConvBackwardOffByOnePad as Conv2D", "--case", case)
     capsys.readouterr()
     assert code == 1
     row = pd.read_csv(out / "heatmaps.csv").iloc[0]

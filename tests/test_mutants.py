@@ -63,6 +63,18 @@ def test_the_sample_is_seeded_and_spreads_over_every_file_in_scope():
     assert len({m.key for m in everything}) == len(everything)  # keys unique
 
 
+def test_every_file_s_layers_are_ones_the_judges_take_and_shared_files_get_every_judge():
+    """A stage the judge refuses (exit 2 on a bad --layers) would count every mutant of a file as
+    killed: each file's scope must select cases, and a file training shares is judged whole."""
+    from reference.pipeline import select_cases
+
+    for file, layers in SCOPE.items():
+        if layers is not None:
+            cases, _ = select_cases(True, ",".join(layers), None)
+            assert {c.layer for c in cases} == set(layers), file
+    assert SCOPE["optim.py"] is None and SCOPE["model.py"] is None  # SGD and the model: every judge, lockstep
+
+
 def test_every_equivalent_mutant_has_a_reason_and_is_a_mutant_of_the_code(tmp_path):
     listed = load_equivalent()
     keys = {m.key for m in every_mutant()}

@@ -218,7 +218,7 @@ def test_every_rerun_command_the_judge_prints_reruns_a_failing_case(tmp_path, ca
 
 
 def test_a_searched_case_id_is_accepted_by_case():
-    from reference.cli import select_cases
+    from reference.pipeline import select_cases
 
     for case in searchable(grid())[::50]:
         assert select_cases(False, None, case.id)[0] == [case]

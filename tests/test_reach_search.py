@@ -11,13 +11,14 @@ import pytest
 
 import scratch_cnn
 from reference.cases.grid import Case, grid
-from reference.impl.faults import DenseDxScaled, _impl
+from reference.impl.faults import _impl
 from reference.impl.protocol import load_impl
 from reference.judges.base import Context
 from reference.judges.finite_diff import FiniteDiffJudge
 from reference.judges.lifecycle import LifecycleJudge
 from reference.judges.reach import SEARCHED, reach, searchable
 from reference.judges.rules import ProtocolJudge, check_protocol
+from reference.layers.dense import DenseDxScaled
 from tests.impls import reach_errors
 
 ERRORS = "tests.impls.reach_errors"

@@ -28,7 +28,7 @@ def report(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("report")
     (tmp / "impl.py").write_text(textwrap.dedent("""
         from scratch_cnn import *  # noqa
-        from reference.impl.faults import MaxPoolTiesToEveryMax as MaxPool2D  # noqa
+        from reference.layers.maxpool2d import MaxPoolTiesToEveryMax as MaxPool2D  # noqa
     """))  # fmt: skip
     out = tmp / "out"
     code = main(["judge", "--impl", str(tmp / "impl.py"), "--quick", "--layers", "MaxPool2D",

@@ -15,10 +15,12 @@ import pandas as pd
 import pytest
 
 from reference.cases.grid import case_inputs, grid, upstream_gradient
-from reference.cli import main, select_cases
+from reference.cli import main
 from reference.impl import faults
 from reference.judges import shrink
 from reference.judges.autograd import run_case
+from reference.layers import conv2d, maxpool2d
+from reference.pipeline import select_cases
 from reference.report.heatmap import load_index
 
 # --- ids -----------------------------------------------------------------------------------------------
@@ -111,7 +113,7 @@ def case_of(case_id):
 
 
 def test_a_bug_that_needs_a_batch_of_two_keeps_two_and_the_numbers_become_small_integers():
-    impl = faults._impl(Conv2D=faults.ConvDWMissingOneOverM)
+    impl = faults._impl(Conv2D=conv2d.ConvDWMissingOneOverM)
     case = case_of("Conv2D[in_ch=2,out_ch=1,kernel_size=1,stride=2,padding=1,bias=False] x3x9x10x2 tiny s5")
     row = next(r for r in run_case(impl, case, "float64") if r["status"] == "fail" and r["tensor"] == "dW")
     found = shrink.shrink(case, row, lambda c, d: run_case(impl, c, d))
@@ -123,7 +125,7 @@ def test_a_bug_that_needs_a_batch_of_two_keeps_two_and_the_numbers_become_small_
 
 
 def test_the_search_stops_at_its_call_and_time_caps():
-    impl = faults._impl(MaxPool2D=faults.MaxPoolTiesToEveryMax)
+    impl = faults._impl(MaxPool2D=maxpool2d.MaxPoolTiesToEveryMax)
     case = case_of("MaxPool2D[kernel_size=2,stride=None] x2x26x26x8 ties s602")
     row = next(r for r in run_case(impl, case, "float64") if r["status"] == "fail" and r["tensor"] == "dx")
     calls = shrink.shrink(case, row, lambda c, d: run_case(impl, c, d), calls=3)

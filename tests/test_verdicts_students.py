@@ -111,7 +111,7 @@ DATA = {"train": mnist_like(1400, 0), "test": mnist_like(100, 1)}
 def test_a_max_pool_that_routes_ties_to_every_maximum_takes_the_blame_for_the_training_failure(
     tmp_path, monkeypatch, capsys
 ):
-    monkeypatch.setattr("reference.cli.mnist_loader", lambda _dir: lambda: DATA)
+    monkeypatch.setattr("reference.pipeline.mnist_loader", lambda _dir: lambda: DATA)
     out = tmp_path / "r"
     assert main(["judge", "--impl", EVERY_TIE, "--quick", "--judges", "protocol,autograd", "--out", str(out)]) == 1
     printed = capsys.readouterr().out

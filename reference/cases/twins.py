@@ -14,61 +14,47 @@ import numpy as np
 import torch
 from torch import nn
 
-from reference.cases import layout
+from reference.layers import kind, layout
 
 # torch warns that even kernels with padding="same" need a padded copy: that copy is the point here.
 warnings.filterwarnings("ignore", message="Using padding='same' with even kernel lengths")
 
 
-class Flatten(nn.Module):
-    """NCHW -> (m, H*W*C) in scratch_cnn's NHWC flatten order."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return layout.flatten_nchw_as_nhwc(x)
-
-
-def _pair(v: Any) -> Any:
-    return tuple(v) if isinstance(v, (list, tuple)) else v
-
-
 def make_twin(layer_type: str, config: dict[str, Any]) -> nn.Module:
-    """A torch module (NCHW) equivalent to ``layer_type(**config)`` of the layer protocol."""
-    c = dict(config)
-    if layer_type == "Conv2D":
-        padding = c.get("padding", "same")
-        padding = 0 if padding == "valid" else _pair(padding)
-        return nn.Conv2d(c["in_ch"], c["out_ch"], _pair(c["kernel_size"]), stride=_pair(c.get("stride", 1)),
-                         padding=padding, bias=c.get("bias", True))  # fmt: skip
-    if layer_type == "ReLU":
-        return nn.ReLU()
-    if layer_type in ("MaxPool2D", "AvgPool2D"):
-        kernel = _pair(c.get("kernel_size", 2))
-        stride = _pair(c.get("stride")) if c.get("stride") is not None else None
-        cls = nn.MaxPool2d if layer_type == "MaxPool2D" else nn.AvgPool2d
-        return cls(kernel, stride=stride)
-    if layer_type == "Flatten":
-        return Flatten()
-    if layer_type == "Dense":
-        return nn.Linear(c["n_in"], c["n_out"], bias=c.get("bias", True))
-    raise ValueError(f"no torch twin for layer type {layer_type!r}")
+    """A torch module (NCHW) equivalent to ``layer_type(**config)`` of the layer protocol (its kind's twin)."""
+    return kind(layer_type).twin(dict(config))
 
 
 def load_params(twin: nn.Module, layer_type: str, params: dict[str, np.ndarray]) -> None:
     """Copy protocol params (scratch_cnn layout) into the twin, converting layouts and dtype."""
+    declared = kind(layer_type).params
     for key, value in params.items():
-        to_torch, _ = layout.PARAM_LAYOUT[layer_type][key]
-        target = getattr(twin, layout.TORCH_PARAM_NAME[key])
+        target = getattr(twin, declared[key].torch_name)
         with torch.no_grad():
-            target.data = layout.to_torch(to_torch(value)).to(target.device)
+            target.data = layout.to_torch(declared[key].to_torch(value)).to(target.device)
+
+
+def load_buffers(twin: nn.Module, layer_type: str, buffers: dict[str, np.ndarray]) -> None:
+    """Copy protocol buffers (running statistics) into the twin's, by the kind's names for them."""
+    names = kind(layer_type).buffers
+    for key, value in buffers.items():
+        target = getattr(twin, names[key])
+        with torch.no_grad():
+            target.copy_(torch.from_numpy(np.ascontiguousarray(value)).to(target.dtype))
+
+
+def buffers_of(twin: nn.Module, layer_type: str) -> dict[str, np.ndarray]:
+    """The twin's buffers now (after a forward: updated in training mode), by their protocol names."""
+    return {key: layout.to_numpy(getattr(twin, name)) for key, name in kind(layer_type).buffers.items()}
 
 
 def param_grads(twin: nn.Module, layer_type: str, keys: list[str]) -> dict[str, np.ndarray]:
     """The twin's parameter gradients in scratch_cnn layout, for the protocol keys ``keys``."""
+    declared = kind(layer_type).params
     out = {}
     for key in keys:
-        _, from_torch = layout.PARAM_LAYOUT[layer_type][key]
-        grad = getattr(twin, layout.TORCH_PARAM_NAME[key]).grad
-        out[key] = from_torch(layout.to_numpy(grad)) if grad is not None else None
+        grad = getattr(twin, declared[key].torch_name).grad
+        out[key] = declared[key].from_torch(layout.to_numpy(grad)) if grad is not None else None
     return out
 
 
@@ -94,8 +80,8 @@ def network_params_from_twin(twin: nn.Sequential, spec_layers: list[dict[str, An
     out = {}
     for name in names:
         index, key = name.split(".")
-        module, layer_type = twin[int(index)], spec_layers[int(index)]["type"]
-        tensor = getattr(module, layout.TORCH_PARAM_NAME[key])
+        module, declared = twin[int(index)], kind(spec_layers[int(index)]["type"]).params[key]
+        tensor = getattr(module, declared.torch_name)
         tensor = tensor.grad if grads else tensor
-        out[name] = layout.PARAM_LAYOUT[layer_type][key][1](layout.to_numpy(tensor))
+        out[name] = declared.from_torch(layout.to_numpy(tensor))
     return out

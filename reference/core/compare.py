@@ -38,23 +38,47 @@ def compare(
     counted in the row's ``kinks`` column.
     An empty tensor, or two all-zero tensors, fail: a comparison of nothing proves nothing.
     """
-    row: dict[str, Any] = {"judge": judge, "layer": layer, "case": case, "tensor": tensor,
-                           "atol": tol.atol, "rtol": tol.rtol, "max_abs_err": np.nan, "max_rel_err": np.nan,
-                           "worst_index": "", "ours": np.nan, "ref": np.nan, "note": ""}  # fmt: skip
-    row.update(extra)
+    row = _row_head(tol, judge=judge, layer=layer, case=case, tensor=tensor, extra=extra)
     ref_arr = np.asarray(ref)
     row.setdefault("dtype", ref_arr.dtype.name)
     row["shape"] = str(tuple(ref_arr.shape))
     if not isinstance(ours, np.ndarray) and not np.isscalar(ours):
         return {**row, "status": "fail", "note": f"got {type(ours).__name__}, expected an array"}
     ours_arr = np.asarray(ours)
-    if ours_arr.shape != ref_arr.shape:
-        return {**row, "status": "fail", "note": f"shape mismatch: ours {ours_arr.shape}, expected {ref_arr.shape}"}
-    if ours_arr.dtype != ref_arr.dtype:
-        return {**row, "status": "fail", "note": f"dtype mismatch: ours {ours_arr.dtype}, expected {ref_arr.dtype}"}
-    if ref_arr.size == 0:
-        return {**row, "status": "fail", "note": "empty tensor: nothing was compared"}
+    mismatch = _mismatch(ours_arr, ref_arr)
+    if mismatch is not None:
+        return {**row, "status": "fail", "note": mismatch}
     a, b = ours_arr.astype(np.float64), ref_arr.astype(np.float64)
+    unjudged = _unjudgeable(a, b, row)
+    if unjudged is not None:
+        return unjudged
+    return _judged(a, b, tol, row, bound, kinks, kink_ok)
+
+
+def _row_head(tol: Tolerance, *, judge: str, layer: str, case: str, tensor: str,
+              extra: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+    """The row's fields known before any comparison (``extra`` last, over the defaults)."""
+    row: dict[str, Any] = {"judge": judge, "layer": layer, "case": case, "tensor": tensor,
+                           "atol": tol.atol, "rtol": tol.rtol, "max_abs_err": np.nan, "max_rel_err": np.nan,
+                           "worst_index": "", "ours": np.nan, "ref": np.nan, "note": ""}  # fmt: skip
+    row.update(extra)
+    return row
+
+
+def _mismatch(ours_arr: np.ndarray, ref_arr: np.ndarray) -> str | None:
+    """Why the two arrays cannot be compared number by number (shape, dtype, emptiness), or None."""
+    if ours_arr.shape != ref_arr.shape:
+        return f"shape mismatch: ours {ours_arr.shape}, expected {ref_arr.shape}"
+    if ours_arr.dtype != ref_arr.dtype:
+        return f"dtype mismatch: ours {ours_arr.dtype}, expected {ref_arr.dtype}"
+    if ref_arr.size == 0:
+        return "empty tensor: nothing was compared"
+    return None
+
+
+def _unjudgeable(a: np.ndarray, b: np.ndarray, row: dict[str, Any]) -> dict[str, Any] | None:
+    """The finished row where the numbers cannot be judged against a bound (a non-finite value in ours,
+    two all-zero tensors), else None."""
     if not np.all(np.isfinite(a)):
         idx = np.unravel_index(int(np.argmin(np.isfinite(a))), a.shape)
         return {**row, "status": "fail", "worst_index": str(tuple(int(i) for i in idx)),
@@ -64,6 +88,13 @@ def compare(
         # zero backward) would pass. Cases are built so every true tensor has a nonzero element.
         return {**row, "max_abs_err": 0.0, "max_rel_err": 0.0, "status": "vacuous",
                 "note": "both tensors are all zeros: nothing was compared"}  # fmt: skip
+    return None
+
+
+def _judged(a: np.ndarray, b: np.ndarray, tol: Tolerance, row: dict[str, Any], bound: np.ndarray | None,
+            kinks: np.ndarray | None, kink_ok: np.ndarray | None) -> dict[str, Any]:  # fmt: skip
+    """The finished row of two finite float64 arrays: errors, each element against its bound (kinks by
+    ``kink_ok``), the worst element and the status."""
     err = np.abs(a - b)
     scale = max(float(np.abs(a).max()), float(np.abs(b).max()), TINY)
     rel = err / np.maximum(np.maximum(np.abs(a), np.abs(b)), TINY)

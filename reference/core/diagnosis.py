@@ -19,6 +19,9 @@ from typing import Any
 
 import numpy as np
 
+from reference.layers import KINDS, LayerKind
+from reference.layers.pooling import route_max_pool
+
 from .compare import compare
 from .tolerances import Tolerance, autograd_tolerance
 
@@ -113,6 +116,30 @@ def _window(ev: Evidence) -> tuple[tuple[int, int], tuple[int, int]]:
     return k, s
 
 
+# what a hypothesis may ask of the layer's kind (its declaration, reference.layers), never its name
+
+
+def _declared(ev: Evidence) -> LayerKind:
+    return KINDS.get(ev.layer, PLAIN)
+
+
+def _softmax_loss(ev: Evidence) -> bool:
+    """A loss that gives probabilities: the softmax hypotheses (max shift, clips, underflow) apply."""
+    return _declared(ev).loss and "probs" in _declared(ev).outputs
+
+
+def _windowed(ev: Evidence) -> bool:
+    """A pooling layer: windows of its input reduced to one number each."""
+    return _declared(ev).windows is not None
+
+
+def _convolution(ev: Evidence) -> bool:
+    """A layer with a spatial kernel of weights on images."""
+    return _declared(ev).images and _declared(ev).parametric
+
+
+PLAIN = LayerKind(name="")  # an unknown layer: no kind's hypotheses apply
+
 # --- the hypotheses ---------------------------------------------------------------------------------
 
 
@@ -150,7 +177,7 @@ def _softmax(x: np.ndarray, shift: str = "row") -> np.ndarray:
 
 
 def _loss_case(ev: Evidence) -> bool:
-    return ev.layer == "SoftmaxCrossEntropy" and ev.x is not None and np.ndim(ev.x) == 2
+    return _softmax_loss(ev) and ev.x is not None and np.ndim(ev.x) == 2
 
 
 def _non_finite_loss(ev: Evidence) -> bool:
@@ -281,7 +308,7 @@ def clipped_probability(ev: Evidence) -> str | None:
     loss is larger; or, in float32, a non-finite loss beside the implementation's own probabilities
     that are finite, hold an exact 1.0 and no label's 0, where ``clip(p, eps, 1 - 1e-15)`` leaves 1.0
     (float32 cannot hold 1 - 1e-15) and log(1 - p) is -inf."""
-    if ev.layer != "SoftmaxCrossEntropy" or ev.tensor != "loss" or ev.x is None or ev.labels is None:
+    if not _softmax_loss(ev) or ev.tensor != "loss" or ev.x is None or ev.labels is None:
         return None
     x = np.asarray(ev.x)
     p = _softmax(x.astype(np.float64))[np.arange(x.shape[0]), ev.labels]
@@ -366,7 +393,7 @@ def non_finite(ev: Evidence) -> str | None:
             f"({ev.reference}: {ref_at:.4g})")  # fmt: skip
     row = at[0] if len(at) else None
     own = ev.own_tensors()
-    for name in ("probs", "loss", "dlogits") if ev.layer == "SoftmaxCrossEntropy" else ():
+    for name in (*_declared(ev).outputs[1:], "loss", _declared(ev).input_grad) if _softmax_loss(ev) else ():
         t = own.get(name)
         if t is None or np.all(np.isfinite(t.astype(np.float64))):
             continue
@@ -410,11 +437,11 @@ def case_sizes(ev: Evidence) -> dict[str, int]:
     x = None if ev.x is None else np.asarray(ev.x)
     if x is not None and x.ndim:
         sizes["m"] = int(x.shape[0])
-    if ev.layer == "SoftmaxCrossEntropy" and x is not None and x.ndim == 2:
+    if _softmax_loss(ev) and x is not None and x.ndim == 2:
         sizes["K"] = int(x.shape[1])
-    if ev.layer in ("MaxPool2D", "AvgPool2D", "Conv2D"):
+    if _windowed(ev) or _convolution(ev):
         sizes["kh*kw"] = int(np.prod(_window(ev)[0]))
-    if ev.layer != "SoftmaxCrossEntropy" and x is not None and x.ndim == 4:
+    if not _declared(ev).loss and x is not None and x.ndim == 4:
         sizes["C"] = int(x.shape[3])
     return sizes
 
@@ -483,7 +510,7 @@ def loss_scale(ev: Evidence) -> str | None:
     """The loss value is the reference times a ratio of the case's sizes (m / K: divided by the number of
     classes where the batch mean divides by the batch size). One number, so only a named ratio is said:
     any value is some multiple of another, a few ratios of the case's own sizes are not."""
-    if ev.layer != "SoftmaxCrossEntropy" or ev.tensor != "loss" or ev.arr.size != 1 or ev.ref.size != 1:
+    if not _softmax_loss(ev) or ev.tensor != "loss" or ev.arr.size != 1 or ev.ref.size != 1:
         return None
     a, b = float(ev.arr.ravel()[0]), float(ev.ref.ravel()[0])
     if not (np.isfinite(a) and np.isfinite(b)) or b == 0:
@@ -539,7 +566,13 @@ def sign_flip_some(ev: Evidence) -> str | None:
 
 def at_input_zeros(ev: Evidence) -> str | None:
     """ReLU: the failing elements sit exactly where the input is 0 (the kink)."""
-    if ev.layer != "ReLU" or ev.tensor != "dx" or ev.x is None or ev.g is None or ev.arr.shape != ev.x.shape:
+    if (
+        "zeros" not in _declared(ev).kink_needs
+        or ev.tensor != "dx"
+        or ev.x is None
+        or ev.g is None
+        or ev.arr.shape != ev.x.shape
+    ):
         return None
     bad = ev.bad()
     if not bad.any() or np.any(bad & (ev.x != 0)):
@@ -547,32 +580,15 @@ def at_input_zeros(ev: Evidence) -> str | None:
     slope = ev.arr[bad] / np.where(ev.g[bad] == 0, np.nan, ev.g[bad])
     slope = slope[np.isfinite(slope)]
     value = f"{float(np.median(slope)):.3g}" if slope.size else "nonzero"
-    return (f"every failing element ({int(bad.sum())}) sits at an exact zero of the input: ReLU'(0) taken as {value} "
-            "(torch's convention, and the protocol's, is 0: use x > 0, not x >= 0; or, if meant, declare it: "
-            "kinks={'relu_grad_at_zero': ...} in reference.impl.adapters)")  # fmt: skip
-
-
-def route_max_pool(x: np.ndarray, g: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int],
-                   rule: str) -> np.ndarray:  # fmt: skip
-    """max pool's dx under a routing rule: 'first', 'last', 'every', 'split' (g / number of ties), or
-    'isclose' (every element np.isclose to the window's maximum)."""
-    (kh, kw), (sh, sw) = kernel, stride
-    Ho, Wo = g.shape[1:3]
-    dx = np.zeros(x.shape, dtype=np.float64)
-    for i in range(Ho):
-        for j in range(Wo):
-            win = x[:, i * sh : i * sh + kh, j * sw : j * sw + kw, :]
-            peak = win.max(axis=(1, 2), keepdims=True)
-            hit = np.isclose(win, peak) if rule == "isclose" else win == peak
-            if rule in ("first", "last"):
-                flat = hit.reshape(hit.shape[0], -1, hit.shape[3])
-                k = np.argmax(flat, axis=1) if rule == "first" else flat.shape[1] - 1 - np.argmax(flat[:, ::-1], axis=1)
-                one = np.zeros_like(flat)
-                np.put_along_axis(one, k[:, None, :], True, axis=1)
-                hit = one.reshape(hit.shape)
-            share = g[:, i : i + 1, j : j + 1, :] / (hit.sum(axis=(1, 2), keepdims=True) if rule == "split" else 1)
-            dx[:, i * sh : i * sh + kh, j * sw : j * sw + kw, :] += hit * share
-    return dx
+    if _declared(ev).conventions:  # ReLU: another subgradient may be declared
+        return (f"every failing element ({int(bad.sum())}) sits at an exact zero of the input: {ev.layer}'(0) taken as "
+                f"{value} (torch's convention, and the protocol's, is 0: use x > 0, not x >= 0; or, if meant, declare "
+                "it: kinks={'relu_grad_at_zero': ...} in reference.impl.adapters)")  # fmt: skip
+    want = ev.ref[ev.x == 0] / np.where(ev.g[ev.x == 0] == 0, np.nan, ev.g[ev.x == 0])
+    want = want[np.isfinite(want)]
+    meant = f"{float(np.median(want)):.3g}" if want.size else "the reference's"
+    return (f"every failing element ({int(bad.sum())}) sits at an exact zero of the input: {ev.layer}'(0) taken as "
+            f"{value} where torch's (the protocol's) is {meant}: the branch for x > 0 includes x == 0")  # fmt: skip
 
 
 ROUTINGS = {
@@ -585,7 +601,7 @@ ROUTINGS = {
 
 
 def pool_tie_routing(ev: Evidence) -> str | None:
-    if ev.layer != "MaxPool2D" or ev.tensor != "dx" or ev.x is None or ev.g is None or ev.arr.shape != ev.x.shape:
+    if not _declared(ev).window_max or ev.tensor != "dx" or ev.x is None or ev.g is None or ev.arr.shape != ev.x.shape:
         return None
     kernel, stride = _window(ev)
     for rule, meaning in ROUTINGS.items():
@@ -598,7 +614,7 @@ def pool_tie_routing(ev: Evidence) -> str | None:
 def flipped_kernel(ev: Evidence) -> str | None:
     """Conv: ours is the reference computed with the kernel flipped in space (convolution, not
     correlation), or dW is the reference's flipped or with its channel axes transposed."""
-    if ev.layer != "Conv2D":
+    if not _convolution(ev):
         return None
     alt = ev.alternatives("flipped_kernel") if ev.alternatives else None
     if alt is not None and ev.tensor in alt and ev.tensor != "dW" and ev.matches(alt[ev.tensor]):
@@ -618,7 +634,7 @@ SHIFTS = [(1, 0), (-1, 0), (0, 1), (0, -1), (1, 1), (-1, -1)]
 def spatial_shift(ev: Evidence) -> str | None:
     """ours[i, j] = ref[i + dy, j + dx] wherever both exist: a padding off by one."""
     a, b = ev.arr, ev.ref
-    if a.ndim != 4 or a.shape != b.shape or ev.layer not in ("Conv2D", "MaxPool2D", "AvgPool2D"):
+    if a.ndim != 4 or a.shape != b.shape or not (_windowed(ev) or _convolution(ev)):
         return None
     H, W = a.shape[1:3]
     for dy, dx in SHIFTS:
@@ -635,13 +651,25 @@ def spatial_shift(ev: Evidence) -> str | None:
 
 
 def swapped_window(ev: Evidence) -> str | None:
-    if ev.layer not in ("MaxPool2D", "AvgPool2D") or ev.alternatives is None:
+    if not _windowed(ev) or ev.alternatives is None:
         return None
     alt = ev.alternatives("swapped_window")
     if alt is not None and ev.tensor in alt and ev.matches(alt[ev.tensor]):
         k, _ = _window(ev)
         return (f"{ev.tensor} equals the reference pooled over a {k[1]}x{k[0]} window: the {k[0]}x{k[1]} window's "
                 "axes are swapped (the reduction runs over the other axes)")  # fmt: skip
+    return None
+
+
+def known_variant(ev: Evidence) -> str | None:
+    """Ours equals what one of the kind's classic bugs computes (its ``variants``), by name."""
+    if ev.alternatives is None:
+        return None
+    for name, (words, _) in _declared(ev).variants.items():
+        alt = ev.alternatives(name)
+        if alt is not None and alt.get(ev.tensor) is not None and ev.matches(alt[ev.tensor]):
+            n = int(ev.bad().sum())
+            return f"{ev.tensor} equals what {words} gives ({name}); that explains every failing element ({n})"
     return None
 
 
@@ -660,7 +688,7 @@ def stale_cache(ev: Evidence) -> str | None:
 def loss_clamp(ev: Evidence) -> str | None:
     """The loss differs while its gradient is right (autograd), or the gradient matches torch's but
     not the finite differences of the implementation's own forward (finite differences)."""
-    if ev.layer != "SoftmaxCrossEntropy":
+    if not _softmax_loss(ev):
         return None
     clamp = "(a clamp such as -log(p + eps), an epsilon, a different function)"
     if ev.tensor == "loss" and ev.others.get("dlogits") == "pass" and np.all(np.isfinite(ev.arr)):
@@ -679,7 +707,8 @@ def forward_mismatch(ev: Evidence) -> str | None:
 
 HYPOTHESES: list[Callable[[Evidence], str | None]] = [
     wrong_shape, dtype_promotion, reference_non_finite, overflow_without_max_shift, underflowed_probability,
-    zero_times_log_zero, clipped_probability, non_finite, accumulated, stale_cache, all_zeros, loss_scale, loss_clamp,
+    zero_times_log_zero, clipped_probability, non_finite, accumulated, stale_cache, known_variant, all_zeros, loss_scale,
+    loss_clamp,
     at_input_zeros,
     pool_tie_routing, flipped_kernel, swapped_window, constant_factor, sign_flip_some, dropped_contributions,
     spatial_shift, forward_mismatch,

@@ -59,5 +59,10 @@ LOCKSTEP_BOUND = 1e-6
 
 # Bounds of the float32 curves (the gate holds them; the reasons are in reports/README.md too).
 MIN_TEST_ACCURACY = 0.988  # lenet after the default epochs; measured ~0.99, see README
+# lenet-bn (batch norm, dropout) after 1 epoch, dropout in eval mode on both sides so the pair computes
+# one function (dropout's randomness is judged by its own binomial test). Measured (seed 0, this
+# machine): ours 0.9772, the torch twin 0.9779. The bound sits 0.7 points below: it convicts a network
+# that does not learn; the gap to the twin (MAX_ACCURACY_GAP) is the tight check
+MIN_TEST_ACCURACY_BN = 0.97
 MAX_ACCURACY_GAP = 0.003  # 0.3 points: two float32 runs from the same start drift apart only by rounding
 MAX_TEST_LOSS_GAP = 0.02  # test losses of lenet runs with different seeds differ by ~0.005 at 2-3 epochs

@@ -25,11 +25,12 @@ import functools
 
 import pandas as pd
 
+from reference.layers import KINDS, NETWORK_LOSS
+
 from .compare import DECLARED, FAILING, WRONG
 
 SEVERITY = {"error": 0, "fail": 1, "vacuous": 1, "timeout": 2, "unsupported": 3, "missing": 4, "pass": 5}
-CASE_JUDGES = ("autograd", "finite_diff", "lifecycle")
-KINK_NEEDS = {"MaxPool2D": ("ties", "near_ties"), "ReLU": ("zeros",)}
+CASE_JUDGES = ("autograd", "optimizer", "finite_diff", "lifecycle")
 JUDGED = ("pass", *WRONG)  # a row that compared something (or broke a rule): what a verdict may rest on
 
 
@@ -129,10 +130,11 @@ def layer_verdicts(rows: pd.DataFrame) -> pd.DataFrame:
             verdict, why = unjudged_verdict(statuses), unjudged_why(lrows)
         elif judged == 0 and unsupported:
             verdict, why = "UNSUPPORTED", "every case was declared unsupported: nothing was judged"
-        elif judged == 0 and layer in {*KINK_NEEDS, "Conv2D", "AvgPool2D", "Flatten", "Dense", "SoftmaxCrossEntropy"}:
+        elif judged == 0 and layer in KINDS:
             verdict, why = "weak", "no case of this layer was judged (only the protocol rules ran)"
         else:
-            lacking = [need for need in KINK_NEEDS.get(layer, ()) if int(c[_col(need)].sum()) == 0]
+            needs = KINDS[layer].kink_needs if layer in KINDS else ()
+            lacking = [need for need in needs if int(c[_col(need)].sum()) == 0]
             if lacking:
                 verdict = "weak"
                 why = f"passed, but no judged case had {' or '.join(n.replace('_', '-') for n in lacking)}: its convention there is unproven"
@@ -177,8 +179,14 @@ def exit_code(rows: pd.DataFrame, strict: bool) -> int:
 
 # --- blame: a network or training failure laid at a layer -------------------------------------------
 
-OWN_JUDGES = ("protocol", "autograd", "finite_diff", "lifecycle")
-LOSS = "SoftmaxCrossEntropy"
+OWN_JUDGES = (
+    "protocol",
+    "autograd",
+    "optimizer",
+    "finite_diff",
+    "lifecycle",
+)  # the judges whose rows are per layer (the pipeline's REGISTRY marks the same)
+LOSS = NETWORK_LOSS
 
 
 @functools.lru_cache(maxsize=8)

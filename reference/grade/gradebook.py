@@ -20,7 +20,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 import pandas as pd
 
-from reference.impl.protocol import REQUIRED
+from reference.impl.protocol import CLASSES, REQUIRED
 from reference.report.tables import readable, write_atomic
 
 VERDICTS = ("PASS", "weak", "FAIL", "TIMEOUT", "ERROR", "UNSUPPORTED", "MISSING")
@@ -54,15 +54,17 @@ def passing_rows(result: dict[str, Any]) -> dict[str, int]:
 
 
 def parse_points(text: str | None, layers: tuple[str, ...] = REQUIRED) -> dict[str, float]:
-    """``Conv2D=3,MaxPool2D=2`` -> points per graded layer (``layers``); every other one 1."""
+    """``Conv2D=3,MaxPool2D=2`` -> points per graded layer (``layers``); every other one 1. A course
+    layer (``BatchNorm2D=2``: one of the protocol's optional classes) named here is graded too."""
     points = dict.fromkeys(layers, 1.0)
     if not text:
         return points
     for part in text.split(","):
         name, sep, value = part.strip().partition("=")
-        if not sep or name not in points:
+        if not sep or name not in (*points, *(c for c in CLASSES if c not in REQUIRED)):
             raise ValueError(
-                f"--points: {part.strip()!r} is not LAYER=POINTS with a graded layer ({', '.join(layers)})"
+                f"--points: {part.strip()!r} is not LAYER=POINTS with a graded layer ({', '.join(layers)}) or a "
+                f"course layer ({', '.join(c for c in CLASSES if c not in REQUIRED)})"
             )
         try:
             points[name] = float(value)
@@ -71,6 +73,18 @@ def parse_points(text: str | None, layers: tuple[str, ...] = REQUIRED) -> dict[s
         if points[name] < 0:
             raise ValueError(f"--points: {part.strip()!r} is negative")
     return points
+
+
+def present_kinds(results: Any) -> list[str]:
+    """The course layers (the protocol's optional classes) some judged submission has: a verdict other
+    than MISSING in its verdicts.csv, in the protocol's order."""
+    found: set[str] = set()
+    for result in results:
+        raw = result.get("files", {}).get("verdicts.csv")
+        if raw:
+            table = pd.read_csv(io.BytesIO(raw))
+            found |= {str(r.layer) for r in table.itertuples() if str(r.verdict) != "MISSING"}
+    return [c for c in CLASSES if c not in REQUIRED and c in found]
 
 
 def layer_verdicts(result: dict[str, Any], layers: tuple[str, ...]) -> dict[str, tuple[str, str]]:
@@ -97,10 +111,11 @@ def first_line(text: str) -> str:
 def diagnoses(result: dict[str, Any]) -> dict[str, str]:
     """{layer: the diagnosis most of its failing rows share} from the submission's own CSVs (an
     explained one before ``unexplained``; the note of its first error row when no row has one)."""
+    from reference.core.verdicts import OWN_JUDGES
     from reference.judges.catalogue import leading_diagnosis
 
     frames = []
-    for name in ("protocol", "autograd", "finite_diff", "lifecycle"):
+    for name in OWN_JUDGES:
         raw = result.get("files", {}).get(f"{name}.csv")
         if raw:
             frames.append(pd.read_csv(io.BytesIO(raw)))
@@ -114,7 +129,7 @@ def diagnoses(result: dict[str, Any]) -> dict[str, str]:
         if not found:
             first = next((r for r in records if isinstance(r.get("note"), str) and r["note"]), None)
             found = f"{first['status']}: {first['note']}" if first else ""
-        if found and str(layer) in REQUIRED:
+        if found and str(layer) in CLASSES:
             out[str(layer)] = found
     return out
 

@@ -27,6 +27,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,12 +37,14 @@ from reference.grade.gradebook import (
     gradescope,
     junit_xml,
     parse_points,
+    present_kinds,
     stored,
     write_class_reports,
 )
 from reference.grade.submissions import Submission, SubmissionError, discover
 from reference.grade.task import judge_submission, judge_version
-from reference.impl.protocol import REQUIRED
+from reference.impl.protocol import CLASSES, REQUIRED
+from reference.judging import SandboxOptions
 from reference.report.publish import check_out, new_staging, swap_into_place
 from reference.report.tables import write_atomic
 
@@ -58,9 +61,40 @@ INSECURE = ("--scheduler {address}: a scheduler without TLS runs code from any p
             "a tls:// address, or pass --insecure-scheduler (only on a network no submission can reach).")  # fmt: skip
 
 
+@dataclass(frozen=True)
+class GradeOptions:
+    """``grade``'s options as values (reference/cli.py builds them from the command line; ``add_arguments``
+    defines the options of trust there)."""
+
+    submissions: Path  # a folder: each .py file, folder or .ipynb notebook in it is one submission
+    out: Path = Path("reports/grade")  # gradebook, class summary, <id>/ reports
+    entry: str | None = None  # a folder submission's entry module
+    adapter: str | None = None  # the course's wrapper, importing the student's code as `submission`
+    workers: int | None = None  # processes of the embedded LocalCluster (default: one per core)
+    scheduler: str | None = None  # an existing Dask scheduler instead
+    points: str | None = None  # points per layer, e.g. Conv2D=3,MaxPool2D=2
+    format: str = "default"  # gradescope: also <id>/results.json
+    junit: str | None = None  # also the gradebook as JUnit XML
+    only: str | None = None  # rejudge only these submissions (comma-separated ids)
+    layers: str | None = None  # judge only these layers (comma-separated)
+    full: bool = False  # the full case grid (default: the quick sample)
+    retries: int = 2  # times Dask reruns a task whose worker was lost
+    submission_timeout: float | None = None  # seconds one submission's judge may take (default: time budget + 120)
+    sandbox: SandboxOptions = field(default_factory=SandboxOptions)  # each judge's tier and limits
+    unsandboxed: bool = False  # judge even where no sandbox tier works (code you trust only)
+    secret_seed: int | None = None
+    secret_seed_file: Path | None = None
+    tls_ca_file: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    insecure_scheduler: bool = False  # allow a plain tcp:// scheduler
+    timeout_scores: str = "zero"  # how a TIMEOUT layer scores: zero or judged-only
+    timeout_grace: float = 60.0  # seconds past --submission-timeout before the grader stops a task itself
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """``grade``'s options of trust (reference/cli.py's grade parser calls this); ``run`` reads each
-    with its default where a parser lacks it (``with_defaults``)."""
+    """``grade``'s options of trust (reference/cli.py's grade parser calls this); their defaults are
+    GradeOptions'."""
     g = p.add_argument_group("trust", "what grade trusts, and what it refuses")
     g.add_argument("--unsandboxed", action="store_true",
                    help="judge submissions even where this machine offers no sandbox tier (bubblewrap or "
@@ -78,29 +112,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--tls-key", default=None, help="--scheduler tls://...: this client's private key")
     g.add_argument("--insecure-scheduler", action="store_true",
                    help="allow a plain tcp:// --scheduler (any process that can reach it runs code in the grader)")  # fmt: skip
-    g.add_argument("--timeout-scores", choices=TIMEOUT_SCORES, default="zero",
+    g.add_argument("--timeout-scores", choices=TIMEOUT_SCORES, default=GradeOptions.timeout_scores,
                    help="how a layer scores whose cases were cut by a time limit and none shown wrong (TIMEOUT): "
                    "zero, or judged-only (on the cases that were judged: full points when some passed)")  # fmt: skip
-    g.add_argument("--timeout-grace", type=float, default=60.0,
+    g.add_argument("--timeout-grace", type=float, default=GradeOptions.timeout_grace,
                    help="seconds past --submission-timeout after which the grader itself stops a submission's "
                    "task and restarts its Dask worker (a stopped judge or worker cannot stop this clock)")  # fmt: skip
 
 
-def with_defaults(args: argparse.Namespace) -> argparse.Namespace:
-    """``args`` with every option of ``add_arguments`` it lacks at its default."""
-    defaults = argparse.ArgumentParser(add_help=False)
-    add_arguments(defaults)
-    for name, value in vars(defaults.parse_args([])).items():
-        if not hasattr(args, name):
-            setattr(args, name, value)
-    return args
-
-
-def read_secret_seed(args: argparse.Namespace) -> int | None:
+def read_secret_seed(options: GradeOptions) -> int | None:
     """``--secret-seed N`` or the integer in ``--secret-seed-file F``; None when neither."""
-    seed = args.secret_seed
-    if args.secret_seed_file is not None:
-        path = Path(args.secret_seed_file)
+    seed = options.secret_seed
+    if options.secret_seed_file is not None:
+        path = Path(options.secret_seed_file)
         try:
             seed = int(path.read_text().strip())
         except OSError as err:
@@ -112,34 +136,34 @@ def read_secret_seed(args: argparse.Namespace) -> int | None:
     return seed
 
 
-def check_sandbox(args: argparse.Namespace) -> str:
+def check_sandbox(options: GradeOptions) -> str:
     """The sandbox tier the embedded cluster's judges get here; refuses (ValueError) where there is none,
     or ``--sandbox process`` asks for none, and the teacher did not say ``--unsandboxed``. With
     ``--scheduler`` each judge checks its own machine (``--require-sandbox``): 'per worker'."""
     from reference.sandbox.client import resolve_sandbox
 
-    if args.sandbox == "process" and not args.unsandboxed:
+    if options.sandbox.tier == "process" and not options.unsandboxed:
         raise ValueError("--sandbox process runs submissions with no sandbox, as plain processes of your user; "
                          "add --unsandboxed to say you trust them, or choose another tier")  # fmt: skip
-    if args.scheduler:
+    if options.scheduler:
         return "per worker"
-    tier = resolve_sandbox(args.sandbox)
-    if tier == "process" and not args.unsandboxed:
+    tier = resolve_sandbox(options.sandbox.tier)
+    if tier == "process" and not options.unsandboxed:
         raise ValueError(NO_SANDBOX)
     return tier
 
 
-def scheduler_security(args: argparse.Namespace) -> Any:
+def scheduler_security(options: GradeOptions) -> Any:
     """Dask's Security for the cluster: certificates made for this run for the embedded one; for
     ``--scheduler tls://``, the teacher's files; None only for ``tcp://`` with ``--insecure-scheduler``."""
     from distributed.security import Security
 
-    if not args.scheduler:
+    if not options.scheduler:
         return Security.temporary()  # NOTE: needs the cryptography package (the reference extra has it)
-    address = args.scheduler
+    address = options.scheduler
     scheme = address.split("://", 1)[0] if "://" in address else "tcp"
     if scheme == "tls":
-        files = {"--tls-ca-file": args.tls_ca_file, "--tls-cert": args.tls_cert, "--tls-key": args.tls_key}
+        files = {"--tls-ca-file": options.tls_ca_file, "--tls-cert": options.tls_cert, "--tls-key": options.tls_key}
         missing = [name for name, value in files.items() if not value]
         if missing:
             raise ValueError(f"--scheduler {address}: needs {', '.join(missing)} (the files `dask scheduler` and "
@@ -147,27 +171,28 @@ def scheduler_security(args: argparse.Namespace) -> Any:
         for name, value in files.items():
             if not Path(value).is_file():
                 raise ValueError(f"{name} {value}: no such file")
-        return Security(tls_ca_file=args.tls_ca_file, tls_client_cert=args.tls_cert, tls_client_key=args.tls_key,
+        return Security(tls_ca_file=options.tls_ca_file, tls_client_cert=options.tls_cert, tls_client_key=options.tls_key,
                         require_encryption=True)  # fmt: skip
-    if scheme == "tcp" and args.insecure_scheduler:
+    if scheme == "tcp" and options.insecure_scheduler:
         return None
     if scheme != "tcp":
         raise ValueError(f"--scheduler {address}: only tls:// (or tcp:// with --insecure-scheduler) is supported")
     raise ValueError(INSECURE.format(address=address))
 
 
-def judge_options(args: argparse.Namespace) -> list[str]:
+def judge_options(options: GradeOptions) -> list[str]:
     """The options every submission's ``reference judge`` runs with (never a secret: see task.py)."""
     opts = ["--no-curves", "--parallel", "1"]  # one core per task: the cluster spreads the class
-    if not args.full:
+    if not options.full:
         opts.append("--quick")
-    if args.layers:
-        opts += ["--layers", args.layers]
-    opts += ["--sandbox", args.sandbox, "--case-timeout", str(args.case_timeout), "--time-budget",
-             str(args.time_budget), "--memory-mb", str(args.memory_mb), "--log-bytes", str(args.log_bytes)]  # fmt: skip
+    if options.layers:
+        opts += ["--layers", options.layers]
+    limits = options.sandbox.limits
+    opts += ["--sandbox", options.sandbox.tier, "--case-timeout", str(limits.case_seconds), "--time-budget",
+             str(limits.run_seconds), "--memory-mb", str(limits.memory_mb), "--log-bytes", str(limits.log_bytes)]  # fmt: skip
     # NOTE: each judge refuses (exit 2) where its machine offers no sandbox tier, unless the teacher
     # said --unsandboxed: on a cluster, grade cannot check the workers' machines itself.
-    if not args.unsandboxed:
+    if not options.unsandboxed:
         opts.append("--require-sandbox")
     return opts
 
@@ -284,39 +309,70 @@ class Ticker:
             self.bar.close()
 
 
-def run(args: argparse.Namespace) -> int:
-    args = with_defaults(args)
-    graded = tuple(x.strip() for x in args.layers.split(",") if x.strip()) if args.layers else REQUIRED
-    unknown_layers = [x for x in graded if x not in REQUIRED]
+def run(options: GradeOptions) -> int:
+    """Grade the class: 0 when every submission was judged or reused, 2 when interrupted (every finished
+    result kept: the same command goes on)."""
+    graded = tuple(x.strip() for x in options.layers.split(",") if x.strip()) if options.layers else REQUIRED
+    unknown_layers = [x for x in graded if x not in CLASSES]
     if unknown_layers:
-        raise ValueError(f"--layers: unknown layer(s) {', '.join(unknown_layers)}; choose from {', '.join(REQUIRED)}")
-    points = parse_points(args.points, graded)
-    if args.workers is not None and args.workers < 1:
-        raise ValueError(f"--workers must be >= 1 (got {args.workers})")
-    if not args.timeout_grace >= 0:
-        raise ValueError(f"--timeout-grace must be >= 0 seconds (got {args.timeout_grace:g})")
-    seed = read_secret_seed(args)
-    tier = check_sandbox(args)
-    security = scheduler_security(args)
-    check_out(args.out)
-    folder = Path(args.submissions)
-    adapter = Path(args.adapter) if args.adapter else None
+        raise ValueError(f"--layers: unknown layer(s) {', '.join(unknown_layers)}; choose from {', '.join(CLASSES)}")
+    points = parse_points(options.points, graded)
+    graded = tuple(points)  # a course layer given points (--points BatchNorm2D=2) is graded too
+    if options.workers is not None and options.workers < 1:
+        raise ValueError(f"--workers must be >= 1 (got {options.workers})")
+    if not options.timeout_grace >= 0:
+        raise ValueError(f"--timeout-grace must be >= 0 seconds (got {options.timeout_grace:g})")
+    seed = read_secret_seed(options)
+    tier = check_sandbox(options)
+    security = scheduler_security(options)
+    check_out(options.out)
+    subs, only = find_submissions(options)
+    options.out.mkdir(parents=True, exist_ok=True)
+    version = judge_version()
+    results, todo = stored_or_todo(options.out, subs, only, version, seed is not None)
+    problems = sum(1 for s in subs if s.problem)
+    print(f"[grade] {len(subs)} submissions in {Path(options.submissions)}: {len(todo)} to judge, "
+          f"{len(subs) - len(todo) - problems} unchanged since their stored result, {problems} that cannot be "
+          f"judged (judge {version}; sandbox {tier}{'; a secret seed' if seed is not None else ''})", flush=True)  # fmt: skip
+    if options.unsandboxed and tier == "process":
+        print("[grade] warning: --unsandboxed: submissions run as plain processes of your user", file=sys.stderr)
+    interrupted = judge_all(options, todo, results, security, seed) if todo else False
+    for sub in todo:  # what an interrupt left unjudged: a row that says so, judged by the next run
+        results.setdefault(sub.id, {"exit_code": None, "files": {},
+                                    "output": "error: not judged yet (interrupted); run the same command again"})  # fmt: skip
+    write_gradebook(options, subs, results, points, graded, version, seed is not None)
+    if interrupted:
+        print("[grade] interrupted: every finished submission is kept; run the same command again to go on",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    return 0
+
+
+def find_submissions(options: GradeOptions) -> tuple[list[Submission], set[str] | None]:
+    """(the submissions in ``options.submissions``, the ids ``--only`` names or None)."""
+    folder = Path(options.submissions)
+    adapter = Path(options.adapter) if options.adapter else None
     if adapter is not None and not adapter.is_file():
         raise SubmissionError(f"--adapter {adapter}: no such file")
-    subs = discover(folder, args.entry, adapter)
+    subs = discover(folder, options.entry, adapter)
     if not subs:
         raise SubmissionError(f"SUBMISSIONS {folder}: no submission in it (.py files, folders or notebooks)")
-    only = {s.strip() for s in args.only.split(",") if s.strip()} if args.only else None
+    only = {s.strip() for s in options.only.split(",") if s.strip()} if options.only else None
     unknown = sorted(only - {s.id for s in subs}) if only else []
     if unknown:
         raise SubmissionError(f"--only: no submission {', '.join(unknown)}")
-    args.out.mkdir(parents=True, exist_ok=True)
-    version = judge_version()
+    return subs, only
+
+
+def stored_or_todo(out: Path, subs: list[Submission], only: set[str] | None, version: str,
+                   secret_seed: bool) -> tuple[dict[str, dict[str, Any]], list[Submission]]:  # fmt: skip
+    """({id: result} of the submissions not judged now: stored, unjudgeable or left out by ``--only``,
+    the submissions to judge)."""
     results: dict[str, dict[str, Any]] = {}
     todo: list[Submission] = []
     for sub in subs:
         fresh = sub.problem or (only and sub.id in only)
-        prior = None if fresh else load_stored(args.out, sub, version, seed is not None)
+        prior = None if fresh else load_stored(out, sub, version, secret_seed)
         if sub.problem:
             results[sub.id] = {"exit_code": 2, "output": f"error: {sub.problem}", "files": {}, "seconds": 0}
         elif prior is not None:
@@ -325,41 +381,36 @@ def run(args: argparse.Namespace) -> int:
             todo.append(sub)
         else:
             results[sub.id] = {"exit_code": None, "output": "error: not graded yet (run without --only)", "files": {}}
-    reused = len(subs) - len(todo) - sum(1 for s in subs if s.problem)
-    print(f"[grade] {len(subs)} submissions in {folder}: {len(todo)} to judge, {reused} unchanged since their "
-          f"stored result, {sum(1 for s in subs if s.problem)} that cannot be judged (judge {version}; "
-          f"sandbox {tier}{'; a secret seed' if seed is not None else ''})", flush=True)  # fmt: skip
-    if args.unsandboxed and tier == "process":
-        print("[grade] warning: --unsandboxed: submissions run as plain processes of your user", file=sys.stderr)
-    interrupted = False
-    if todo:
-        interrupted = judge_all(args, todo, results, security, seed)
-    for sub in todo:  # what an interrupt left unjudged: a row that says so, judged by the next run
-        results.setdefault(sub.id, {"exit_code": None, "files": {},
-                                    "output": "error: not judged yet (interrupted); run the same command again"})  # fmt: skip
-    rows = [gradebook_row(s, results[s.id], points, args.timeout_scores) for s in subs]
+    return results, todo
+
+
+def write_gradebook(options: GradeOptions, subs: list[Submission], results: dict[str, dict[str, Any]],
+                    points: dict[str, float], graded: tuple[str, ...], version: str, secret_seed: bool) -> None:  # fmt: skip
+    """The gradebook, the class summary, Gradescope's results.json (``--format gradescope``) and the
+    JUnit XML (``--junit``), and the headline printed."""
+    # NOTE: a course layer some submission has but nobody asked to grade gets a column and no points: an
+    # extra Sigmoid never costs the students who did not write one a point
+    points = {**points, **{k: 0.0 for k in present_kinds(results.values()) if k not in points}}
+    rows = [gradebook_row(s, results[s.id], points, options.timeout_scores) for s in subs]
     judged = sum(1 for s in subs if s.id in results and results[s.id].get("exit_code") is not None)
     headline = (f"{judged} of {len(subs)} submissions judged; mean score "
                 f"{sum(r['score'] for r in rows) / len(rows):.2f} of {sum(points.values()):g}; judge {version}; "
-                f"{sandboxes(rows)}{'; a secret seed' if seed is not None else ''}")  # fmt: skip
-    write_class_reports(args.out, rows, headline, graded)
-    if args.format == "gradescope":
+                f"{sandboxes(rows)}{'; a secret seed' if secret_seed else ''}")  # fmt: skip
+    write_class_reports(options.out, rows, headline, tuple(points))
+    if options.format == "gradescope":
         for sub, row in zip(subs, rows, strict=True):
-            if (args.out / sub.id).is_dir():
+            if (options.out / sub.id).is_dir():
                 rerun = f"python -m reference judge --impl {sub.entry}"
                 write_atomic(
-                    args.out / sub.id / "results.json", json.dumps(gradescope(row, points, rerun), indent=1) + "\n"
+                    options.out / sub.id / "results.json", json.dumps(gradescope(row, points, rerun), indent=1) + "\n"
                 )
-    if args.junit:
+    if options.junit:
         suites = [(r["id"], [(layer, r[layer], r["_why"].get(layer, "")) for layer in graded]) for r in rows]
-        write_atomic(Path(args.junit), junit_xml(suites))
+        write_atomic(Path(options.junit), junit_xml(suites))
     print(f"[grade] {headline}")
-    print(f"[grade] gradebook: {args.out / 'gradebook.csv'}; class summary: {args.out / 'summary.md'}, index.html")
-    if interrupted:
-        print("[grade] interrupted: every finished submission is kept; run the same command again to go on",
-              file=sys.stderr)  # fmt: skip
-        return 2
-    return 0
+    print(
+        f"[grade] gradebook: {options.out / 'gradebook.csv'}; class summary: {options.out / 'summary.md'}, index.html"
+    )
 
 
 def sandboxes(rows: list[dict[str, Any]]) -> str:
@@ -427,35 +478,35 @@ def restart_worker(client: Any, worker: str) -> None:
               "stays busy", file=sys.stderr)  # fmt: skip
 
 
-def judge_all(args: argparse.Namespace, todo: list[Submission], results: dict[str, dict[str, Any]],
+def judge_all(options: GradeOptions, todo: list[Submission], results: dict[str, dict[str, Any]],
               security: Any = None, secret_seed: int | None = None) -> bool:  # fmt: skip
     """Submit one task per submission and write each result as it comes; True when interrupted."""
     from reference.grade.task import START_TOPIC
 
-    options = judge_options(args)
-    timeout = args.submission_timeout or args.time_budget + 120
-    clock = GraderClock(timeout + args.timeout_grace)
-    workers = args.workers or max(1, len(os.sched_getaffinity(0)))
+    argv = judge_options(options)
+    timeout = options.submission_timeout or options.sandbox.limits.run_seconds + 120
+    clock = GraderClock(timeout + options.timeout_grace)
+    workers = options.workers or max(1, len(os.sched_getaffinity(0)))
     ticker = Ticker(len(todo))
-    with dask_client(args.scheduler, workers, security) as client:
+    with dask_client(options.scheduler, workers, security) as client:
         client.subscribe_topic(START_TOPIC, clock.on_event)
         pending: dict[str, tuple[Any, Submission]] = {}
         for sub in todo:
             key = f"judge-{sub.id}-{sub.sha256[:12]}-{time.monotonic_ns()}"
-            future = client.submit(judge_submission, sub.spec(), options, timeout, secret_seed, key=key, pure=False,
-                                   retries=args.retries)  # fmt: skip
+            future = client.submit(judge_submission, sub.spec(), argv, timeout, secret_seed, key=key, pure=False,
+                                   retries=options.retries)  # fmt: skip
             pending[key] = (future, sub)
         try:
             while pending:
                 done = [key for key, (future, _) in pending.items() if future.done()]
                 for key in done:
                     future, sub = pending.pop(key)
-                    record(args.out, sub, collect(future, sub, secret_seed), results, ticker)
+                    record(options.out, sub, collect(future, sub, secret_seed), results, ticker)
                 for key, worker, seconds in clock.overdue(list(pending), client.processing):
                     future, sub = pending.pop(key)
                     print(f"[grade] {sub.id}: stopped after {seconds:.0f} s by the grader's clock; restarting "
                           f"worker {worker}", flush=True)  # fmt: skip
-                    record(args.out, sub, overdue_result(sub, seconds, clock.limit, secret_seed is not None),
+                    record(options.out, sub, overdue_result(sub, seconds, clock.limit, secret_seed is not None),
                            results, ticker)  # fmt: skip
                     future.cancel()
                     restart_worker(client, worker)

@@ -18,69 +18,35 @@ Three styles, each a one-call declaration:
   backward is declared unsupported, see there) and ``SoftmaxCrossEntropy`` (their softmax, their
   loss and their backprop, on an identity affine part).
 
-Shared options: ``conventions`` (``reference.impl.adapters.Conventions``: ``loss="mean"|"sum"``,
+Shared options: ``conventions`` (``reference.impl.layouts.Conventions``: ``loss="mean"|"sum"``,
 ``dense_x="rows"|"columns"``, ``dense_weight`` for the fused Dense), ``unsupported=`` an exception
 type (or tuple) that the user's code raises to mean "not supported" (an ``AssertionError``, say):
-it becomes a NotImplementedError, which the judges report ``unsupported``, not failed.
+it becomes a NotImplementedError (``limits.declared``), which the judges report ``unsupported``,
+not failed. The fused layer's learning rate is ``capture.RecordingRate``.
 
 These run on the worker side of the trust boundary (the judged module imports them): NumPy and
-``reference.impl.adapters`` only, never the judges, the reports or torch.
+``reference.impl.layouts``, ``limits`` and ``capture`` only, never ``adapters`` (which re-exports
+``loss_function``), the judges, the reports or torch.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from reference.impl.adapters import Config, Conventions, weight_to_protocol, weight_to_theirs
+from reference.impl.capture import RecordingRate
+from reference.impl.layouts import Config, Conventions, weight_to_protocol, weight_to_theirs
+from reference.impl.limits import Unsupported, declared
 
-Unsupported = type[BaseException] | tuple[type[BaseException], ...]
+__all__ = [  # RecordingRate and declared are re-exported: they were defined here
+    "FUSED_BACKWARD", "ROWS_MEAN", "RecordingRate", "declared", "fused_dense_softmax", "loss_function", "one_hot",
+    "probability_loss", "through_softmax",
+]  # fmt: skip
+
 ROWS_MEAN = Conventions()  # the protocol's own: logits (m, K) in rows, the batch's mean
-
-
-@contextmanager
-def declared(unsupported: Unsupported = ()) -> Iterator[None]:
-    """Their "not supported" exception, raised inside the block, as a NotImplementedError (a
-    declared limit)."""
-    try:
-        yield
-    except unsupported as err:  # an empty tuple catches nothing
-        raise NotImplementedError(f"{type(err).__name__}: {err}" if str(err) else type(err).__name__) from err
-
-
-class RecordingRate:
-    """A learning rate that records what it multiplies and gives zeros back, so that an update
-    ``param -= lr * grad`` (or ``grad * lr``) inside their backward leaves the parameter unchanged and
-    the gradient is kept, exactly, in ``seen`` (copies, in call order).
-
-    # NOTE: ``__array_ufunc__ = None`` makes ``ndarray * rate`` return NotImplemented, so Python calls
-    # ``rate.__rmul__``; without it NumPy would broadcast the rate as an object scalar. A product the
-    # code scales further (``lr * dW / m``) is recorded before the scaling: declare it, do not guess.
-    """
-
-    __array_ufunc__ = None
-
-    def __init__(self) -> None:
-        self.seen: list[np.ndarray] = []
-
-    def __mul__(self, grad: Any) -> np.ndarray:
-        grad = np.asarray(grad)
-        self.seen.append(np.array(grad, copy=True))
-        return np.zeros_like(grad)
-
-    __rmul__ = __mul__
-
-    def shaped(self, shape: tuple[int, ...]) -> np.ndarray:
-        """The sum of the recorded gradients of ``shape`` (an update applied in several steps is their
-        sum); RuntimeError when none was recorded."""
-        found = [g for g in self.seen if g.shape == shape]
-        if not found:
-            raise RuntimeError(f"their backward applied no gradient of shape {shape} under the learning rate "
-                               f"(it multiplied the rate by arrays of shapes {[g.shape for g in self.seen]})")  # fmt: skip
-        return found[0] if len(found) == 1 else np.sum(found, axis=0)
 
 
 def _theirs(a: np.ndarray, c: Conventions) -> np.ndarray:
@@ -247,6 +213,85 @@ FUSED_BACKWARD = (
 )
 
 
+@dataclass(frozen=True)
+class _Fused:
+    """One fused dense+softmax declaration (``fused_dense_softmax``'s arguments): builds their layer."""
+
+    make: Callable[[Config], Any]
+    loss: Callable[[Any, int], Any]
+    grad: Callable[[Any, int], Any]
+    logits: str
+    backprop: str
+    names: dict[str, str]
+    conventions: Conventions
+    unsupported: Unsupported
+
+    def build(self, n_in: int, n_out: int, dtype: Any) -> Any:
+        with declared(self.unsupported):
+            inner = self.make(Config(n_in=n_in, n_out=n_out))
+        for name in self.names.values():  # their constructor may not take a dtype: convert in place of it
+            setattr(inner, name, np.asarray(getattr(inner, name)).astype(dtype))
+        return inner
+
+
+class FusedDense:
+    """The affine part of a fused dense+softmax layer (see ``fused_dense_softmax``)."""
+
+    fused: _Fused
+
+    def __init__(self, n_in: int, n_out: int, bias: bool = True, *, rng: Any = None, dtype: Any = np.float64):
+        if not bias:
+            raise NotImplementedError("the fused dense+softmax layer always has a bias")
+        self.inner = self.fused.build(n_in, n_out, np.dtype(dtype))
+        self.grads: dict[str, np.ndarray] = {}
+
+    @property
+    def params(self) -> dict[str, np.ndarray]:
+        names = self.fused.names
+        w = weight_to_protocol("Dense", getattr(self.inner, names["W"]), self.fused.conventions)
+        return {"W": w, "b": getattr(self.inner, names["b"])}
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        out = []
+        for row in x:
+            # NOTE: their forward runs their softmax too; its overflow warnings are the loss's to
+            # report, not this affine part's (only the stored logits are read here).
+            with declared(self.fused.unsupported), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                self.inner.forward(row)
+            out.append(np.array(getattr(self.inner, self.fused.logits), copy=True).reshape(-1))
+        return np.stack(out) if out else np.zeros((0, self.params["b"].shape[0]), dtype=x.dtype)
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        raise NotImplementedError(FUSED_BACKWARD)
+
+
+class FusedSoftmaxCrossEntropy:
+    """The softmax, loss and backprop of a fused dense+softmax layer (see ``fused_dense_softmax``)."""
+
+    fused: _Fused
+
+    def forward(self, logits_: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]:
+        f, (m, k) = self.fused, logits_.shape
+        inner = f.build(k, k, logits_.dtype)
+        w = weight_to_theirs("Dense", np.eye(k, dtype=logits_.dtype), f.conventions)
+        setattr(inner, f.names["W"], np.ascontiguousarray(w))
+        setattr(inner, f.names["b"], np.zeros(k, dtype=logits_.dtype))
+        values, probs, dlogits = [], [], []
+        for z, y in zip(logits_, labels, strict=True):
+            rate = RecordingRate()
+            with declared(f.unsupported):
+                p = np.asarray(inner.forward(z.copy()))
+                values.append(f.loss(p, int(y)))
+                getattr(inner, f.backprop)(f.grad(p, int(y)), rate)
+            probs.append(p)
+            dlogits.append(rate.shaped((k,)))  # their d_L_d_b = d_L_d_t: dL/dlogits of this sample
+        self._d = np.ascontiguousarray(_scale(np.stack(dlogits), m))
+        return float(np.mean(values)), np.stack(probs)
+
+    def backward(self) -> np.ndarray:
+        return self._d
+
+
 def fused_dense_softmax(make: Callable[[Config], Any], *, loss: Callable[[Any, int], Any],
                         grad: Callable[[Any, int], Any], logits: str = "last_totals", backprop: str = "backprop",
                         params: dict[str, str] | None = None, conventions: Conventions = ROWS_MEAN,
@@ -267,59 +312,6 @@ def fused_dense_softmax(make: Callable[[Config], Any], *, loss: Callable[[Any, i
     (d logits / d b = 1), the loss and dlogits the mean over the batch.
     """
     names = params or {"W": "weights", "b": "biases"}
-
-    def build(n_in: int, n_out: int, dtype: Any) -> Any:
-        with declared(unsupported):
-            inner = make(Config(n_in=n_in, n_out=n_out))
-        for name in names.values():  # their constructor may not take a dtype: convert in place of it
-            setattr(inner, name, np.asarray(getattr(inner, name)).astype(dtype))
-        return inner
-
-    class Dense:
-        def __init__(self, n_in: int, n_out: int, bias: bool = True, *, rng: Any = None, dtype: Any = np.float64):
-            if not bias:
-                raise NotImplementedError("the fused dense+softmax layer always has a bias")
-            self.inner = build(n_in, n_out, np.dtype(dtype))
-            self.grads: dict[str, np.ndarray] = {}
-
-        @property
-        def params(self) -> dict[str, np.ndarray]:
-            w = weight_to_protocol("Dense", getattr(self.inner, names["W"]), conventions)
-            return {"W": w, "b": getattr(self.inner, names["b"])}
-
-        def forward(self, x: np.ndarray) -> np.ndarray:
-            out = []
-            for row in x:
-                # NOTE: their forward runs their softmax too; its overflow warnings are the loss's to
-                # report, not this affine part's (only the stored logits are read here).
-                with declared(unsupported), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-                    self.inner.forward(row)
-                out.append(np.array(getattr(self.inner, logits), copy=True).reshape(-1))
-            return np.stack(out) if out else np.zeros((0, self.params["b"].shape[0]), dtype=x.dtype)
-
-        def backward(self, dout: np.ndarray) -> np.ndarray:
-            raise NotImplementedError(FUSED_BACKWARD)
-
-    class SoftmaxCrossEntropy:
-        def forward(self, logits_: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]:
-            m, k = logits_.shape
-            inner = build(k, k, logits_.dtype)
-            w = weight_to_theirs("Dense", np.eye(k, dtype=logits_.dtype), conventions)
-            setattr(inner, names["W"], np.ascontiguousarray(w))
-            setattr(inner, names["b"], np.zeros(k, dtype=logits_.dtype))
-            values, probs, dlogits = [], [], []
-            for z, y in zip(logits_, labels, strict=True):
-                rate = RecordingRate()
-                with declared(unsupported):
-                    p = np.asarray(inner.forward(z.copy()))
-                    values.append(loss(p, int(y)))
-                    getattr(inner, backprop)(grad(p, int(y)), rate)
-                probs.append(p)
-                dlogits.append(rate.shaped((k,)))  # their d_L_d_b = d_L_d_t: dL/dlogits of this sample
-            self._d = np.ascontiguousarray(_scale(np.stack(dlogits), m))
-            return float(np.mean(values)), np.stack(probs)
-
-        def backward(self) -> np.ndarray:
-            return self._d
-
-    return Dense, SoftmaxCrossEntropy
+    fused = _Fused(make, loss, grad, logits, backprop, names, conventions, unsupported)
+    return (type("Dense", (FusedDense,), {"fused": fused}),
+            type("SoftmaxCrossEntropy", (FusedSoftmaxCrossEntropy,), {"fused": fused}))  # fmt: skip

@@ -46,9 +46,12 @@ from typing import Any
 
 import numpy as np
 
-LAYERS = ("Conv2D", "ReLU", "MaxPool2D", "AvgPool2D", "Flatten", "Dense")
-PARAMETRIC = ("Conv2D", "Dense")
-REQUIRED = (*LAYERS, "SoftmaxCrossEntropy")
+from reference.layers import KINDS, LAYERS, LOSSES, OPTIMIZERS, OPTIONAL, PARAMETRIC  # noqa: F401 (the protocol's names)
+from reference.sandbox import requests
+
+REQUIRED = (*LAYERS, *LOSSES)  # the blog's network's kinds: a module without one of them has a ``missing`` row
+JUDGED = (*REQUIRED, *OPTIONAL)  # every kind the layer judges judge (the optional ones where the module has them)
+CLASSES = (*JUDGED, *OPTIMIZERS)  # every class of the protocol a module may define
 DEFAULT_IMPL = "scratch_cnn"
 REFERENCE_DIR = str(Path(__file__).resolve().parents[1])
 
@@ -79,8 +82,8 @@ def load_impl(name: str = DEFAULT_IMPL) -> ModuleType:
         raise
     except Exception as err:
         raise ImplError(f"cannot import implementation {name!r}: {type(err).__name__}: {err}") from err
-    if not any(available(module, n) for n in REQUIRED):
-        raise ImplError(f"implementation {name!r} defines none of the protocol's classes ({', '.join(REQUIRED)}): "
+    if not any(available(module, n) for n in CLASSES):
+        raise ImplError(f"implementation {name!r} defines none of the protocol's classes ({', '.join(CLASSES)}): "
                         "nothing to judge; code in other layouts or styles can be wrapped with reference.impl.adapters")  # fmt: skip
     return module
 
@@ -114,81 +117,67 @@ def construct(impl: Any, layer_type: str, config: dict[str, Any], *, rng: np.ran
               dtype: Any = np.float64) -> Any:  # fmt: skip
     """Instantiate ``impl.<layer_type>(**config)`` (adding rng/dtype for parametric layers)."""
     cls = getattr(impl, layer_type)
-    kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in config.items()}
-    if layer_type in PARAMETRIC:
-        kwargs.update(rng=rng if rng is not None else np.random.default_rng(0), dtype=dtype)
-    return cls(**kwargs)
+    declared = KINDS[layer_type]
+    kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in config.items() if k != "mode"}
+    extras = {"rng": rng if rng is not None else np.random.default_rng(0), "dtype": dtype}
+    kwargs.update({k: extras[k] for k in declared.constructor_extras})
+    layer = cls(**kwargs)
+    if "mode" in config:  # NOTE: a mode is the layer's ``training`` attribute, never a constructor argument
+        layer.training = config["mode"] == "train"
+    return layer
 
 
-def write_params(layer: Any, layer_type: str, params: dict[str, np.ndarray]) -> None:
-    """Write ``params`` into the layer's live arrays and read them back.
+def write_params(layer: Any, layer_type: str, params: dict[str, np.ndarray], attr: str = "params") -> None:
+    """Write ``params`` into the layer's live arrays (its ``params``, or its ``buffers``) and read them back.
 
     # NOTE: the protocol's params are the arrays the layer computes with. A ``params`` property that
     # returns copies (or converted arrays) swallows the write: without the read-back the judges would
     # compare the layer's own random weights with the reference's and report a maths bug.
     """
-    own = layer.params
-    from reference.sandbox.client import RemoteObject
-
-    if isinstance(layer, RemoteObject) and isinstance(own, dict):
-        return _write_params_remote(layer, layer_type, own, params)
+    own = getattr(layer, attr)
     for key, value in params.items():
-        _check_param(layer_type, own, key, value)
-        own[key][...] = value
-        back = layer.params[key]
-        if not np.array_equal(np.asarray(back), value):
-            raise ProtocolViolation(_NOT_LIVE.format(layer_type=layer_type, key=key))
-
-
-def _write_params_remote(layer: Any, layer_type: str, own: dict[str, Any], params: dict[str, np.ndarray]) -> None:
-    """write_params for a sandboxed layer: the same writes and the same read-back (a fresh
-    ``layer.params``), in one exchange."""
-    from reference.sandbox.client import RemoteArray
-
-    items: list[tuple[Any, ...]] = []
-    for key, value in params.items():
-        _check_param(layer_type, own, key, value)
-        if not isinstance(own[key], RemoteArray):
-            raise ProtocolViolation(f"{layer_type}.params[{key!r}] is a {type(own[key]).__name__}, not an array")
-        items.append(("setitem", own[key], Ellipsis, value))
-    items.append(("getattr", layer, "params", None))
-    (back,) = layer._worker.batch(items, f"writing {layer_type}.params", keep=[len(items) - 1])
+        _check_param(layer_type, own, key, value, attr)
+    try:
+        back = requests.write_params(layer, own, params, f"writing {layer_type}.{attr}", attr)
+    except TypeError as err:  # an entry that is no array
+        raise ProtocolViolation(f"{layer_type}.{err}") from None
+    if back is None:  # a layer of this process: written and read back here
+        for key, value in params.items():
+            own[key][...] = value
+        back = getattr(layer, attr)
     for key, value in params.items():
         got = back.get(key) if isinstance(back, dict) else None
         if got is None or not np.array_equal(np.asarray(got), value):
-            raise ProtocolViolation(_NOT_LIVE.format(layer_type=layer_type, key=key))
+            raise ProtocolViolation(_NOT_LIVE.format(layer_type=layer_type, key=key, attr=attr))
 
 
-def _check_param(layer_type: str, own: dict[str, Any], key: str, value: np.ndarray) -> None:
+def _check_param(layer_type: str, own: dict[str, Any], key: str, value: np.ndarray, attr: str = "params") -> None:
     if key not in own:
-        raise ProtocolViolation(f"{layer_type}.params has no key {key!r} (keys: {sorted(own)}); "
-                                "the protocol names the weight 'W' and the bias 'b'")  # fmt: skip
+        names = ", ".join(map(repr, (KINDS[layer_type].buffers if attr == "buffers" else KINDS[layer_type].params)))
+        raise ProtocolViolation(f"{layer_type}.{attr} has no key {key!r} (keys: {sorted(own)}); "
+                                f"the protocol names them {names}")  # fmt: skip
     if np.shape(own[key]) != value.shape:
-        raise ProtocolViolation(f"{layer_type}.params[{key!r}] has shape {np.shape(own[key])}, expected "
+        raise ProtocolViolation(f"{layer_type}.{attr}[{key!r}] has shape {np.shape(own[key])}, expected "
                                 f"{value.shape} (the protocol's layout; see reference.impl.adapters for others)")  # fmt: skip
 
 
 _NOT_LIVE = (
-    "{layer_type}.params[{key!r}] is not live: a value written into it in place is not there when read "
-    "back (does `params` return copies?); the protocol needs the arrays the layer computes with"
+    "{layer_type}.{attr}[{key!r}] is not live: a value written into it in place is not there when read "
+    "back (does `{attr}` return copies?); the protocol needs the arrays the layer computes with"
 )
 
 
 def read_grads(layer: Any, layer_type: str, keys: list[str]) -> dict[str, np.ndarray]:
     """Copies of ``layer.grads[k]`` for each parameter key, right after a backward (from a sandboxed
     layer: its grads read as data in one exchange)."""
-    from reference.sandbox.client import RemoteObject
-
-    if isinstance(layer, RemoteObject):
-        try:
-            grads = layer._fetched("grads")
-        except Exception as err:
-            if "AttributeError" in getattr(err, "mro", ()):
-                grads = None
-            else:
-                raise
-    else:
-        grads = getattr(layer, "grads", None)
+    try:
+        grads = requests.read(layer, "grads")
+    except AttributeError:
+        grads = None
+    except Exception as err:
+        if "AttributeError" not in getattr(err, "mro", ()):
+            raise
+        grads = None
     if not isinstance(grads, dict):
         raise ProtocolViolation(f"{layer_type}.grads is {type(grads).__name__}, not a dict keyed like params")
     absent = [k for k in keys if grads.get(k) is None]
@@ -199,12 +188,14 @@ def read_grads(layer: Any, layer_type: str, keys: list[str]) -> dict[str, np.nda
 
 
 def build_case_layer(impl: Any, layer_type: str, config: dict[str, Any], params: dict[str, np.ndarray],
-                     dtype: Any) -> Any:  # fmt: skip
-    """Construct the implementation's layer and write ``params`` into it in place (checked)."""
-    if layer_type == "SoftmaxCrossEntropy":
-        return impl.SoftmaxCrossEntropy()
+                     dtype: Any, buffers: dict[str, np.ndarray] | None = None) -> Any:  # fmt: skip
+    """Construct the implementation's layer and write ``params`` (and ``buffers``) into it in place (checked)."""
+    if KINDS[layer_type].loss:  # a loss takes no configuration and has no parameters
+        return getattr(impl, layer_type)()
     layer = construct(impl, layer_type, config, dtype=np.dtype(dtype))
     write_params(layer, layer_type, params)
+    if buffers:
+        write_params(layer, layer_type, buffers, attr="buffers")
     return layer
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from reference.cases.grid import Case, case_inputs, grid, input_stats
+from reference.cases.grid import FLOAT64_ONLY, Case, case_inputs, grid, input_stats, layer_cases, upstream_gradient
 from reference.core.compare import compare, error_row, raised_row
 from reference.core.diagnosis import Evidence, diagnose
 from reference.core.tolerances import autograd_tolerance
@@ -20,6 +20,7 @@ from reference.impl.protocol import DEFAULT_IMPL, build_case_layer, load_impl
 from reference.judges import conventions, shrink
 from reference.judges.base import Context, Judge, Result, case_rows
 from reference.judges.runs import alternative_run, impl_run, loss_on, twin_run
+from reference.layers import kind
 from reference.report import heatmap
 
 JUDGE = "autograd"
@@ -35,19 +36,23 @@ def run_case(impl: Any, case: Case, dtype: str) -> list[dict[str, Any]]:
     inputs = case_inputs(case, dtype)
     extra = {"dtype": dtype, "values": case.values, **input_stats(case, inputs["x"])}
     tol = autograd_tolerance(dtype)
-    ref = twin_run(case, inputs)
+    own_randomness = kind(case.layer).self_reference
+    ref = twin_run(case, inputs) if own_randomness is None else {"g": upstream_gradient(inputs, case.input_shape)}
     try:
-        layer = build_case_layer(impl, case.layer, case.config, inputs["params"], dtype)
+        layer = build_case_layer(impl, case.layer, case.config, inputs["params"], dtype, buffers=inputs["buffers"])
         declared = conventions.declared(layer, case.layer)  # another valid subgradient at the kinks, said so
     except Exception as err:  # the implementation raised: one row (error / unsupported), the run goes on
         return [raised_row(err, judge=JUDGE, layer=case.layer, case=case.id, tensor="*", **extra)]
     if declared:
-        ref = conventions.apply(ref, case, inputs["x"], declared)
-        extra["convention"] = conventions.describe(declared)
+        ref = conventions.apply(ref, case, inputs, declared)
+        extra["convention"] = conventions.describe(declared, case.layer)
     ours = impl_run(layer, case, inputs, ref.get("g"))
     if "!forward" in ours:  # nothing of this case ran: one row, its status the exception's (a declared limit too)
         return [raised_row(ours["!forward"], judge=JUDGE, layer=case.layer, case=case.id, tensor="*", **extra)]
     rows = []
+    if own_randomness is not None:  # judged against its own randomness: the reference is read from what it did
+        ref, checks = own_randomness(inputs, ours, ref["g"], case.config)
+        rows += [check_row(case, name, ok, note, extra) for name, ok, note in checks]
     for tensor, ref_value in ref.items():
         if tensor == "g":
             continue
@@ -67,15 +72,28 @@ def run_case(impl: Any, case: Case, dtype: str) -> list[dict[str, Any]]:
                                   message=f"the implementation produced no {tensor}", **extra))  # fmt: skip
     others = {r["tensor"]: r["status"] for r in rows}
     for row in rows:
-        if row["status"] == "fail":
+        if row["status"] == "fail" and row["tensor"] in ours:  # a statistical check's row has its words already
             ev = Evidence(case.layer, row["tensor"], ours[row["tensor"]], ref[row["tensor"]], dtype, case.config,
                           case.values, x=inputs["x"], g=ref.get("g"), others=others, labels=inputs["labels"],
-                          alternatives=lambda variant: alternative_run(case, inputs, variant),
-                          rerun=(lambda logits: loss_on(impl, logits, inputs["labels"], dtype))
-                          if case.layer == "SoftmaxCrossEntropy" else None)  # fmt: skip
+                          alternatives=lambda variant: alternative_run(case, inputs, variant, ours),
+                          rerun=(lambda logits: loss_on(impl, case.layer, logits, inputs["labels"], dtype))
+                          if kind(case.layer).loss else None)  # fmt: skip
             row["diagnosis"] = diagnose(ev)
             heatmap.offer(ev, row)
     return rows
+
+
+def check_row(case: Case, name: str, ok: bool, note: str, extra: dict[str, Any]) -> dict[str, Any]:
+    """The row of one statistical check of a kind judged against its own randomness (dropout's kept
+    fraction): ``pass`` or ``fail``, the test and its figures in the note."""
+    return error_row(judge=JUDGE, layer=case.layer, case=case.id, tensor=name, status="pass" if ok else "fail",
+                     message=note, **extra)  # fmt: skip
+
+
+def dtypes_of(case: Case, dtypes: tuple[str, ...]) -> tuple[str, ...]:
+    """The dtypes ``case`` is judged in: ``dtypes``, less float32 for values no float32 computation can
+    get to its tolerance (FLOAT64_ONLY)."""
+    return tuple(d for d in dtypes if d == "float64" or case.values not in FLOAT64_ONLY)
 
 
 def run_autograd(
@@ -99,8 +117,8 @@ class AutogradJudge(Judge):
         self.dtypes = dtypes
 
     def run(self, ctx: Context) -> Result:
-        cases = [c for c in ctx.cases if not c.lifecycle]
-        run_one = lambda c: [r for d in self.dtypes for r in run_case(ctx.impl, c, d)]  # noqa: E731
+        cases = [c for c in layer_cases(ctx.cases) if not c.lifecycle]
+        run_one = lambda c: [r for d in dtypes_of(c, self.dtypes) for r in run_case(ctx.impl, c, d)]  # noqa: E731
         if ctx.fail_fast:  # only the exit code is wanted: no pictures
             return Result(self.name, case_rows(ctx, JUDGE, cases, run_one, "autograd"))
         figures = heatmap.Collector()  # the worst failing case of each layer, drawn by write (heatmap-<layer>.png)

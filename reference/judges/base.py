@@ -3,7 +3,7 @@
 A judge has a ``name`` (the ``judge`` column of its rows and the stem of its files), a ``title``,
 ``run(ctx) -> Result`` (rows of the discrepancy schema, plus any extra tables) and ``write(result,
 out)``. The commands ``autograd``, ``finite-diff``, ``curves``, ``judge`` and ``verify`` are loops
-over judges.
+over judges: one pipeline (reference.pipeline), whose REGISTRY names each judge once.
 """
 
 from __future__ import annotations
@@ -17,10 +17,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from reference.cases.grid import Case
+from reference.cases.grid import Case, family
 from reference.core.compare import FAILING, ROW_COLUMNS, error_row
 from reference.impl.protocol import available
+from reference.layers import kind
 from reference.report.tables import failures_first, verdict_lines, write_table
+from reference.sandbox import requests
 
 Progress = Callable[[str, int, int], None]
 
@@ -78,26 +80,20 @@ class Judge:
 
 def judged_in(impl: Any, scope: str, **kw: Any) -> contextlib.AbstractContextManager[None]:
     """Run what is built inside in the sandboxed worker of ``scope`` (a layer type, ``network lenet``,
-    ``training``) under one case's time limit; a no-op for an implementation object in this process
-    (the unit tests' own layers)."""
-    from reference.sandbox.client import RemoteImpl
-
-    return impl._session.case(scope, **kw) if isinstance(impl, RemoteImpl) else contextlib.nullcontext()
+    ``training``), each call under its time limit; a no-op for an implementation object in this
+    process (the unit tests' own layers)."""
+    return requests.scope(impl, scope, **kw)
 
 
 def skip_reason(impl: Any, scope: str) -> str:
     """Why the cases of ``scope`` are not run ('' when they are): an earlier time-out, the run's budget."""
-    from reference.sandbox.client import RemoteImpl
-
-    return impl._session.skip_reason(scope) if isinstance(impl, RemoteImpl) else ""
+    return requests.skip_reason(impl, scope)
 
 
 def held_by(impl: Any, value: np.ndarray) -> Any:
     """``value`` as the implementation will hold it: in a sandbox a handle to the worker's copy (so a
     layer that writes into its input is seen doing so), in this process a copy."""
-    from reference.sandbox.client import RemoteImpl
-
-    return impl._session.put(value) if isinstance(impl, RemoteImpl) else value.copy()
+    return requests.keep(impl, value)
 
 
 def not_run_row(
@@ -117,13 +113,13 @@ def judge_failed_row(judge: str, case: Case, err: Exception) -> dict[str, Any]:
     from reference.sandbox.client import RemoteError, WorkerLost
 
     if isinstance(err, (RemoteError, WorkerLost)):
-        return {"family": case.family, **raised_row(err, judge=judge, layer=case.layer, case=case.id, tensor="*",
+        return {"family": family(case), **raised_row(err, judge=judge, layer=case.layer, case=case.id, tensor="*",
                                                     dtype="")}  # fmt: skip
     import traceback
 
     frame = traceback.extract_tb(err.__traceback__)[-1]
     where = f"{Path(frame.filename).name}:{frame.lineno} in {frame.name}"
-    return error_row(judge=judge, layer=case.layer, case=case.id, tensor="*", dtype="", family=case.family,
+    return error_row(judge=judge, layer=case.layer, case=case.id, tensor="*", dtype="", family=family(case),
                      message=f"the judge could not use what the implementation returned: {type(err).__name__}: "
                      f"{err} (in the judge, at {where})")  # fmt: skip
 
@@ -145,6 +141,8 @@ def case_rows(ctx: Context, judge: str, cases: list[Case], run_one: Callable[[Ca
     missing: set[str] = set()
     for i, case in enumerate(cases):
         if not available(ctx.impl, case.layer):
+            if kind(case.layer).optional:  # a kind courses add: judged where the implementation has it
+                continue
             if case.layer not in missing:
                 rows_of[i] = [missing_row(judge, case.layer)]
                 missing.add(case.layer)
@@ -157,13 +155,13 @@ def case_rows(ctx: Context, judge: str, cases: list[Case], run_one: Callable[[Ca
         for i, case in group:
             if stopped.is_set():
                 found = [not_run_row(judge, case.layer, case.id, "not run: --fail-fast stopped at the first failing case",
-                                     case.family)]  # fmt: skip
+                                     family(case))]  # fmt: skip
             elif why := skip_reason(ctx.impl, case.layer):
-                found = [not_run_row(judge, case.layer, case.id, why, case.family, status="timeout")]
+                found = [not_run_row(judge, case.layer, case.id, why, family(case), status="timeout")]
             else:
                 try:
                     with judged_in(ctx.impl, case.layer):
-                        found = [{"family": case.family, **r} for r in run_one(case)]
+                        found = [{"family": family(case), **r} for r in run_one(case)]
                 except Exception as err:  # what the implementation returned broke the judge: a row, not a crash
                     found = [judge_failed_row(judge, case, err)]
             if ctx.fail_fast and any(r.get("status") in FAILING for r in found):
@@ -193,6 +191,4 @@ def in_parallel(impl: Any, jobs: list[Callable[[], Any]]) -> list[Any]:
 
 def parallel_layers(impl: Any) -> int:
     """How many layers are judged at once: the session's setting in a sandbox, 1 in this process."""
-    from reference.sandbox.client import RemoteImpl
-
-    return impl._session.parallel if isinstance(impl, RemoteImpl) else 1
+    return requests.parallel(impl)

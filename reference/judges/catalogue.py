@@ -1,7 +1,8 @@
 """Run the fault catalogue through the judges: the suite proves it can fail.
 
 Each layer fault goes through the autograd and finite-difference judges on the cases of the layer it
-replaces; each training-loop fault through a short lockstep run. A fault is caught when at least one
+replaces (an optimiser's through the optimiser judge); each training-loop fault through a short
+lockstep run. A fault is caught when at least one
 judge fails at least one row (or breaks the lockstep bound). The gate requires every fault caught.
 """
 
@@ -15,14 +16,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from reference.cases.grid import Case
+from reference.cases.grid import Case, repeatable
 from reference.core.diagnosis import UNEXPLAINED
 from reference.impl.faults import CURVE_FAULTS, FAULTS
+from reference.judges.autograd import dtypes_of
 from reference.judges.autograd import run_case as autograd_case
 from reference.judges.base import Context, Judge, Result
 from reference.judges.curves import lockstep_verdict, run_lockstep
 from reference.judges.finite_diff import ADJOINT_LAYERS, adjoint_rows
 from reference.judges.finite_diff import run_case as fd_case
+from reference.judges.optimizers import run_case as optimizer_case
+from reference.layers import kind
 from reference.report.tables import write_atomic
 
 LOCKSTEP_FAULT_STEPS = 6
@@ -45,16 +49,14 @@ def run_catalogue(
     rows: list[dict[str, Any]] = []
     total = len(FAULTS) + len(CURVE_FAULTS)
     for i, fault in enumerate(FAULTS):
-        impl, layer_cases = fault.impl(), [c for c in cases if c.layer == fault.layer]
-        autograd = [r for c in layer_cases for d in ("float64", "float32") for r in autograd_case(impl, c, d)]
-        fd = [r for c in layer_cases for r in fd_case(impl, c, attribution=False)]
-        fd += [r for c in layer_cases if c.layer in ADJOINT_LAYERS for r in adjoint_rows(impl, c)]
-        n_ag = sum(r["status"] != "pass" for r in autograd)
-        n_fd = sum(r["status"] != "pass" for r in fd)
+        impl, own = fault.impl(), [c for c in cases if c.layer == fault.layer]
+        judged = _judged(impl, own)
+        failed = {name: sum(r["status"] != "pass" for r in found) for name, found in judged.items()}
         rows.append({"fault": fault.name, "description": fault.description, "layer": fault.layer,
-                     "autograd_failed": f"{n_ag}/{len(autograd)}", "finite_diff_failed": f"{n_fd}/{len(fd)}",
-                     "lockstep_broken_at": "", "caught_by": ", ".join(j for j, n in (("autograd", n_ag), ("finite_diff", n_fd)) if n),
-                     "diagnosis": leading_diagnosis(autograd + fd), "status": "pass" if n_ag or n_fd else "fail"})  # fmt: skip
+                     **{f"{name}_failed": f"{failed[name]}/{len(found)}" if found else "" for name, found in judged.items()},
+                     "lockstep_broken_at": "", "caught_by": ", ".join(name for name, n in failed.items() if n),
+                     "diagnosis": leading_diagnosis([r for found in judged.values() for r in found]),
+                     "status": "pass" if any(failed.values()) else "fail"})  # fmt: skip
         if progress:
             progress(i + 1, total)
     for j, fault in enumerate(CURVE_FAULTS):
@@ -63,13 +65,26 @@ def run_catalogue(
         )
         broken = verdict["first_broken_step"]
         rows.append({"fault": fault.name, "description": fault.description, "layer": "training loop",
-                     "autograd_failed": "", "finite_diff_failed": "",
+                     "autograd_failed": "", "finite_diff_failed": "", "optimizer_failed": "",
                      "lockstep_broken_at": f"step {broken}: {verdict['broken_by']}" if broken else "",
                      "caught_by": "curves (lockstep)" if broken else "", "diagnosis": verdict["diagnosis"],
                      "status": "pass" if broken else "fail"})  # fmt: skip
         if progress:
             progress(len(FAULTS) + j + 1, total)
     return pd.DataFrame(rows)
+
+
+def _judged(impl: Any, cases: list[Case]) -> dict[str, list[dict[str, Any]]]:
+    """The rows of each judge that applies to ``cases`` (one kind's): autograd and finite differences
+    for a layer or a loss (differences only where the case is repeatable), the optimiser judge for an
+    optimiser."""
+    if cases and kind(cases[0].layer).optimizer:
+        return {"autograd": [], "finite_diff": [],
+                "optimizer": [r for c in cases for d in ("float64", "float32") for r in optimizer_case(impl, c, d)]}  # fmt: skip
+    autograd = [r for c in cases for d in dtypes_of(c, ("float64", "float32")) for r in autograd_case(impl, c, d)]
+    fd = [r for c in cases if repeatable(c) for r in fd_case(impl, c, attribution=False)]
+    fd += [r for c in cases if c.layer in ADJOINT_LAYERS for r in adjoint_rows(impl, c)]
+    return {"autograd": autograd, "finite_diff": fd, "optimizer": []}
 
 
 class CatalogueJudge(Judge):

@@ -10,6 +10,7 @@ one through ``kinks=``) declares its own in the attribute ``kink_conventions``:
 |---|---|---|
 | ``relu_grad_at_zero`` | a number in [0, 1] | ``dx = g`` where x > 0, ``value * g`` where x == 0 |
 | ``maxpool_ties`` | ``"first"``, ``"last"``, ``"split"`` | each window's gradient to its first / last maximum, or split evenly |
+| ``running_var`` (batch norm) | ``"unbiased"`` (torch's), ``"biased"`` (CS231n's) | the running variance moved towards the batch's unbiased or biased variance |
 
 The judges then compare against the declaration, never silently: every row of such a case carries
 the convention in its ``convention`` column and the verdict names it. A declaration outside the
@@ -23,16 +24,19 @@ from typing import Any
 
 import numpy as np
 
-from reference.cases.grid import Case, _as_pair
+from reference.cases.grid import Case
 from reference.impl.protocol import ProtocolViolation
+from reference.layers import KINDS, kind
 
-ROUTES = ("first", "last", "split")
+PROTOCOL_WORDS = "the protocol's: ReLU'(0) = 0, ties to the first maximum, the unbiased running variance"
 
 
 def declared(layer: Any, layer_type: str) -> dict[str, Any]:
     """The layer's declared conventions that differ from the protocol's ({} when none); raises
-    ProtocolViolation for a declaration that is no valid subgradient."""
-    if layer_type not in ("ReLU", "MaxPool2D"):
+    ProtocolViolation for a declaration that is no valid subgradient. Which a kind may declare is its
+    declaration's (``LayerKind.conventions``)."""
+    known = KINDS[layer_type].conventions if layer_type in KINDS else ()
+    if not known:
         return {}
     try:
         got = getattr(layer, "kink_conventions", None)
@@ -41,47 +45,37 @@ def declared(layer: Any, layer_type: str) -> dict[str, Any]:
     if not isinstance(got, dict):
         return {}
     out: dict[str, Any] = {}
-    if layer_type == "ReLU" and "relu_grad_at_zero" in got:
-        value = got["relu_grad_at_zero"]
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0.0 <= float(value) <= 1.0:
-            raise ProtocolViolation(f"declared ReLU'(0) = {value!r} is not a subgradient of ReLU at 0 (one in [0, 1])")
-        if float(value) != 0.0:
-            out["relu_grad_at_zero"] = float(value)
-    if layer_type == "MaxPool2D" and "maxpool_ties" in got:
-        route = got["maxpool_ties"]
-        if route not in ROUTES:
-            raise ProtocolViolation(
-                f"declared max-pool tie rule {route!r} is no subgradient rule ({', '.join(ROUTES)})"
-            )
-        if route != "first":
-            out["maxpool_ties"] = route
+    for convention in known:
+        if convention.key not in got:
+            continue
+        try:
+            differs = convention.check(got[convention.key])
+        except ValueError as err:
+            raise ProtocolViolation(str(err)) from None
+        if differs:
+            out[convention.key] = got[convention.key]
     return out
 
 
-def describe(conventions: dict[str, Any]) -> str:
+def describe(conventions: dict[str, Any], layer_type: str) -> str:
     """The declaration as the verdict names it."""
-    parts = []
-    if "relu_grad_at_zero" in conventions:
-        parts.append(f"ReLU'(0) = {conventions['relu_grad_at_zero']:g}")
-    if "maxpool_ties" in conventions:
-        parts.append(f"max-pool ties to the {conventions['maxpool_ties']} maximum"
-                     if conventions["maxpool_ties"] != "split" else "max-pool ties split evenly")  # fmt: skip
-    return ", ".join(parts) + " (declared; the protocol's: ReLU'(0) = 0, ties to the first maximum)"
+    words = {c.key: c.words for c in kind(layer_type).conventions}
+    parts = [words[key](value) for key, value in conventions.items() if key in words]
+    return ", ".join(parts) + f" (declared; {PROTOCOL_WORDS})"
 
 
-def apply(ref: dict[str, np.ndarray], case: Case, x: np.ndarray, conventions: dict[str, Any]) -> dict[str, np.ndarray]:
-    """The reference's tensors under the declared conventions (only dx changes), in dx's dtype."""
-    if not conventions or "dx" not in ref or "g" not in ref:
-        return ref
-    g, dtype = ref["g"].astype(np.float64), ref["dx"].dtype
-    x64 = np.asarray(x, dtype=np.float64)
-    if "relu_grad_at_zero" in conventions:
-        dx = np.where(x64 > 0, g, 0.0) + np.where(x64 == 0, conventions["relu_grad_at_zero"] * g, 0.0)
-        return {**ref, "dx": dx.astype(dtype)}
-    if "maxpool_ties" in conventions:
-        from reference.core.diagnosis import route_max_pool
-
-        k = _as_pair(case.config.get("kernel_size", 2))
-        s = k if case.config.get("stride") is None else _as_pair(case.config["stride"])
-        return {**ref, "dx": route_max_pool(x64, g, k, s, conventions["maxpool_ties"]).astype(dtype)}
-    return ref
+def apply(ref: dict[str, np.ndarray], case: Case, inputs: dict[str, Any], conventions: dict[str, Any]) -> dict[str, np.ndarray]:  # fmt: skip
+    """The reference's tensors under the declared conventions (dx, or the tensors a convention
+    replaces), each in the reference's dtype."""
+    out = dict(ref)
+    for convention in kind(case.layer).conventions:
+        if convention.key not in conventions:
+            continue
+        value = conventions[convention.key]
+        if convention.replaces is not None:
+            got = convention.replaces(inputs, case.config, value)
+            out.update({k: np.asarray(v).astype(out[k].dtype) for k, v in got.items() if k in out})
+        elif convention.reference is not None and "dx" in out and "g" in out:
+            x64, g = np.asarray(inputs["x"], dtype=np.float64), out["g"].astype(np.float64)
+            out["dx"] = np.asarray(convention.reference(x64, g, case.config, value)).astype(out["dx"].dtype)
+    return out

@@ -28,10 +28,17 @@ import torch
 import torch.nn.functional as F
 
 import scratch_cnn
-from reference.cases import layout, twins
-from reference.core.tolerances import LOCKSTEP_BOUND, MAX_ACCURACY_GAP, MAX_TEST_LOSS_GAP, MIN_TEST_ACCURACY
+from reference.cases import twins
+from reference.core.tolerances import (
+    LOCKSTEP_BOUND,
+    MAX_ACCURACY_GAP,
+    MAX_TEST_LOSS_GAP,
+    MIN_TEST_ACCURACY,
+    MIN_TEST_ACCURACY_BN,
+)
 from reference.impl.protocol import ProtocolViolation, construct
 from reference.judges.base import Context, Judge, Result
+from reference.layers import kind, layout
 from scratch_cnn.data import to_float
 from scratch_cnn.train import TrainConfig, batches, epoch_lr, init_rng
 
@@ -72,41 +79,36 @@ def sandboxed_step(net: ProtocolNet, opt: Any, x: np.ndarray, y: np.ndarray) -> 
     # keys at every step; the protocol makes the two the same, and a layer whose grads lack a key of
     # its params fails either way (a KeyError in the optimiser, or the protocol rule).
     """
-    from reference.sandbox.client import RemoteObject
-    from reference.sandbox.wire import Res
+    from reference.sandbox import requests
 
-    parts = [*net.layers, net.loss, opt]
-    if not parts or not all(isinstance(p, RemoteObject) for p in parts):
-        return None
-    worker = parts[0]._worker
-    if any(p._worker is not worker for p in parts):
+    if not requests.same_worker(*net.layers, net.loss, opt):
         return None
     keys = getattr(net, "param_keys", None)
     if keys is None:
         keys = net.param_keys = [list(layer.params) for layer in net.layers]
-    items: list[tuple[Any, ...]] = []
+    items: list[Any] = []
     flow: Any = x
     for layer in net.layers:
-        items.append(("call", layer, "forward", (flow,)))
-        flow = Res(len(items) - 1)
-    items.append(("call", net.loss, "forward", (flow, y)))
+        items.append(requests.Call(layer, "forward", (flow,)))
+        flow = requests.Result(len(items) - 1)
+    items.append(requests.Call(net.loss, "forward", (flow, y)))
     loss_at = len(items) - 1
-    items.append(("call", net.loss, "backward", ()))
-    flow = Res(len(items) - 1)
+    items.append(requests.Call(net.loss, "backward"))
+    flow = requests.Result(len(items) - 1)
     for layer in reversed(net.layers[1:]):
-        items.append(("call", layer, "backward", (flow,)))
-        flow = Res(len(items) - 1)
+        items.append(requests.Call(layer, "backward", (flow,)))
+        flow = requests.Result(len(items) - 1)
     first = net.layers[0]
-    items.append(("call", first, "backward_params" if hasattr(first, "backward_params") else "backward", (flow,)))
+    items.append(requests.Call(first, "backward_params" if hasattr(first, "backward_params") else "backward", (flow,)))
     grads: dict[str, Any] = {}
     for i, layer in enumerate(net.layers):
         if keys[i]:
-            items.append(("getattr", layer, "grads", None))
-            grads.update({f"{i}.{k}": Res(len(items) - 1, k) for k in keys[i]})
-    items.append(("call", opt, "step", (grads,)))
-    (result,) = worker.batch(items, "a training step (forward, loss, backward, SGD.step)", keep=[loss_at])
+            items.append(requests.Read(layer, "grads"))
+            grads.update({f"{i}.{k}": requests.Result(len(items) - 1, k) for k in keys[i]})
+    items.append(requests.Call(opt, "step", (grads,)))
+    (result,) = requests.run(items, "a training step (forward, loss, backward, SGD.step)", keep=[loss_at])
     if not isinstance(result, (tuple, list)) or len(result) < 1:
-        raise TypeError(f"SoftmaxCrossEntropy.forward returned {type(result).__name__}, not (loss, probs)")
+        raise TypeError(f"{requests.label(net.loss)}.forward returned {type(result).__name__}, not (loss, probs)")
     return float(result[0])
 
 
@@ -127,14 +129,31 @@ def make_pair(impl: Any, arch: str, config: TrainConfig, dtype: str) -> Pair:
     twin = twins.twin_network(spec, torch.float64 if dtype == "float64" else torch.float32)
     twins.copy_network_params(net.layers, spec, twin)
     opt = impl.SGD(net.params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
-    weights = [p for n, p in twin.named_parameters() if n.endswith("weight")]
-    biases = [p for n, p in twin.named_parameters() if n.endswith("bias")]
+    # NOTE: weight decay on the protocol's weights ("W") only, as the protocol's SGD: not on biases, nor
+    # on batch norm's gamma (torch's name for which is "weight" too)
+    tensors = [(key, getattr(twin[i], layout_.torch_name)) for i, e in enumerate(spec)
+               for key, layout_ in kind(e["type"]).params.items() if hasattr(twin[i], layout_.torch_name)]  # fmt: skip
+    weights = [t for key, t in tensors if key == "W" and t is not None]
+    biases = [t for key, t in tensors if key != "W" and t is not None]
     opt_twin = torch.optim.SGD(
         [{"params": weights, "weight_decay": config.weight_decay}, {"params": biases, "weight_decay": 0.0}],
         lr=config.lr,
         momentum=config.momentum,
     )
     return Pair(net, twin, opt, opt_twin, twins.network_param_names(net.layers))
+
+
+def set_modes(pair: Pair, training: bool, dropout: bool | None = None) -> None:
+    """Both networks' layers with modes (batch norm, dropout) in training (True) or eval mode; the
+    layers whose training mode is random (dropout) in ``dropout``'s where it is given: the lockstep
+    runs them in eval mode, so both sides compute the same function."""
+    for i, entry in enumerate(pair.net.layer_spec):
+        declared = kind(entry["type"])
+        if not declared.modes:
+            continue
+        value = training if declared.repeatable or dropout is None else dropout
+        pair.net.layers[i].training = value
+        pair.twin[i].train(value)
 
 
 def twin_step(pair: Pair, x: np.ndarray, y: np.ndarray) -> float:
@@ -172,6 +191,7 @@ def run_lockstep(
     """
     config = config or TrainConfig(arch=arch, batch_size=32, lr=0.05, momentum=0.9, weight_decay=5e-4, lr_decay=0.6)
     pair = make_pair(impl, arch, config, "float64")
+    set_modes(pair, True, dropout=False)  # NOTE: dropout in eval mode: two random masks would part at step 1
     images, labels = data["train"]
     rows = []
     step, epoch = 0, 0
@@ -288,69 +308,101 @@ def run_curves(
     The two runs alternate batch by batch; each run's wall time is measured separately.
     """
     pair = make_pair(impl, config.arch, config, "float32")
+    # NOTE: dropout in eval mode here too: with two random masks the pair would part like two seeds, and
+    # the gap bounds hold rounding only; dropout's randomness is judged by its own binomial test
+    set_modes(pair, True, dropout=False)
     images, labels = data["train"]
     if limit is not None:
         images, labels = images[:limit], labels[:limit]
     test_images, test_labels = data["test"]
     rows: list[dict[str, Any]] = []
     step = 0
-    n_batches = -(-len(images) // config.batch_size)
     for epoch in range(config.epochs):
         set_lr(pair, epoch_lr(config, epoch))
-        seconds = {"impl": 0.0, "torch": 0.0}
-        sums = {"impl": [0.0, 0, 0], "torch": [0.0, 0, 0]}  # loss sum, correct, seen (for the epoch)
-        window = {"impl": [0.0, 0], "torch": [0.0, 0]}
-        for b, idx in enumerate(batches(len(images), config.batch_size, config.seed, epoch)):
-            x = to_float(images[idx], np.float32)
-            y = labels[idx].astype(np.intp)
-            t0 = time.perf_counter()
-            loss = pair.net.train_step(pair.opt, x, y)
-            t1 = time.perf_counter()
-            loss_t = twin_step(pair, x, y)
-            t2 = time.perf_counter()
-            seconds["impl"] += t1 - t0
-            seconds["torch"] += t2 - t1
-            step += 1
-            for run, value in (("impl", loss), ("torch", loss_t)):
-                sums[run][0] += value * len(idx)
-                sums[run][2] += len(idx)
-                window[run][0] += value * len(idx)
-                window[run][1] += len(idx)
-            if step % log_every == 0:
-                for run in ("impl", "torch"):
-                    rows.append({"arch": config.arch, "run": run, "kind": "step", "epoch": epoch + 1, "step": step,
-                                 "train_loss": window[run][0] / window[run][1]})  # fmt: skip
-                    window[run] = [0.0, 0]
-            if progress:
-                progress(f"{config.arch} epoch {epoch + 1}/{config.epochs}", b + 1, n_batches)
-        train_eval = evaluate_pair(pair, images[:10000], labels[:10000], np.float32)
-        test = evaluate_pair(pair, test_images, test_labels, np.float32)
-        for run, suffix in (("impl", ""), ("torch", "_twin")):
-            rows.append(
-                {
-                    "arch": config.arch,
-                    "run": run,
-                    "kind": "epoch",
-                    "epoch": epoch + 1,
-                    "step": step,
-                    "train_loss": sums[run][0] / sums[run][2],
-                    "train_acc": train_eval[f"test_acc{suffix}"],
-                    "test_loss": test[f"test_loss{suffix}"],
-                    "test_acc": test[f"test_acc{suffix}"],
-                    "seconds": seconds[run],
-                }
-            )
+        seconds, sums, step = _train_epoch(pair, images, labels, config, epoch, step, rows, log_every, progress)
+        rows += _epoch_rows(pair, config, epoch, step, (images, labels), (test_images, test_labels), seconds, sums)
     return pd.DataFrame(rows)
 
 
-def curve_checks(curves: pd.DataFrame, *, min_accuracy: float = MIN_TEST_ACCURACY) -> pd.DataFrame:
-    """The bounds held on the float32 lenet curves: one row per check (name, value, bound, status)."""
-    epochs = curves[(curves["kind"] == "epoch") & (curves["arch"] == "lenet")]
+def _train_epoch(pair: Pair, images: np.ndarray, labels: np.ndarray, config: TrainConfig, epoch: int, step: int,
+                 rows: list[dict[str, Any]], log_every: int,
+                 progress: Callable[[str, int, int], None] | None) -> tuple[dict[str, float], dict[str, list], int]:  # fmt: skip
+    """One epoch of both runs, batch by batch, appending a ``step`` row per run every ``log_every`` steps
+    to ``rows``; returns each run's seconds, its [loss sum, correct, seen] and the step reached."""
+    n_batches = -(-len(images) // config.batch_size)
+    seconds = {"impl": 0.0, "torch": 0.0}
+    sums = {"impl": [0.0, 0, 0], "torch": [0.0, 0, 0]}  # loss sum, correct, seen (for the epoch)
+    window = {"impl": [0.0, 0], "torch": [0.0, 0]}
+    for b, idx in enumerate(batches(len(images), config.batch_size, config.seed, epoch)):
+        x = to_float(images[idx], np.float32)
+        y = labels[idx].astype(np.intp)
+        loss, loss_t = _timed_step(pair, x, y, seconds)
+        step += 1
+        for run, value in (("impl", loss), ("torch", loss_t)):
+            sums[run][0] += value * len(idx)
+            sums[run][2] += len(idx)
+            window[run][0] += value * len(idx)
+            window[run][1] += len(idx)
+        if step % log_every == 0:
+            for run in ("impl", "torch"):
+                rows.append({"arch": config.arch, "run": run, "kind": "step", "epoch": epoch + 1, "step": step,
+                             "train_loss": window[run][0] / window[run][1]})  # fmt: skip
+                window[run] = [0.0, 0]
+        if progress:
+            progress(f"{config.arch} epoch {epoch + 1}/{config.epochs}", b + 1, n_batches)
+    return seconds, sums, step
+
+
+def _timed_step(pair: Pair, x: np.ndarray, y: np.ndarray, seconds: dict[str, float]) -> tuple[Any, Any]:
+    """One training step of ours, then of the twin, on the batch; each one's wall time added to ``seconds``."""
+    t0 = time.perf_counter()
+    loss = pair.net.train_step(pair.opt, x, y)
+    t1 = time.perf_counter()
+    loss_t = twin_step(pair, x, y)
+    t2 = time.perf_counter()
+    seconds["impl"] += t1 - t0
+    seconds["torch"] += t2 - t1
+    return loss, loss_t
+
+
+def _epoch_rows(pair: Pair, config: TrainConfig, epoch: int, step: int, train: tuple[np.ndarray, np.ndarray],
+                test_set: tuple[np.ndarray, np.ndarray], seconds: dict[str, float],
+                sums: dict[str, list]) -> list[dict[str, Any]]:  # fmt: skip
+    """The ``epoch`` row of each run: its training loss, its accuracy on the first 10,000 training images,
+    its test loss and accuracy, its seconds."""
+    images, labels = train
+    set_modes(pair, False)  # evaluated as used: batch norm on its running statistics, no dropout
+    train_eval = evaluate_pair(pair, images[:10000], labels[:10000], np.float32)
+    test = evaluate_pair(pair, test_set[0], test_set[1], np.float32)
+    set_modes(pair, True, dropout=False)
+    rows = []
+    for run, suffix in (("impl", ""), ("torch", "_twin")):
+        rows.append(
+            {
+                "arch": config.arch,
+                "run": run,
+                "kind": "epoch",
+                "epoch": epoch + 1,
+                "step": step,
+                "train_loss": sums[run][0] / sums[run][2],
+                "train_acc": train_eval[f"test_acc{suffix}"],
+                "test_loss": test[f"test_loss{suffix}"],
+                "test_acc": test[f"test_acc{suffix}"],
+                "seconds": seconds[run],
+            }
+        )
+    return rows
+
+
+def curve_checks(curves: pd.DataFrame, *, min_accuracy: float = MIN_TEST_ACCURACY, arch: str = "lenet") -> pd.DataFrame:
+    """The bounds held on the float32 curves of ``arch``: one row per check (name, value, bound, status);
+    the names of a network other than lenet start with it (``lenet-bn: final test accuracy (ours)``)."""
+    epochs = curves[(curves["kind"] == "epoch") & (curves["arch"] == arch)]
     ours = epochs[epochs["run"] == "impl"].set_index("epoch")
     twin = epochs[epochs["run"] == "torch"].set_index("epoch")
     if ours.empty or twin.empty:
-        return pd.DataFrame([{"check": "lenet curves", "value": np.nan, "bound": np.nan, "status": "fail",
-                              "note": "no lenet epochs were recorded"}])  # fmt: skip
+        return pd.DataFrame([{"check": f"{arch} curves", "value": np.nan, "bound": np.nan, "status": "fail",
+                              "note": f"no {arch} epochs were recorded"}])  # fmt: skip
     final = ours.index.max()
     acc, acc_twin = float(ours.loc[final, "test_acc"]), float(twin.loc[final, "test_acc"])
     loss_gap = float((ours["test_loss"] - twin["test_loss"]).abs().max())
@@ -365,8 +417,9 @@ def curve_checks(curves: pd.DataFrame, *, min_accuracy: float = MIN_TEST_ACCURAC
         ),
         ("largest test loss gap |ours - twin|", loss_gap, MAX_TEST_LOSS_GAP, loss_gap <= MAX_TEST_LOSS_GAP, "<="),
     ]
+    named = (lambda c: c) if arch == "lenet" else (lambda c: f"{arch}: {c}")  # noqa: E731  (lenet's names: the baseline's)
     return pd.DataFrame(
-        [{"check": c, "value": v, "bound": f"{op} {b}", "status": "pass" if ok else "fail", "note": f"after epoch {final}"}
+        [{"check": named(c), "value": v, "bound": f"{op} {b}", "status": "pass" if ok else "fail", "note": f"after epoch {final}"}
          for c, v, b, ok, op in checks]
     )  # fmt: skip
 
@@ -402,8 +455,12 @@ def plot_curves(curves: pd.DataFrame, lockstep: pd.DataFrame | None, out: Any) -
         paths.append(path)
     if lockstep is not None and len(lockstep):
         fig, ax = plt.subplots(figsize=(7, 4))
-        ax.semilogy(lockstep["step"], lockstep["loss_rel_diff"].clip(lower=1e-18), label="loss, relative")
-        ax.semilogy(lockstep["step"], lockstep["param_rel_diff"].clip(lower=1e-18), label="largest parameter, relative")
+        for arch, run in lockstep.groupby("arch", sort=False) if "arch" in lockstep else [("", lockstep)]:
+            named = f"{arch}: " if arch else ""
+            ax.semilogy(run["step"], run["loss_rel_diff"].clip(lower=1e-18), label=f"{named}loss, relative")
+            ax.semilogy(
+                run["step"], run["param_rel_diff"].clip(lower=1e-18), label=f"{named}largest parameter, relative"
+            )
         ax.axhline(LOCKSTEP_BOUND, color="red", linestyle=":", label=f"bound {LOCKSTEP_BOUND:g}")
         ax.set(xlabel="step", ylabel="|ours - twin| (relative)", title="lockstep, float64")
         ax.grid(alpha=0.3)
@@ -418,6 +475,9 @@ def plot_curves(curves: pd.DataFrame, lockstep: pd.DataFrame | None, out: Any) -
 
 QUICK_STEPS = 40  # lockstep steps of a quick run (40 batches of 32: a few thousand images)
 LOCKSTEP_ARCH = "seed"  # the network of the lockstep (the blog's): every layer kind but AvgPool2D
+# the course layers' network (batch norm, dropout), trained where the implementation has them: its
+# lockstep (dropout in eval mode) is ~0.5 s a float64 step on 2 cores, so it takes at most these steps
+COURSE_ARCH, COURSE_LOCKSTEP_STEPS, COURSE_EPOCHS = "lenet-bn", 60, 1
 
 
 def curve_judge(
@@ -431,26 +491,47 @@ def curve_judge(
 ) -> dict[str, Any]:
     """Run the lockstep and (unless ``quick``) the full float32 curves. Returns the tables and ``ok``
     (every bound held); ``write_curves`` writes them."""
-    lock = run_lockstep(impl, data, arch=LOCKSTEP_ARCH, steps=QUICK_STEPS if quick else steps,
-                        progress=(lambda d, t: progress("lockstep (float64)", d, t)) if progress else None)  # fmt: skip
-    verdict = lockstep_verdict(lock)
+
+    def lockstep(arch: str, n: int) -> tuple[pd.DataFrame, dict[str, Any]]:
+        ran = run_lockstep(impl, data, arch=arch, steps=n,
+                           progress=(lambda d, t: progress(f"lockstep {arch} (float64)", d, t)) if progress else None)  # fmt: skip
+        return ran, lockstep_verdict(ran)
+
+    lock, verdict = lockstep(LOCKSTEP_ARCH, QUICK_STEPS if quick else steps)
+    rows = [_lockstep_row(verdict, LOCKSTEP_ARCH, "")]
+    course = has_classes(impl, COURSE_ARCH)  # the course layers' network, where the implementation has them
+    if course:
+        lock_bn, verdict_bn = lockstep(COURSE_ARCH, min(COURSE_LOCKSTEP_STEPS, QUICK_STEPS if quick else steps))
+        rows.append(_lockstep_row(verdict_bn, COURSE_ARCH, f"{COURSE_ARCH}: "))
+        lock = pd.concat([lock.assign(arch=LOCKSTEP_ARCH), lock_bn.assign(arch=COURSE_ARCH)], ignore_index=True)
+        verdict = verdict if verdict["status"] != "pass" else verdict_bn
     curves = pd.DataFrame()
     checks = pd.DataFrame()
     if not quick:
-        lenet = TrainConfig(arch="lenet", epochs=epochs)
-        curves = pd.concat([run_curves(impl, data, lenet, progress=progress),
-                            run_curves(impl, data, SEED_SETTINGS, progress=progress)], ignore_index=True)  # fmt: skip
-        checks = curve_checks(curves)
-    lock_row = pd.DataFrame(
-        [{"check": "lockstep max relative difference (loss or parameter)",
-          "value": max(verdict["max_loss_rel_diff"], verdict["max_param_rel_diff"]), "bound": f"< {verdict['bound']:g}",
-          "status": verdict["status"], "diagnosis": verdict["diagnosis"], "network": LOCKSTEP_ARCH,
-          "broken_layer": verdict["broken_layer"],
-          "note": f"{verdict['steps']} steps" + (f"; broken at step {verdict['first_broken_step']} by {verdict['broken_by']}"
-                                                  if verdict["first_broken_step"] else "")}])  # fmt: skip
-    checks = pd.concat([lock_row, checks], ignore_index=True)
+        runs = [TrainConfig(arch="lenet", epochs=epochs), SEED_SETTINGS]
+        runs += [TrainConfig(arch=COURSE_ARCH, epochs=COURSE_EPOCHS)] if course else []
+        curves = pd.concat([run_curves(impl, data, config, progress=progress) for config in runs], ignore_index=True)
+        checks = pd.concat([curve_checks(curves)] + ([curve_checks(curves, min_accuracy=MIN_TEST_ACCURACY_BN, arch=COURSE_ARCH)]
+                           if course else []), ignore_index=True)  # fmt: skip
+    checks = pd.concat([pd.DataFrame(rows), checks], ignore_index=True)
     return {"lockstep": lock, "verdict": verdict, "curves": curves, "checks": checks, "quick": quick,
             "ok": bool((checks["status"] == "pass").all())}  # fmt: skip
+
+
+def _lockstep_row(verdict: dict[str, Any], arch: str, prefix: str) -> dict[str, Any]:
+    return {"check": f"{prefix}lockstep max relative difference (loss or parameter)",
+            "value": max(verdict["max_loss_rel_diff"], verdict["max_param_rel_diff"]), "bound": f"< {verdict['bound']:g}",
+            "status": verdict["status"], "diagnosis": verdict["diagnosis"], "network": arch,
+            "broken_layer": verdict["broken_layer"],
+            "note": f"{verdict['steps']} steps" + (f"; broken at step {verdict['first_broken_step']} by {verdict['broken_by']}"
+                                                    if verdict["first_broken_step"] else "")}  # fmt: skip
+
+
+def has_classes(impl: Any, arch: str) -> bool:
+    """Whether the implementation defines every kind of ``arch``'s layers."""
+    from reference.core.verdicts import network_types
+
+    return all(callable(getattr(impl, t, None)) for t in network_types(arch))
 
 
 def write_curves(result: dict[str, Any], out: Path) -> list[Path]:
@@ -477,7 +558,13 @@ def write_curves(result: dict[str, Any], out: Path) -> list[Path]:
     return plots
 
 
-CURVE_LAYERS = ("Conv2D", "ReLU", "MaxPool2D", "Flatten", "Dense", "SoftmaxCrossEntropy", "SGD")
+def curve_classes() -> tuple[str, ...]:
+    """The classes training needs: every kind of the lockstep's and the curves' networks, their loss,
+    and the optimiser."""
+    from reference.core.verdicts import network_types
+    from reference.layers import NETWORK_LOSS
+
+    return tuple(dict.fromkeys([*network_types(LOCKSTEP_ARCH), *network_types("lenet"), NETWORK_LOSS, "SGD"]))
 
 
 class CurvesJudge(Judge):
@@ -502,7 +589,7 @@ class CurvesJudge(Judge):
         from reference.judges.base import judged_in, skip_reason
 
         self.result = None
-        absent = [n for n in CURVE_LAYERS if not callable(getattr(ctx.impl, n, None))]
+        absent = [n for n in curve_classes() if not callable(getattr(ctx.impl, n, None))]
         if absent or ctx.data is None:
             return self._row("missing", f"needs {', '.join(absent)}, which the implementation lacks" if absent
                              else "no MNIST data given")  # fmt: skip
@@ -514,7 +601,9 @@ class CurvesJudge(Judge):
             return self._row("missing", f"MNIST unavailable: {err}")
         if why := skip_reason(ctx.impl, "training"):
             return self._row("timeout", why)
-        seconds = getattr(getattr(ctx.impl, "_session", None), "limits", None)
+        from reference.sandbox import requests
+
+        seconds = requests.limits(ctx.impl)
         try:
             with judged_in(ctx.impl, "training", lazy=True, seconds=seconds.train_seconds if seconds else None):
                 result = curve_judge(ctx.impl, data, epochs=ctx.epochs, steps=ctx.steps,

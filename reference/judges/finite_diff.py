@@ -37,13 +37,14 @@ import pandas as pd
 
 from reference.cases.grid import (
     Case,
-    _as_pair,
     case_inputs,
     expected_output_shape,
     grid,
     input_stats,
+    layer_cases,
     make_values,
     plain_config,
+    repeatable,
     upstream_gradient,  # fmt: skip
 )
 from reference.core.compare import compare, error_row, raised_row
@@ -59,7 +60,11 @@ from reference.impl.protocol import (
     read_grads,  # fmt: skip
 )
 from reference.judges.base import Context, Judge, Result, case_rows, in_parallel, judged_in, skip_reason
+from reference.judges.runs import loss_outputs
+from reference.layers import KINDS, kind
+from reference.layers import NETWORK_LOSS as LOSS
 from reference.report.tables import failures_first
+from reference.sandbox import requests
 
 JUDGE = "finite_diff"
 H0 = 1e-6
@@ -161,15 +166,13 @@ def probe(
 
 def batched(layer: Any, arr: Any, x: np.ndarray, g: np.ndarray | None, labels: np.ndarray | None) -> Any:
     """For a layer in a sandboxed worker: ``probe``'s plan as batches of the same calls (forward on a
-    perturbed copy of x, or a write into the parameter then forward), the projection taken here. None
+    perturbed copy of x, or a write into the parameter then forward), the projection taken there. None
     for a layer in this process (probe then calls ``f`` itself)."""
-    from reference.sandbox.client import RemoteArray, RemoteObject
-
-    if not isinstance(layer, RemoteObject):
+    if not requests.sandboxed(layer):
         return None
-    worker = layer._worker
     extra = (labels,) if labels is not None else ()
     per_batch = max(1, (32 << 20) // max(x.nbytes, 1) // 2)  # frames of at most ~32 MB of inputs
+    param = requests.sandboxed(arr)  # a parameter of the layer (an array in the worker), else the input
 
     def value(out: Any) -> float:
         return float(out[0]) if labels is not None else float(out)
@@ -178,28 +181,27 @@ def batched(layer: Any, arr: Any, x: np.ndarray, g: np.ndarray | None, labels: n
         # NOTE: <forward(x), g> is taken in the worker (the same float64 sum as here): one number
         # comes back per trial instead of the whole output. A worker that lies about it could as well
         # lie about the output; the comparison with the analytic gradient stays here.
-        dot = () if labels is not None else (g,)
-        items: list[tuple[Any, ...]] = []
+        dot = None if labels is not None else g
+        items: list[Any] = []
         for e, v, trials in plan:
             for t in trials:
-                if isinstance(arr, RemoteArray):
-                    items += [("setitem", arr, e, np.asarray(t)), ("call", layer, "forward", (x, *extra), *dot)]
+                if param:
+                    items += [requests.Write(arr, e, np.asarray(t)), requests.Call(layer, "forward", (x, *extra), dot)]
                 else:  # the input itself: a perturbed copy per trial
                     xt = x.copy()
                     xt[e] = t
-                    items.append(("call", layer, "forward", (xt, *extra), *dot))
-            if isinstance(arr, RemoteArray):
-                items.append(("setitem", arr, e, np.asarray(v)))
-        results, chunk = [], []
-        calls = 0
+                    items.append(requests.Call(layer, "forward", (xt, *extra), dot))
+            if param:
+                items.append(requests.Write(arr, e, np.asarray(v)))
+        results, chunk, calls = [], [], 0
         for item in items:
             chunk.append(item)
-            calls += item[0] == "call"
+            calls += isinstance(item, requests.Call)
             if calls >= per_batch:  # the calls run in order whatever the chunking
-                results += worker.batch(chunk, f"{layer._label}.forward")
+                results += requests.run(chunk, f"{requests.label(layer)}.forward")
                 chunk, calls = [], 0
         if chunk:
-            results += worker.batch(chunk, f"{layer._label}.forward")
+            results += requests.run(chunk, f"{requests.label(layer)}.forward")
         return [value(r) for r in results]
 
     return many
@@ -207,34 +209,29 @@ def batched(layer: Any, arr: Any, x: np.ndarray, g: np.ndarray | None, labels: n
 
 def batched_network(layers: list[Any], loss_fn: Any, arr: Any, x: np.ndarray, labels: np.ndarray) -> Any:
     """For a network in a sandboxed worker: each trial of ``probe``'s plan (a write into the
-    parameter, the forward through every layer, the loss) as items of one batch, the activations
+    parameter, the forward through every layer, the loss) as items of one request, the activations
     handed on inside the worker; only the losses come back. None for a network of this process."""
-    from reference.sandbox.client import RemoteArray, RemoteObject
-    from reference.sandbox.wire import Res
-
-    parts = [*layers, loss_fn]
-    if not isinstance(arr, RemoteArray) or not all(isinstance(p, RemoteObject) for p in parts):
+    if not requests.same_worker(arr, *layers, loss_fn):
         return None
-    worker = arr._worker
     per_batch = 32  # trials per exchange
 
     def many(plan: list[tuple[tuple[int, ...], float, list[float]]]) -> list[float]:
         trials = [(e, t, v if k == len(ts) - 1 else None) for e, v, ts in plan for k, t in enumerate(ts)]
         values: list[float] = []
         for start in range(0, len(trials), per_batch):
-            items: list[tuple[Any, ...]] = []
+            items: list[Any] = []
             keep = []
             for e, t, restore in trials[start : start + per_batch]:
-                items.append(("setitem", arr, e, np.asarray(t)))
+                items.append(requests.Write(arr, e, np.asarray(t)))
                 flow: Any = x
                 for layer in layers:
-                    items.append(("call", layer, "forward", (flow,)))
-                    flow = Res(len(items) - 1)
-                items.append(("call", loss_fn, "forward", (flow, labels)))
+                    items.append(requests.Call(layer, "forward", (flow,)))
+                    flow = requests.Result(len(items) - 1)
+                items.append(requests.Call(loss_fn, "forward", (flow, labels)))
                 keep.append(len(items) - 1)
                 if restore is not None:
-                    items.append(("setitem", arr, e, np.asarray(restore)))
-            values += [float(r[0]) for r in worker.batch(items, "the network's forward", keep=keep)]
+                    items.append(requests.Write(arr, e, np.asarray(restore)))
+            values += [float(r[0]) for r in requests.run(items, "the network's forward", keep=keep)]
         return values
 
     return many
@@ -317,22 +314,32 @@ def maxpool_kink_interval(x: np.ndarray, g: np.ndarray, kernel: tuple[int, int],
     return lo, hi
 
 
+@dataclass
+class _Ran:
+    """A case's layer after its forward and backward: what the probes need of it."""
+
+    layer: Any
+    grads: dict[str, np.ndarray]  # the analytic gradients, by tensor name
+    f: Callable[[], float]  # the scalar the finite differences are taken of
+    scale: float  # the size of its terms (the rounding estimate's S)
+    g: np.ndarray | None  # the upstream gradient (None for a loss)
+    tensors: dict[str, Any]  # the arrays probed, by the name of their gradient
+    forward: dict[str, np.ndarray]  # what the forward returned (for the attribution)
+
+
 def run_case(impl: Any, case: Case, attribution: bool = True) -> list[dict[str, Any]]:
     """Element rows (x and every parameter) of one case, float64."""
     inputs = case_inputs(case, "float64")
     x = inputs["x"].copy()
     extra = {"dtype": "float64", "values": case.values, **input_stats(case, x)}
-    stage = "forward"
+    stage, declared = "forward", kind(case.layer)
     try:
-        layer = build_case_layer(impl, case.layer, case.config, inputs["params"], "float64")
-        if case.layer == "SoftmaxCrossEntropy":
+        layer = build_case_layer(impl, case.layer, case.config, inputs["params"], "float64", buffers=inputs["buffers"])
+        if declared.loss:
             labels = inputs["labels"]
-            loss0, _ = layer.forward(x, labels)
+            loss0 = float(loss_outputs(declared, layer.forward(x, labels), np.float64)["loss"])
             stage = "backward"
-            grads = {"dlogits": np.array(layer.backward(), dtype=np.float64)}
-            f = lambda: float(layer.forward(x.copy(), labels)[0])  # noqa: E731
-            scale, g = max(abs(loss0), float(np.abs(x).max())), None
-            tensors, forward = {"dlogits": x}, {"loss": np.asarray(loss0, dtype=np.float64)}
+            ran = _loss_backward(layer, declared, x, labels, loss0)
         else:
             out = np.array(layer.forward(x.copy()))
             if out.shape != (want := expected_output_shape(case)):  # no probe means anything against it
@@ -340,51 +347,81 @@ def run_case(impl: Any, case: Case, attribution: bool = True) -> list[dict[str, 
                                   message=f"forward returned shape {out.shape}, expected {want}", **extra)]  # fmt: skip
             g = upstream_gradient(inputs, out.shape)
             stage = "backward"
-            grads = {"dx": np.array(layer.backward(g.copy()), dtype=np.float64)}
-            own = read_grads(layer, case.layer, list(inputs["params"]))
-            grads.update({f"d{k}": v.astype(np.float64) for k, v in own.items()})
-            # a copy each time: a forward that writes into its input must not corrupt the probe
-            f = lambda: float(np.sum(layer.forward(x.copy()) * g))  # noqa: E731
-            scale = max(float(np.sum(np.abs(out) * np.abs(g))), 1e-300)
-            tensors, forward = {"dx": x, **{f"d{k}": layer.params[k] for k in inputs["params"]}}, {"out": out}
+            ran = _layer_backward(layer, case, inputs, x, out, g)
     except Exception as err:  # the implementation raised: error, or unsupported for a declared limit
         if stage == "forward":  # nothing ran: one row
             return [raised_row(err, judge=JUDGE, layer=case.layer, case=case.id, tensor="*", kind="element", **extra)]
         # the forward ran (its rows are the autograd judge's): each gradient this backward owed, named
-        names = ["dlogits"] if case.layer == "SoftmaxCrossEntropy" else ["dx", *(f"d{k}" for k in inputs["params"])]
+        names = [declared.input_grad, *(f"d{k}" for k in inputs["params"])]
         return [raised_row(err, judge=JUDGE, layer=case.layer, case=case.id, tensor=t, kind="element",
                            prefix="backward: ", **extra) for t in names]  # fmt: skip
-    labels = inputs.get("labels") if case.layer == "SoftmaxCrossEntropy" else None
-    rows, probes = [], {}
-    limit = ARCH_ELEMENTS if case.network_layer else MAX_ELEMENTS
-    for tensor, arr in tensors.items():
-        if grads[tensor].shape != arr.shape:
-            rows.append(error_row(judge=JUDGE, layer=case.layer, case=case.id, tensor=tensor, kind="element",
-                                  message=f"gradient shape {grads[tensor].shape}, expected {arr.shape}", **extra))  # fmt: skip
-            continue
-        elements, checked = choose_elements(arr.shape, limit, [case.seed, 99, len(tensor)])
-        try:
-            p = probe(f, arr, elements, scale, checked, many=batched(layer, arr, x, g, labels))
-        except Exception as err:  # forward failed on a perturbed input
-            rows.append(raised_row(err, judge=JUDGE, layer=case.layer, case=case.id, tensor=tensor, kind="element",
-                                   prefix="while probing: ", **extra))  # fmt: skip
-            continue
-        probes[tensor] = p
-        if case.layer == "MaxPool2D" and g is not None:
-            kernel = _as_pair(case.config.get("kernel_size", 2))
-            stride = _as_pair(case.config["stride"]) if case.config.get("stride") is not None else kernel
-            p.interval = maxpool_kink_interval(x, g, kernel, stride, p)
-        row = judge_probe(grads[tensor], p, layer=case.layer, case=case.id, tensor=tensor, kind="element", **extra)
-        if p.interval is not None and row["status"] == "pass":
-            why = maxpool_window_rule(x, grads["dx"], g, kernel, stride)
-            if why:
-                row.update(status="fail", note=f"window rule: {why}")
-        rows.append(row)
-    ref = attribute(case, inputs, grads, probes, rows, forward) if attribution else None
+    rows, probes = _element_rows(case, inputs, x, ran, extra)
+    ref = attribute(case, inputs, ran.grads, probes, rows, ran.forward) if attribution else None
     for row in rows:
         if row["status"] == "fail" and row["tensor"] in probes:
-            row["diagnosis"] = diagnose(fd_evidence(case, inputs, row, grads, probes[row["tensor"]], g, ref))
+            row["diagnosis"] = diagnose(fd_evidence(case, inputs, row, ran.grads, probes[row["tensor"]], ran.g, ref))
     return rows
+
+
+def _loss_backward(layer: Any, declared: Any, x: np.ndarray, labels: Any, loss0: float) -> _Ran:
+    """A loss after its forward gave ``loss0``: its backward, and the loss of a copy of x to probe."""
+    grads = {declared.input_grad: np.array(layer.backward(), dtype=np.float64)}
+    f = lambda: float(loss_outputs(declared, layer.forward(x.copy(), labels), np.float64)["loss"])  # noqa: E731
+    scale = max(abs(loss0), float(np.abs(x).max()))
+    return _Ran(layer, grads, f, scale, None, {declared.input_grad: x}, {"loss": np.asarray(loss0, dtype=np.float64)})
+
+
+def _layer_backward(layer: Any, case: Case, inputs: dict[str, Any], x: np.ndarray, out: np.ndarray,
+                    g: np.ndarray) -> _Ran:  # fmt: skip
+    """A layer after its forward gave ``out``: its backward of ``g`` and its parameters' gradients, and
+    the projection ``<forward(x), g>`` to probe, of x and of each parameter."""
+    grads = {"dx": np.array(layer.backward(g.copy()), dtype=np.float64)}
+    own = read_grads(layer, case.layer, list(inputs["params"]))
+    grads.update({f"d{k}": v.astype(np.float64) for k, v in own.items()})
+    # a copy each time: a forward that writes into its input must not corrupt the probe
+    f = lambda: float(np.sum(layer.forward(x.copy()) * g))  # noqa: E731
+    scale = max(float(np.sum(np.abs(out) * np.abs(g))), 1e-300)
+    tensors = {"dx": x, **{f"d{k}": layer.params[k] for k in inputs["params"]}}
+    return _Ran(layer, grads, f, scale, g, tensors, {"out": out})
+
+
+def _element_rows(case: Case, inputs: dict[str, Any], x: np.ndarray, ran: _Ran,
+                  extra: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Probe]]:  # fmt: skip
+    """One row per probed tensor, in order, and the probe of each tensor that was probed."""
+    labels = inputs.get("labels") if kind(case.layer).loss else None
+    rows, probes = [], {}
+    limit = ARCH_ELEMENTS if case.network_layer else MAX_ELEMENTS
+    for tensor, arr in ran.tensors.items():
+        row, p = _tensor_row(case, tensor, arr, x, ran, labels, limit, extra)
+        if p is not None:
+            probes[tensor] = p
+        rows.append(row)
+    return rows, probes
+
+
+def _tensor_row(case: Case, tensor: str, arr: Any, x: np.ndarray, ran: _Ran, labels: Any, limit: int,
+                extra: dict[str, Any]) -> tuple[dict[str, Any], Probe | None]:  # fmt: skip
+    """The row of one tensor (its analytic gradient against the central differences, max pool's dx
+    also held to the window rule) and its probe (None where it could not be probed)."""
+    declared, g = kind(case.layer), ran.g
+    if ran.grads[tensor].shape != arr.shape:
+        return error_row(judge=JUDGE, layer=case.layer, case=case.id, tensor=tensor, kind="element",
+                         message=f"gradient shape {ran.grads[tensor].shape}, expected {arr.shape}", **extra), None  # fmt: skip
+    elements, checked = choose_elements(arr.shape, limit, [case.seed, 99, len(tensor)])
+    try:
+        p = probe(ran.f, arr, elements, ran.scale, checked, many=batched(ran.layer, arr, x, g, labels))
+    except Exception as err:  # forward failed on a perturbed input
+        return raised_row(err, judge=JUDGE, layer=case.layer, case=case.id, tensor=tensor, kind="element",
+                          prefix="while probing: ", **extra), None  # fmt: skip
+    if declared.window_max and g is not None:
+        kernel, stride = declared.windows(case.config)
+        p.interval = maxpool_kink_interval(x, g, kernel, stride, p)
+    row = judge_probe(ran.grads[tensor], p, layer=case.layer, case=case.id, tensor=tensor, kind="element", **extra)
+    if p.interval is not None and row["status"] == "pass":
+        why = maxpool_window_rule(x, ran.grads["dx"], g, kernel, stride)
+        if why:
+            row.update(status="fail", note=f"window rule: {why}")
+    return row, p
 
 
 # finite differences in float64 are good to ~1e-7 of the scale (truncation and rounding, see above):
@@ -405,9 +442,8 @@ def fd_evidence(case: Case, inputs: dict[str, Any], row: dict[str, Any], grads: 
     if ref is not None and tensor in ref and row.get("attribution") in ("ours", "forward"):
         return Evidence(case.layer, tensor, grads[tensor], ref[tensor], "float64",
                         alternatives=lambda variant: alternative_run(case, inputs, variant), **common)  # fmt: skip
-    if case.layer == "MaxPool2D" and tensor == "dx" and g is not None:
-        kernel = _as_pair(case.config.get("kernel_size", 2))
-        stride = _as_pair(case.config["stride"]) if case.config.get("stride") is not None else kernel
+    if kind(case.layer).window_max and tensor == "dx" and g is not None:
+        kernel, stride = kind(case.layer).windows(case.config)
         first = route_max_pool(x, g, kernel, stride, "first")
         return Evidence(case.layer, tensor, grads[tensor], first, "float64", **common)
     ours = np.array([grads[tensor][e] for e in p.index])
@@ -463,7 +499,7 @@ def attribute(case: Case, inputs: dict[str, Any], grads: dict[str, np.ndarray], 
     return ref
 
 
-ADJOINT_LAYERS = ("Conv2D", "Dense", "AvgPool2D")
+ADJOINT_LAYERS = tuple(n for n, k in KINDS.items() if k.adjoint)  # linear in their input
 
 
 def adjoint_rows(impl: Any, case: Case) -> list[dict[str, Any]]:
@@ -521,7 +557,7 @@ def _network_rows(impl: Any, arch: str, n_images: int, seed: int) -> list[dict[s
     spec = [{**e, "config": plain_config(e["config"])} for e in scratch_cnn.build(arch, np.random.default_rng(seed)).spec()["layers"]]  # fmt: skip
     extra = {"dtype": "float64", "values": "mnist", "kind": "network", "family": "whole network"}
     case = f"{arch} network, {n_images} images 28x28"
-    absent = missing_layers(impl, [*dict.fromkeys(e["type"] for e in spec), "SoftmaxCrossEntropy"])
+    absent = missing_layers(impl, [*dict.fromkeys(e["type"] for e in spec), LOSS])
     if absent:
         return [error_row(judge=JUDGE, layer=arch, case=case, tensor="*", status="missing",
                           message=f"needs {', '.join(absent)}, which the implementation lacks", **extra)]  # fmt: skip
@@ -606,7 +642,8 @@ def gradcheck_crosscheck(impl: Any, cases: list[Case], fd: pd.DataFrame | None =
     already computed for these cases (their ``dx`` rows are reused rather than probed again)."""
     import torch
 
-    from reference.cases import layout, twins
+    from reference.cases import twins
+    from reference.layers import layout
 
     rows = []
     for case in (c for c in cases if available(impl, c.layer)):
@@ -645,9 +682,9 @@ def gradcheck_crosscheck(impl: Any, cases: list[Case], fd: pd.DataFrame | None =
 
 def gradcheck_cases(cases: list[Case]) -> list[Case]:
     """The cross-check's cases: the pooling and ReLU cases (where ties and zeros sit) and a few others."""
-    plain = [c for c in cases if not c.lifecycle and not c.tag]
-    chosen = [c for c in plain if c.layer in ("MaxPool2D", "ReLU")]
-    for layer in ("Conv2D", "AvgPool2D", "Dense"):
+    plain = [c for c in layer_cases(cases) if not c.lifecycle and not c.tag and repeatable(c)]
+    chosen = [c for c in plain if kind(c.layer).kink_needs]  # where ties and zeros sit
+    for layer in ADJOINT_LAYERS:
         chosen += [c for c in plain if c.layer == layer][:4]
     return chosen
 
@@ -685,7 +722,7 @@ class FiniteDiffJudge(Judge):
         self.crosscheck = crosscheck  # torch's gradcheck beside ours: a check of this judge, not of the implementation
 
     def rows(self, ctx: Context) -> pd.DataFrame:
-        cases = [c for c in ctx.cases if not c.lifecycle]
+        cases = [c for c in layer_cases(ctx.cases) if not c.lifecycle and repeatable(c)]
         networks = NETWORKS if ctx.networks is None else ctx.networks
         df = case_rows(ctx, JUDGE, cases, lambda c: case_and_adjoint_rows(ctx.impl, c, self.attribution),
                        "finite differences")  # fmt: skip

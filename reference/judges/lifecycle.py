@@ -14,11 +14,13 @@ from typing import Any
 
 import numpy as np
 
-from reference.cases.grid import Case, case_inputs, upstream_gradient
+from reference.cases.grid import Case, case_inputs, repeatable, upstream_gradient
 from reference.core.compare import compare, error_row, raised_row
 from reference.core.diagnosis import UNEXPLAINED, Evidence, diagnose
 from reference.core.tolerances import autograd_tolerance
 from reference.impl.protocol import build_case_layer, read_grads
+from reference.judges.runs import loss_outputs
+from reference.layers import kind
 
 from .base import Context, Judge, Result, case_rows
 
@@ -28,12 +30,13 @@ JUDGE = "lifecycle"
 def one_round(layer: Any, layer_type: str, inputs: dict[str, Any]) -> dict[str, np.ndarray]:
     """Forward and backward once; copies of everything (a returned buffer may be reused later)."""
     x = inputs["x"]
-    if layer_type == "SoftmaxCrossEntropy":
-        loss, probs = layer.forward(x.copy(), inputs["labels"])
+    declared = kind(layer_type)
+    if declared.loss:
+        got = loss_outputs(declared, layer.forward(x.copy(), inputs["labels"]), x.dtype)
+        # None: the implementation gives none (a loss's probabilities, say)
         return {
-            "loss": np.asarray(loss, dtype=x.dtype),
-            "probs": None if probs is None else np.array(probs),  # None: the implementation gives none
-            "dlogits": np.array(layer.backward()),
+            **{k: None if v is None else np.array(v) for k, v in got.items()},
+            declared.input_grad: np.array(layer.backward()),
         }
     out = np.array(layer.forward(x.copy()))
     dx = np.array(layer.backward(upstream_gradient(inputs, out.shape)))
@@ -91,5 +94,5 @@ class LifecycleJudge(Judge):
     title = "Lifecycle judge (two rounds on one instance vs a fresh instance)"
 
     def run(self, ctx: Context) -> Result:
-        cases = [c for c in ctx.cases if c.lifecycle]
+        cases = [c for c in ctx.cases if c.lifecycle and repeatable(c)]
         return Result(self.name, case_rows(ctx, JUDGE, cases, lambda c: run_case(ctx.impl, c), "lifecycle"))

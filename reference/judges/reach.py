@@ -22,22 +22,20 @@ unsupported there (an error on one configuration must not hide the bugs the chec
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from reference.cases.grid import Case, case_inputs
+from reference.cases.grid import Case, case_inputs, family
 from reference.impl.protocol import available, build_case_layer, classify
+from reference.layers import kind
 
 from .base import Context, judged_in, skip_reason
 
 MIN_JUDGED = 3  # a layer judged on fewer of the run's cases than this gets more, from its supported region
 MAX_TRIES = 150  # cases tried per layer beyond the run's own cases
 SEARCHED = "searched"  # the tag of a case the search added
-KINDS = ["ties", "zeros", "near_ties", "noise", "mnist"]
-VARIANTS = [(2, (8, 8), 2, "ties"), (1, (7, 9), 8, "zeros"), (3, (6, 6), 3, "near_ties")]  # (m, (H, W), C_out, values)
 MAX_LIFECYCLE_TRIES = 24  # configurations tried for a two-round case, where no lifecycle case of the run takes
 MAX_SMOKE_TRIES = 40  # configurations tried for the protocol rules beyond their own few
 
@@ -53,41 +51,9 @@ class Reach:
 
 
 def candidates(layer: str) -> list[Case]:
-    """Small cases of ``layer`` in the order the search tries them (the tutorials' shapes first)."""
-    out: list[Case] = []
-    if layer == "Conv2D":
-        space = itertools.product([1, 2], [3, 5, 1, 2], ["valid", "same", 1], [1, 2, 3], [False, True])
-        i = 0
-        for s, k, p, c_in, bias in space:
-            if p == "same" and s > 1:
-                continue
-            # each configuration on three inputs (a batch of one too, and sides that differ), so a layer
-            # that takes one configuration only is still judged on several cases
-            for m, (H, W), c_out, kind in VARIANTS:
-                config = {"in_ch": c_in, "out_ch": c_out, "kernel_size": k, "stride": s, "padding": p, "bias": bias}
-                out.append(Case("Conv2D", config, (m, H, W, c_in), kind, seed=700 + i, tag=SEARCHED))
-                i += 1
-    elif layer in ("MaxPool2D", "AvgPool2D"):
-        for i, (k, s, c, hw) in enumerate(itertools.product([2, 3, (2, 3)], [None, 1, 2], [1, 2], [(6, 6), (7, 9)])):
-            kinds = ["ties", "near_ties", "mnist"]
-            out.append(
-                Case(layer, {"kernel_size": k, "stride": s}, (2, *hw, c), kinds[i % 3], seed=700 + i, tag=SEARCHED)
-            )
-    elif layer == "Dense":
-        for i, (bias, n_in, m) in enumerate(itertools.product([True, False], [6, 1], [2, 1])):
-            out.append(
-                Case("Dense", {"n_in": n_in, "n_out": 3, "bias": bias}, (m, n_in), KINDS[i % 4], 700 + i, SEARCHED)
-            )
-    elif layer == "ReLU":
-        for i, shape in enumerate([(2, 6, 6, 2), (2, 6), (1, 6, 6, 1), (6,), (2, 6, 6)]):
-            out.append(Case("ReLU", {}, shape, "zeros", seed=700 + i, tag=SEARCHED))
-    elif layer == "Flatten":
-        for i, shape in enumerate([(2, 4, 4, 1), (2, 3, 4, 5), (1, 4, 4, 2)]):
-            out.append(Case("Flatten", {}, shape, "noise", seed=700 + i, tag=SEARCHED))
-    elif layer == "SoftmaxCrossEntropy":
-        for i, shape in enumerate([(2, 10), (1, 10), (4, 3)]):
-            out.append(Case("SoftmaxCrossEntropy", {}, shape, ["noise", "ties"][i % 2], seed=700 + i, tag=SEARCHED))
-    return out
+    """Small cases of ``layer`` in the order the search tries them (the tutorials' shapes first): its
+    kind's declaration."""
+    return kind(layer).candidates()
 
 
 def probe(impl: Any, case: Case) -> tuple[bool, str]:
@@ -96,7 +62,7 @@ def probe(impl: Any, case: Case) -> tuple[bool, str]:
     try:
         with judged_in(impl, case.layer):
             layer = build_case_layer(impl, case.layer, case.config, inputs["params"], "float64")
-            if case.layer == "SoftmaxCrossEntropy":
+            if kind(case.layer).loss:
                 layer.forward(inputs["x"], inputs["labels"])
             else:
                 layer.forward(inputs["x"].copy())
@@ -233,8 +199,8 @@ def network_variants(spec: list[dict[str, Any]]) -> list[tuple[str, list[dict[st
     filters without bias, 2x2 max pooling, ReLU, a 1352-to-10 dense layer). Each dense layer's n_in
     is recomputed for the shapes the changes give; a variant equal to an earlier one is left out."""
 
-    def changed(conv: dict[str, Any]) -> list[dict[str, Any]]:
-        return [{**e, "config": {**e["config"], **conv}} if e["type"] == "Conv2D" else e for e in spec]
+    def changed(conv: dict[str, Any]) -> list[dict[str, Any]]:  # every layer that takes a padding, changed
+        return [{**e, "config": {**e["config"], **conv}} if "padding" in kind(e["type"]).signature else e for e in spec]
 
     tutorial = [{"type": "Conv2D", "config": {"in_ch": 1, "out_ch": 8, "kernel_size": 3, "stride": 1,
                                               "padding": "valid", "bias": False}},
@@ -259,7 +225,8 @@ def _sized(spec: list[dict[str, Any]], shape: tuple[int, ...] = (1, 28, 28, 1)) 
 
     out = []
     for e in spec:
-        config = {**e["config"], "n_in": int(np.prod(shape[1:]))} if e["type"] == "Dense" else e["config"]
+        sized = "n_in" in kind(e["type"]).signature  # a layer told its input's size: it follows the shapes
+        config = {**e["config"], "n_in": int(np.prod(shape[1:]))} if sized else e["config"]
         out.append({**e, "config": config})
         shape = expected_output_shape(Case(e["type"], config, shape))
     return out
@@ -280,7 +247,7 @@ def tried_rows(found: Reach, judge: str) -> list[dict[str, Any]]:
                       status="unsupported", message=found.notes[layer], family="search")
             for layer, n in found.reached.items() if n == 0 and layer in found.notes and layer not in found.lost]  # fmt: skip
     if judge == "autograd":  # once, not once per judge
-        rows += [error_row(judge=judge, layer=layer, case=case.id, tensor="*", dtype="float64", family=case.family,
+        rows += [error_row(judge=judge, layer=layer, case=case.id, tensor="*", dtype="float64", family=family(case),
                            message=f"while probing what the layer supports: {why}")
                  for layer, (case, why) in found.lost.items()]  # fmt: skip
     return rows

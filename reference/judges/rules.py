@@ -28,21 +28,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from reference.cases.grid import layer_cases
 from reference.impl.protocol import PARAMETRIC, REQUIRED, available, construct
+from reference.judges.runs import loss_outputs
+from reference.layers import kind
 
 from .base import Context, Judge, Result, held_by, in_parallel, judged_in, missing_row, skip_reason
 
 JUDGE = "protocol"
-# name -> (constructor config, input shape): small, even-sided, square (what every partial layer takes)
-SMOKE: dict[str, tuple[dict[str, Any], tuple[int, ...]]] = {
-    "Conv2D": ({"in_ch": 2, "out_ch": 3, "kernel_size": 3, "stride": 1, "padding": "same", "bias": True}, (2, 4, 4, 2)),
-    "ReLU": ({}, (2, 4, 4, 2)),
-    "MaxPool2D": ({"kernel_size": 2, "stride": None}, (2, 4, 4, 2)),
-    "AvgPool2D": ({"kernel_size": 2, "stride": None}, (2, 4, 4, 2)),
-    "Flatten": ({}, (2, 3, 4, 5)),
-    "Dense": ({"n_in": 6, "n_out": 3, "bias": True}, (2, 6)),
-    "SoftmaxCrossEntropy": ({}, (3, 5)),
-}
 
 
 def _row(layer: str, check: str, ok: bool | str, note: str = "") -> dict[str, Any]:
@@ -52,27 +45,14 @@ def _row(layer: str, check: str, ok: bool | str, note: str = "") -> dict[str, An
 
 
 def _round(layer: Any, layer_type: str, x: np.ndarray, rng: np.random.Generator) -> dict[str, Any]:
-    if layer_type == "SoftmaxCrossEntropy":
-        _, probs = layer.forward(x, rng.integers(0, x.shape[1], x.shape[0]))  # the loss may be a Python float
-        return {"probs": probs, "dlogits": layer.backward()}
+    """One forward and backward: {an output's name: it, the input gradient's name: it} (a loss's value
+    itself is left out: it may be a Python float)."""
+    declared = kind(layer_type)
+    if declared.loss:
+        got = loss_outputs(declared, layer.forward(x, declared.draw_target(rng, x.shape)), x.dtype)
+        return {**{k: v for k, v in got.items() if k != "loss"}, declared.input_grad: layer.backward()}
     out = layer.forward(x)
     return {"out": out, "dx": layer.backward(rng.standard_normal(np.shape(out)).astype(x.dtype))}
-
-
-# where the first configuration is declared unsupported, the rules run on the first of these the layer
-# takes (the tutorials' shapes: one input channel, 'valid', no bias; a 2-D ReLU input; a batch of one)
-SMOKE_ALTERNATIVES: dict[str, list[tuple[dict[str, Any], tuple[int, ...]]]] = {
-    "Conv2D": [({"in_ch": 1, "out_ch": 2, "kernel_size": 3, "stride": 1, "padding": "valid", "bias": False}, (2, 6, 6, 1)),
-               ({"in_ch": 1, "out_ch": 2, "kernel_size": 3, "stride": 1, "padding": "valid", "bias": True}, (2, 6, 6, 1)),
-               ({"in_ch": 2, "out_ch": 3, "kernel_size": 3, "stride": 1, "padding": "valid", "bias": True}, (2, 6, 6, 2)),
-               ({"in_ch": 2, "out_ch": 3, "kernel_size": 3, "stride": 1, "padding": "same", "bias": False}, (2, 4, 4, 2))],
-    "ReLU": [({}, (2, 6)), ({}, (1, 4, 4, 1))],
-    "MaxPool2D": [({"kernel_size": 2, "stride": None}, (2, 4, 4, 1)), ({"kernel_size": 2, "stride": None}, (1, 4, 4, 1))],
-    "AvgPool2D": [({"kernel_size": 2, "stride": None}, (2, 4, 4, 1)), ({"kernel_size": 2, "stride": None}, (1, 4, 4, 1))],
-    "Flatten": [({}, (2, 4, 4, 1)), ({}, (1, 3, 4, 5))],
-    "Dense": [({"n_in": 6, "n_out": 3, "bias": False}, (2, 6)), ({"n_in": 6, "n_out": 3, "bias": True}, (1, 6))],
-    "SoftmaxCrossEntropy": [({}, (3, 10)), ({}, (1, 10))],
-}  # fmt: skip
 
 
 def _runs(impl: Any, layer_type: str, config: dict[str, Any], shape: tuple[int, ...]) -> tuple[Any, dict[str, Any]]:
@@ -82,11 +62,7 @@ def _runs(impl: Any, layer_type: str, config: dict[str, Any], shape: tuple[int, 
     rng = np.random.default_rng(0)
     try:
         layer = construct(impl, layer_type, config, dtype=np.float64)
-        needs = (
-            ("forward", "backward")
-            if layer_type == "SoftmaxCrossEntropy"
-            else ("forward", "backward", "params", "grads")
-        )
+        needs = ("forward", "backward") if kind(layer_type).loss else ("forward", "backward", "params", "grads")
         for attr in needs[:3]:  # grads may appear only with the first backward
             if not hasattr(layer, attr):
                 return None, _row(layer_type, "runs", False, f"instances have no {attr!r} (the protocol needs {', '.join(needs)})")  # fmt: skip
@@ -107,7 +83,9 @@ def supported_smoke(impl: Any, layer_type: str) -> tuple[Any, dict[str, Any], tu
     the few configurations here, the search's (``reference.judges.reach.smoke_choices``)."""
     from reference.judges.reach import smoke_choices
 
-    choices = [SMOKE[layer_type], *SMOKE_ALTERNATIVES.get(layer_type, [])]
+    # NOTE: where the first configuration is declared unsupported, the rules run on the first of the
+    # kind's alternatives it takes (the tutorials' shapes: one input channel, 'valid', no bias; ...)
+    choices = [kind(layer_type).smoke, *kind(layer_type).smoke_alternatives]
     choices += [c for c in smoke_choices(layer_type) if c not in choices]
     declared, finding = None, None
     for i, (config, shape) in enumerate(choices):
@@ -145,13 +123,17 @@ def check_layer(impl: Any, layer_type: str) -> list[dict[str, Any]]:
     rows.append(
         _guarded(layer_type, "returned arrays stay the caller's", lambda: _returns_kept(impl, layer_type, smoke))
     )
-    if layer_type in SHAPED and _has(layer, "output_shape"):
+    if kind(layer_type).per_axis is not None and _has(layer, "output_shape"):
         check = "output_shape agrees with forward"
         rows.append(_guarded(layer_type, check, lambda: _output_shape(impl, layer_type, smoke)))
     rows += _round_trip(impl, layer_type, smoke)
-    if layer_type == "SoftmaxCrossEntropy":
-        refused = _guarded(layer_type, "labels outside [0, K) refused", lambda: _labels_refused(impl, shape))
-        return [*rows, refused, *_dtypes(impl, layer_type, config, shape)]
+    if kind(layer_type).class_targets:
+        refused = _guarded(
+            layer_type, "labels outside [0, K) refused", lambda: _labels_refused(impl, layer_type, shape)
+        )
+        rows.append(refused)
+    if kind(layer_type).loss:
+        return [*rows, *_dtypes(impl, layer_type, config, shape)]
     rows.append(
         _guarded(layer_type, "inputs left unchanged", lambda: _inputs_unchanged(impl, layer_type, config, shape))
     )
@@ -204,8 +186,8 @@ def _inputs_unchanged(impl: Any, layer_type: str, config: dict[str, Any], shape:
     layer = construct(impl, layer_type, config, dtype=np.float64)
     x_seen = rng.standard_normal(shape)
     x = held_by(impl, x_seen)  # in a sandbox: the worker's own array, read back after the call
-    if layer_type == "SoftmaxCrossEntropy":
-        layer.forward(x, rng.integers(0, shape[1], shape[0]))
+    if kind(layer_type).loss:
+        layer.forward(x, kind(layer_type).draw_target(rng, shape))
         layer.backward()
         g = g_seen = np.zeros(0)
     else:
@@ -220,24 +202,14 @@ def _inputs_unchanged(impl: Any, layer_type: str, config: dict[str, Any], shape:
                 "(the previous layer may still hold them)" if changed else "")  # fmt: skip
 
 
-# a configuration per layer whose every size differs per axis, and sides chosen so that taking either
-# axis's kernel or stride for the other changes the output size (7 rows would hide a kernel mix-up)
-SHAPED: dict[str, tuple[dict[str, Any], tuple[int, ...]]] = {
-    "Conv2D": ({"in_ch": 2, "out_ch": 3, "kernel_size": (3, 2), "stride": (2, 1), "padding": (1, 0), "bias": True},
-               (2, 8, 9, 2)),
-    "MaxPool2D": ({"kernel_size": (3, 2), "stride": (2, 1)}, (2, 8, 9, 2)),
-    "AvgPool2D": ({"kernel_size": (3, 2), "stride": (2, 1)}, (2, 8, 9, 2)),
-}  # fmt: skip
-
-
 def _output_shape(impl: Any, layer_type: str, smoke: tuple[dict[str, Any], tuple[int, ...]]) -> dict[str, Any]:
-    """On ``SHAPED``; where the layer raises there, the row says so and the rule runs again on the
+    """On the kind's ``per_axis`` configuration; where the layer raises there, the row says so and the rule runs again on the
     smoke configuration (on sides that differ, else the smoke input), which the layer runs."""
     from reference.impl.protocol import classify
 
     config, shape = smoke
     # NOTE: the width grown to 2W + 1, so that an output size computed from the wrong side differs
-    tries = [SHAPED[layer_type], (config, (shape[0], shape[1], 2 * shape[2] + 1, *shape[3:])), smoke]
+    tries = [kind(layer_type).per_axis, (config, (shape[0], shape[1], 2 * shape[2] + 1, *shape[3:])), smoke]
     refused = []
     for config, shape in tries:
         try:
@@ -296,9 +268,10 @@ def _returns_kept(impl: Any, layer_type: str, smoke: tuple[dict[str, Any], tuple
 
 def _round_kept(layer: Any, layer_type: str, x: np.ndarray, rng: np.random.Generator) -> dict[str, Any]:
     """One round; what it returned, uncopied."""
-    if layer_type == "SoftmaxCrossEntropy":
-        result = layer.forward(x, rng.integers(0, x.shape[1], x.shape[0]))
-        return {"probs": result[1], "dlogits": layer.backward()}
+    declared = kind(layer_type)
+    if declared.loss:
+        got = loss_outputs(declared, layer.forward(x, declared.draw_target(rng, x.shape)), x.dtype)
+        return {**{k: v for k, v in got.items() if k != "loss"}, declared.input_grad: layer.backward()}
     out = layer.forward(x)
     return {"out": out, "dx": layer.backward(rng.standard_normal(np.shape(out)))}
 
@@ -328,20 +301,20 @@ def _round_trip(impl: Any, layer_type: str, smoke: tuple[dict[str, Any], tuple[i
     return [_row(layer_type, check, not wrong, f"{note} for float64 input after a float32 round" if wrong else "")]
 
 
-def _labels_refused(impl: Any, shape: tuple[int, ...]) -> dict[str, Any]:
+def _labels_refused(impl: Any, layer_type: str, shape: tuple[int, ...]) -> dict[str, Any]:
     check = "labels outside [0, K) refused"
     logits = np.random.default_rng(8).standard_normal(shape)
     scored = []
     for bad in (shape[1], -1):
         labels = np.zeros(shape[0], dtype=np.int64)
         labels[-1] = bad
-        layer = construct(impl, "SoftmaxCrossEntropy", {}, dtype=np.float64)
+        layer = construct(impl, layer_type, {}, dtype=np.float64)
         try:
             layer.forward(logits, labels)
         except Exception:  # any exception is a refusal  # noqa: S112
             continue
         scored.append(str(bad))
-    return _row("SoftmaxCrossEntropy", check, not scored, f"label {' and '.join(scored)} of K={shape[1]} classes was "
+    return _row(layer_type, check, not scored, f"label {' and '.join(scored)} of K={shape[1]} classes was "
                 "scored, not refused (-1 is silently the last class; K reads past the row or wraps): check the labels "
                 "in forward and raise ValueError for any outside [0, K), e.g. `if labels.min() < 0 or labels.max() "
                 ">= K: raise ValueError(...)`" if scored else f"labels {shape[1]} and -1 raise")  # fmt: skip
@@ -440,7 +413,7 @@ def _dtypes(impl: Any, layer_type: str, config: dict[str, Any], shape: tuple[int
 
 
 # the network of the Sequential rule: (layer, config); input (2, 4, 4, 2) -> logits (2, 3)
-SEQUENTIAL_NET = [("Conv2D", SMOKE["Conv2D"][0]), ("ReLU", {}), ("MaxPool2D", {"kernel_size": 2, "stride": None}),
+SEQUENTIAL_NET = [("Conv2D", kind("Conv2D").smoke[0]), ("ReLU", {}), ("MaxPool2D", {"kernel_size": 2, "stride": None}),
                   ("Flatten", {}), ("Dense", {"n_in": 12, "n_out": 3, "bias": True})]  # fmt: skip
 
 
@@ -515,8 +488,8 @@ def check_protocol(impl: Any, layers: tuple[str, ...] | list[str] = REQUIRED) ->
     Sequential rule too when every layer is judged and the module has one."""
 
     def one(layer_type: str) -> list[dict[str, Any]]:
-        if not available(impl, layer_type):
-            return [missing_row(JUDGE, layer_type)]
+        if not available(impl, layer_type):  # a kind courses add is judged where the implementation has it
+            return [] if kind(layer_type).optional else [missing_row(JUDGE, layer_type)]
         if why := skip_reason(impl, layer_type):
             return [_row(layer_type, "runs", "timeout", why)]
         with judged_in(impl, layer_type):
@@ -559,5 +532,5 @@ class ProtocolJudge(Judge):
     title = "Protocol rules"
 
     def run(self, ctx: Context) -> Result:
-        layers = list(dict.fromkeys(c.layer for c in ctx.cases))
+        layers = list(dict.fromkeys(c.layer for c in layer_cases(ctx.cases)))
         return Result(self.name, check_protocol(ctx.impl, layers))

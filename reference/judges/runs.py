@@ -12,31 +12,35 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from reference.cases import layout, twins
+from reference.cases import twins
 from reference.cases.grid import Case, _as_pair, upstream_gradient
-from reference.impl.protocol import build_case_layer, read_grads
+from reference.impl.protocol import ProtocolViolation, build_case_layer, read_grads
+from reference.layers import kind, layout
+from reference.sandbox import requests
 
 
 def twin_run(case: Case, inputs: dict[str, Any]) -> dict[str, np.ndarray]:
-    """The torch side: out, dx and param grads, all converted to scratch_cnn layout."""
-    x = inputs["x"]
-    xt = layout.to_torch(layout.images_to_torch(x), requires_grad=True)
-    if case.layer == "SoftmaxCrossEntropy":
-        yt = torch.tensor(inputs["labels"])
-        loss = F.cross_entropy(xt, yt, reduction="mean")
-        loss.backward()
-        probs = torch.softmax(xt.detach(), dim=1)
-        return {"loss": layout.to_numpy(loss), "probs": layout.to_numpy(probs), "dlogits": layout.to_numpy(xt.grad)}
+    """The torch side: out, dx and param grads (a loss: its outputs and the gradient of its input), all
+    in the protocol's layout."""
+    declared = kind(case.layer)
+    if declared.loss:  # NOTE: a loss's input and target in the protocol's layout: the twin's is elementwise or rows
+        xt = layout.to_torch(inputs["x"], requires_grad=True)
+        got = declared.twin(case.config)(xt, torch.tensor(inputs["labels"]))
+        got["loss"].backward()
+        return {**{k: layout.to_numpy(v) for k, v in got.items()}, declared.input_grad: layout.to_numpy(xt.grad)}
+    xt = layout.to_torch(layout.images_to_torch(inputs["x"]), requires_grad=True)
     twin = twins.make_twin(case.layer, case.config).to(xt.dtype)
     if inputs["params"]:
         twins.load_params(twin, case.layer, inputs["params"])
+    if inputs.get("buffers"):
+        twins.load_buffers(twin, case.layer, inputs["buffers"])
     out_t = twin(xt)
     out = layout.images_from_torch(layout.to_numpy(out_t))
     g = upstream_gradient(inputs, out.shape)
     out_t.backward(layout.to_torch(layout.images_to_torch(g)))
     result = {"out": out, "g": g, "dx": layout.images_from_torch(layout.to_numpy(xt.grad))}
+    result.update(twins.buffers_of(twin, case.layer))  # after the step: what training mode updated
     for key, value in twins.param_grads(twin, case.layer, list(inputs["params"])).items():
         result[f"d{key}"] = value
     return result
@@ -47,21 +51,12 @@ def impl_run(layer: Any, case: Case, inputs: dict[str, Any], g: np.ndarray | Non
     an exception in one is kept (under ``"!forward"`` / ``"!backward"``) and the other's tensors are
     still there to judge. Backward gets the reference's upstream gradient, of the shape a right
     forward returns, whatever shape this forward returned."""
+    if kind(case.layer).loss:
+        return _loss_run(layer, case, inputs)
     result: dict[str, Any] = {}
-    if case.layer == "SoftmaxCrossEntropy":
-        try:
-            loss, probs = layer.forward(inputs["x"], inputs["labels"])
-            result.update(loss=np.asarray(loss, dtype=inputs["x"].dtype), probs=probs)
-        except Exception as err:
-            result["!forward"] = err
-            return result  # the loss's backward reads what its forward kept: nothing to run it on
-        try:
-            result["dlogits"] = layer.backward()
-        except Exception as err:
-            result["!backward"] = err
-        return result
     try:
         result["out"] = layer.forward(inputs["x"].copy())
+        result.update(read_buffers(layer, case.layer))
     except Exception as err:
         result["!forward"] = err
         return result  # a backward after a failed forward has no cache to read
@@ -76,20 +71,69 @@ def impl_run(layer: Any, case: Case, inputs: dict[str, Any], g: np.ndarray | Non
     return result
 
 
-def loss_on(impl: Any, logits: np.ndarray, labels: np.ndarray, dtype: str) -> dict[str, Any]:
+def read_buffers(layer: Any, layer_type: str) -> dict[str, np.ndarray]:
+    """Copies of the layer's buffers its kind declares (running statistics), as they are now; {} for a
+    kind without buffers. ProtocolViolation when the layer has no such buffer."""
+    names = list(kind(layer_type).buffers)
+    if not names:
+        return {}
+    own = requests.read(layer, "buffers")
+    absent = [k for k in names if not isinstance(own, dict) or own.get(k) is None]
+    if absent:
+        raise ProtocolViolation(f"{layer_type}.buffers has no {', '.join(map(repr, absent))} (the protocol's "
+                                f"buffers: {', '.join(names)})")  # fmt: skip
+    return {k: np.array(own[k], copy=True) for k in names}
+
+
+def _loss_run(layer: Any, case: Case, inputs: dict[str, Any]) -> dict[str, Any]:
+    """A loss's forward(logits, labels) -> (loss, ...) and backward() -> the gradient of its input."""
+    declared, result = kind(case.layer), {}
+    try:
+        result.update(loss_outputs(declared, layer.forward(inputs["x"], inputs["labels"]), inputs["x"].dtype))
+    except Exception as err:
+        result["!forward"] = err
+        return result  # the loss's backward reads what its forward kept: nothing to run it on
+    try:
+        result[declared.input_grad] = layer.backward()
+    except Exception as err:
+        result["!backward"] = err
+    return result
+
+
+def loss_outputs(declared: Any, got: Any, dtype: Any) -> dict[str, Any]:
+    """What a loss's forward returned, by the names its kind gives them (the loss itself in ``dtype``:
+    a Python float is fine)."""
+    values = tuple(got) if isinstance(got, (tuple, list)) else (got,)
+    if len(values) != len(declared.outputs):  # NOTE: as strict as unpacking them would be
+        raise TypeError(f"{declared.name}.forward returned {len(values)} value(s); the protocol's returns "
+                        f"({', '.join(declared.outputs)})")  # fmt: skip
+    out = dict(zip(declared.outputs, values, strict=True))
+    out["loss"] = np.asarray(out["loss"], dtype=dtype)
+    return out
+
+
+def loss_on(impl: Any, layer_type: str, logits: np.ndarray, labels: np.ndarray, dtype: str) -> dict[str, Any]:
     """A fresh instance of the implementation's loss on other logits (a diagnosis testing its premise)."""
-    layer = build_case_layer(impl, "SoftmaxCrossEntropy", {}, {}, dtype)
-    loss, probs = layer.forward(logits, labels)
-    return {"loss": np.asarray(loss, dtype=logits.dtype), "probs": probs, "dlogits": layer.backward()}
+    declared = kind(layer_type)
+    layer = build_case_layer(impl, layer_type, {}, {}, dtype)
+    return {
+        **loss_outputs(declared, layer.forward(logits, labels), logits.dtype),
+        declared.input_grad: layer.backward(),
+    }
 
 
-def alternative_run(case: Case, inputs: dict[str, Any], variant: str) -> dict[str, np.ndarray] | None:
-    """The twin's tensors under a variant of the case that a common bug computes instead:
+def alternative_run(case: Case, inputs: dict[str, Any], variant: str,
+                    ours: dict[str, Any] | None = None) -> dict[str, np.ndarray] | None:  # fmt: skip
+    """The tensors a common bug computes instead on this case: one of the kind's ``variants`` (from
+    ``ours`` where it reads what the implementation did), or the twin's under a variant of the case:
     ``flipped_kernel`` (convolution, not correlation) or ``swapped_window`` (a pool's kh x kw read as kw x kh)."""
+    declared = kind(case.layer)
+    if variant in declared.variants:
+        return declared.variants[variant][1](case.config, inputs, ours or {})
     if variant == "flipped_kernel" and "W" in inputs["params"]:
         flipped = {**inputs["params"], "W": np.ascontiguousarray(inputs["params"]["W"][::-1, ::-1])}
         return twin_run(case, {**inputs, "params": flipped})
-    if variant == "swapped_window" and case.layer in ("MaxPool2D", "AvgPool2D"):
+    if variant == "swapped_window" and declared.windows is not None:
         k = _as_pair(case.config.get("kernel_size", 2))
         s = case.config.get("stride")
         config = {"kernel_size": k[::-1], "stride": None if s is None else _as_pair(s)[::-1]}

@@ -35,7 +35,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from reference.cases.grid import Case, _as_pair, _short, case_inputs, expected_output_shape, upstream_gradient
+from reference.cases.grid import Case, case_inputs, expected_output_shape, upstream_gradient
+from reference.layers import KINDS, LayerKind, kind
+from reference.layers.case import _short, as_pair
 
 PREFIX = "shrunk:"
 FAMILY = "smallest failing input"
@@ -43,11 +45,6 @@ CALLS = 60  # implementation calls (one case, one dtype, each) per failing layer
 SECONDS = 30.0  # wall clock per failing layer; checked between calls (one call is bounded by --case-timeout)
 MAX_NUMBERS = 400  # numbers a shrunk case may carry: its id spells every one of them out
 SHOWN = 36  # numbers of one array printed in a description; more are in the id only
-POOLS = ("MaxPool2D", "AvgPool2D")
-LOSS = "SoftmaxCrossEntropy"
-CONFIG_KEYS = {"Conv2D": ("in_ch", "out_ch", "kernel_size", "stride", "padding", "bias"),
-               "MaxPool2D": ("kernel_size", "stride"), "AvgPool2D": ("kernel_size", "stride"),
-               "Dense": ("n_in", "n_out", "bias"), "ReLU": (), "Flatten": (), LOSS: ()}  # fmt: skip
 PREFERENCE = ("dx", "out", "probs", "dlogits", "loss")
 FORWARD = ("out", "probs", "loss")  # the tensor shrunk first among equally bad rows
 TABLE = ["layer", "dtype", "tensor", "status", "diagnosis", "description", "case", "from_case", "numbers", "calls",
@@ -73,7 +70,7 @@ class Given:
         """What ``case_inputs`` returns for a grid case, with ``g`` for ``upstream_gradient``."""
         return {"x": self.x.astype(dtype), "params": {k: v.astype(dtype) for k, v in self.params.items()},
                 "labels": None if self.labels is None else self.labels.astype(np.int64), "g_seed": [0, 11],
-                "g": None if self.g is None else self.g.astype(dtype)}  # fmt: skip
+                "buffers": {}, "g": None if self.g is None else self.g.astype(dtype)}  # fmt: skip
 
     def arrays(self) -> list[tuple[str, np.ndarray]]:
         """(name in the id, array) in the id's order."""
@@ -166,14 +163,7 @@ def _config_value(text: str) -> Any:
 
 def param_shapes(layer: str, config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
     """The shapes of W and b a configuration has (the protocol's layouts)."""
-    if layer == "Conv2D":
-        kh, kw = _as_pair(config["kernel_size"])
-        shapes = {"W": (kh, kw, int(config["in_ch"]), int(config["out_ch"]))}
-        return {**shapes, "b": (int(config["out_ch"]),)} if config.get("bias", True) else shapes
-    if layer == "Dense":
-        shapes = {"W": (int(config["n_in"]), int(config["n_out"]))}
-        return {**shapes, "b": (int(config["n_out"]),)} if config.get("bias", True) else shapes
-    return {}
+    return dict(kind(layer).param_shapes(config))
 
 
 def parse_id(text: str) -> ShrunkCase:
@@ -187,12 +177,13 @@ def parse_id(text: str) -> ShrunkCase:
     if m is None:
         raise bad("expected 'shrunk: Layer[key=value,...] x<shape> x=... [W=... b=...] [g=...] [labels=...]'")
     layer, config_text, shape_text, rest = m.groups()
-    if layer not in CONFIG_KEYS:
+    if layer not in KINDS:
         raise bad(f"unknown layer {layer}")
+    declared = kind(layer)
     config: dict[str, Any] = {}
     for item in filter(None, config_text.split(",")):
         key, eq, value = item.partition("=")
-        if not eq or key not in CONFIG_KEYS[layer]:
+        if not eq or key not in declared.signature:
             raise bad(f"{layer} takes no {key!r}")
         config[key] = _config_value(value)
     shape = tuple(int(n) for n in shape_text.split("x"))
@@ -204,13 +195,13 @@ def parse_id(text: str) -> ShrunkCase:
         except ValueError as err:
             raise bad(f"{name}: {err}") from None
     try:
-        out = expected_output_shape(Case(layer, config, shape)) if layer != LOSS else None
+        out = expected_output_shape(Case(layer, config, shape)) if not declared.loss else None
         want = {"x": shape, **param_shapes(layer, config)}
     except (KeyError, TypeError, ValueError) as err:
         raise bad(f"configuration: {type(err).__name__}: {err}") from None
     if out is not None:
         want["g"] = out
-    if layer == LOSS:
+    if declared.loss:  # its target: a class index per row
         want["labels"] = shape[:1]
     if set(found) != set(want):
         raise bad(f"numbers for {', '.join(want)} expected, got {', '.join(found) or 'none'}")
@@ -220,7 +211,7 @@ def parse_id(text: str) -> ShrunkCase:
             raise bad(f"{name} has {found[name].size} numbers, its shape {dims} holds {math.prod(dims)}")
         arrays[name] = found[name].reshape(dims)
     labels = None
-    if layer == LOSS:
+    if declared.loss:
         labels = arrays["labels"]
         if len(shape) != 2 or np.any(labels != np.round(labels)) or np.any(labels < 0) or np.any(labels >= shape[1]):
             raise bad(f"labels must be class indices 0..{shape[-1] - 1}")
@@ -300,35 +291,17 @@ class State:
         return Given(self.x, dict(self.params), self.g, self.labels)
 
 
-def pads(config: dict[str, Any]) -> tuple[tuple[int, int], tuple[int, int]]:
-    """((top, bottom), (left, right)) of a convolution, as torch pads ('same': left = (k-1)//2)."""
-    p = config.get("padding", "same")
-    k = _as_pair(config["kernel_size"])
-    if p == "valid":
-        return (0, 0), (0, 0)
-    if p == "same":
-        return ((k[0] - 1) // 2, k[0] - 1 - (k[0] - 1) // 2), ((k[1] - 1) // 2, k[1] - 1 - (k[1] - 1) // 2)
-    ph, pw = _as_pair(p)
-    return (ph, ph), (pw, pw)
-
-
-def window(config: dict[str, Any]) -> tuple[tuple[int, int], tuple[int, int]]:
-    k = _as_pair(config.get("kernel_size", 2))
-    return k, (k if config.get("stride") is None else _as_pair(config["stride"]))
+def setting(declared: LayerKind, config: dict[str, Any], key: str) -> Any:
+    """A configuration key's value, its default where the configuration leaves it out (KeyError
+    where it has none)."""
+    return config[key] if key in config else declared.defaults[key]
 
 
 def valid(layer: str, config: dict[str, Any], shape: tuple[int, ...]) -> bool:
     """Whether the twin can run the configuration on an input of ``shape`` (an output of >= 1 element)."""
     if any(n < 1 for n in shape):
         return False
-    if layer == "Conv2D":
-        if config.get("padding") == "same" and _as_pair(config.get("stride", 1)) != (1, 1):
-            return False
-    elif layer in POOLS:
-        (kh, kw), _ = window(config)
-        if shape[1] < kh or shape[2] < kw:
-            return False
-    elif layer == LOSS and shape[1] < 2:
+    if not kind(layer).accepts(config, tuple(shape)):
         return False
     try:
         return all(n >= 1 for n in expected_output_shape(Case(layer, config, tuple(shape))))
@@ -340,12 +313,12 @@ def measure(layer: str, s: State) -> tuple[float, ...]:
     """What the shrinker makes smaller, most important first: every accepted step lowers it, so the
     search ends. Sizes, then the configuration (kernel, stride, padding, tuple forms, bias), then
     the numbers (non-integers, then their magnitude)."""
-    cfg = s.config
+    cfg, sliding = s.config, kind(layer).sliding
     kernel = stride = pad = tuples = 0.0
-    if layer == "Conv2D" or layer in POOLS:
-        k, st = (_as_pair(cfg["kernel_size"]), _as_pair(cfg.get("stride", 1))) if layer == "Conv2D" else window(cfg)
+    if sliding is not None:
+        k, st, pd = sliding(cfg)
         kernel, stride = float(k[0] * k[1]), float(sum(st))
-        pad = float(sum(sum(p) for p in pads(cfg))) if layer == "Conv2D" else 0.0
+        pad = float(sum(sum(p) for p in pd))
         tuples = float(sum(isinstance(v, (tuple, list)) for v in cfg.values()))
     arrays = [s.x, *s.params.values(), *([s.g] if s.g is not None else [])]
     nonint = float(sum(int(np.count_nonzero(a != np.round(a))) for a in arrays))
@@ -371,20 +344,10 @@ def out_shape(layer: str, config: dict[str, Any], shape: tuple[int, ...]) -> tup
 
 
 def roles(layer: str, name: str, ndim: int) -> tuple[str, ...]:
-    """What each axis of array ``name`` (x, g, W, b) of a layer is: m (images/rows), h, w, c (a
-    pool's channels), cin, cout, k (classes), aN (a ReLU axis)."""
-    if layer == "ReLU":
-        return tuple("m" if i == 0 and ndim > 1 else f"a{i}" for i in range(ndim))
-    if layer == LOSS:
-        return ("m", "k")
-    if layer == "Dense":
-        return {"x": ("m", "cin"), "g": ("m", "cout"), "W": ("cin", "cout"), "b": ("cout",)}[name]
-    if layer == "Conv2D":
-        return {"x": ("m", "h", "w", "cin"), "g": ("m", "h", "w", "cout"), "W": ("kh", "kw", "cin", "cout"),
-                "b": ("cout",)}[name]  # fmt: skip
-    if layer == "Flatten" and name == "g":
-        return ("m", "hwc")
-    return ("m", "h", "w", "c")
+    """What each axis of array ``name`` (x, g, W, b) of a layer is, as its kind declares
+    (``LayerKind.axes``): m (images/rows), h, w, kh, kw, c (channels carried through), k (classes),
+    aN (an axis of its own), or the configuration key that holds its length (in_ch, n_out, ...)."""
+    return tuple(kind(layer).axes(name, ndim))
 
 
 TENSOR_ARRAY = {"dx": "x", "out": "g", "dW": "W", "db": "b", "probs": "x", "dlogits": "x"}
@@ -398,11 +361,10 @@ def focus_of(layer: str, config: dict[str, Any], tensor: str, worst_index: Any) 
     if name is None or not index:
         return {}
     found = dict(zip(roles(layer, name, len(index)), index, strict=False))
-    if tensor == "out" and (layer == "Conv2D" or layer in POOLS):
-        if layer == "Conv2D":
-            st, before = _as_pair(config.get("stride", 1)), (pads(config)[0][0], pads(config)[1][0])
-        else:
-            st, before = window(config)[1], (0, 0)
+    sliding = kind(layer).sliding
+    if tensor == "out" and sliding is not None:
+        _, st, pd = sliding(config)
+        before = (pd[0][0], pd[1][0])
         for axis, role in enumerate(("h", "w")):
             if role in found:
                 found[role] = max(0, found[role] * st[axis] - before[axis])
@@ -452,15 +414,16 @@ def lengths(low: int, n: int) -> list[int]:
 
 def take(layer: str, s: State, role: str, idx: list[int]) -> State:
     """``s`` with only the indices ``idx`` of axis ``role`` in every array that has that axis (the
-    configuration's channel counts, the loss's labels, follow)."""
+    configuration key that holds its length, the loss's labels, follow)."""
+    declared = kind(layer)
     idx_arr = np.asarray(idx, dtype=np.intp)
     pick = lambda a, name: np.take(a, idx_arr, axis=roles(layer, name, a.ndim).index(role))  # noqa: E731
     has = lambda a, name: role in roles(layer, name, a.ndim)  # noqa: E731
     x = pick(s.x, "x") if has(s.x, "x") else s.x
     params = {k: pick(v, k) if has(v, k) else v for k, v in s.params.items()}
     g = s.g
-    if g is not None and layer == "Flatten":  # NOTE: Flatten's g is x's shape flattened: cut it as x is cut
-        g = pick(g.reshape(s.x.shape), "x").reshape(x.shape[0], -1) if has(s.x, "x") else g
+    if g is not None and declared.pointwise:  # NOTE: g is x's numbers in x's order (Flatten's reshaped): cut as x is
+        g = pick(g.reshape(s.x.shape), "x").reshape(declared.output_shape(s.config, x.shape)) if has(s.x, "x") else g
     elif g is not None and has(g, "g"):
         g = pick(g, "g")
     labels = s.labels
@@ -469,9 +432,8 @@ def take(layer: str, s: State, role: str, idx: list[int]) -> State:
         labels = labels[idx_arr]
     if role == "k" and labels is not None:
         labels = np.searchsorted(idx_arr, labels).astype(np.int64)
-    for key in ("in_ch", "n_in") if role == "cin" else ("out_ch", "n_out") if role == "cout" else ():
-        if key in config:
-            config[key] = len(idx)
+    if role in config:  # an axis named by the configuration key that holds its length
+        config[role] = len(idx)
     return State(config, x, params, g, labels)
 
 
@@ -483,18 +445,25 @@ def batch_steps(layer: str, s: State, focus: dict[str, int]) -> Iterator[Step]:
         yield f"batch {m} -> {len(keep)}", take(layer, s, "m", keep)
 
 
+def channel_roles(layer: str, s: State) -> list[str]:
+    """The axes of x and g that channel steps narrow: channels carried through (c), and those whose
+    length a configuration key holds (in_ch, out_ch; n_in, n_out), x's first."""
+    declared = kind(layer)
+    named = [*roles(layer, "x", s.x.ndim), *(roles(layer, "g", s.g.ndim) if s.g is not None else ())]
+    return list(dict.fromkeys(r for r in named if r == "c" or r in declared.signature))
+
+
 def channel_steps(layer: str, s: State, focus: dict[str, int]) -> Iterator[Step]:
-    if layer == LOSS:
-        yield from class_steps(s, focus)
+    declared = kind(layer)
+    if declared.loss:
+        yield from class_steps(layer, s, focus)
         return
-    axes = {"Conv2D": ("cin", "cout"), "Dense": ("cin", "cout"), "MaxPool2D": ("c",), "AvgPool2D": ("c",),
-            "Flatten": ("c",)}.get(layer, ())  # fmt: skip
-    for role in axes:
+    inputs = roles(layer, "x", s.x.ndim)
+    for role in channel_roles(layer, s):
         n = _length(layer, s, role)
         for keep in subsets(n, focus.get(role, 0), alive_along(layer, s, role)):
-            what = {"cin": "input channels", "cout": "output channels", "c": "channels"}[role]
-            if layer == "Dense":
-                what = {"cin": "inputs", "cout": "outputs"}[role]
+            side = "input" if role in inputs else "output"
+            what = "channels" if role == "c" else f"{side} channels" if declared.images else f"{side}s"
             yield f"{what} {n} -> {len(keep)}", take(layer, s, role, keep)
 
 
@@ -505,7 +474,7 @@ def _length(layer: str, s: State, role: str) -> int:
     return 0
 
 
-def class_steps(s: State, focus: dict[str, int]) -> Iterator[Step]:
+def class_steps(layer: str, s: State, focus: dict[str, int]) -> Iterator[Step]:
     """The loss: fewer classes, every label's class kept (labels renumbered)."""
     assert s.labels is not None
     K = s.x.shape[1]
@@ -518,7 +487,7 @@ def class_steps(s: State, focus: dict[str, int]) -> Iterator[Step]:
     ]
     for keep in dict.fromkeys(tuple(o) for o in options):
         if 2 <= len(keep) < K:
-            yield f"classes {K} -> {len(keep)}", take(LOSS, s, "k", list(keep))
+            yield f"classes {K} -> {len(keep)}", take(layer, s, "k", list(keep))
 
 
 def crop(a: np.ndarray, axis: int, start: int, length: int) -> np.ndarray:
@@ -526,20 +495,20 @@ def crop(a: np.ndarray, axis: int, start: int, length: int) -> np.ndarray:
 
 
 def spatial_steps(layer: str, s: State, focus: dict[str, int]) -> Iterator[Step]:
-    """A smaller extent of each spatial axis (each axis of a ReLU's input but the batch), around the
-    failing element first."""
+    """A smaller extent of each spatial axis (each axis of an elementwise layer's input but the batch),
+    around the failing element first: whole windows of a pooling layer, any extent a convolution's
+    kernel covers, and g cut where x is for a pointwise layer."""
+    declared = kind(layer)
     names = roles(layer, "x", s.x.ndim)
     axes = [(i, r) for i, r in enumerate(names) if r in ("h", "w") or r.startswith("a")]
-    if layer in ("Dense", LOSS):
-        return
     for axis, role in axes:
         n, f = s.x.shape[axis], focus.get(role, 0)
         word = {"h": "rows", "w": "columns"}.get(role, f"axis {axis}")
-        if layer in POOLS:
+        if declared.windows is not None:  # pooling
             yield from _pool_crops(layer, s, axis, role, f, word)
-        elif layer == "Conv2D":
-            yield from _conv_crops(s, axis, f, word)
-        else:  # elementwise (ReLU) or a reshape (Flatten): g is cut where x is
+        elif declared.sliding is not None:  # a convolution
+            yield from _conv_crops(layer, s, axis, f, word)
+        elif declared.pointwise:  # elementwise (ReLU) or a reshape (Flatten): g is cut where x is
             for L in lengths(1, n):
                 for r0 in dict.fromkeys((min(max(f - L // 2, 0), n - L), 0)):
                     x = crop(s.x, axis, r0, L)
@@ -551,7 +520,9 @@ def spatial_steps(layer: str, s: State, focus: dict[str, int]) -> Iterator[Step]
 
 def _pool_crops(layer: str, s: State, axis: int, role: str, f: int, word: str) -> Iterator[Step]:
     """Whole windows, aligned as they were (a window's values stay together, its tie with them)."""
-    (k, st) = (window(s.config)[0][axis - 1], window(s.config)[1][axis - 1])
+    windows = kind(layer).windows
+    assert windows is not None
+    (k, st) = (windows(s.config)[0][axis - 1], windows(s.config)[1][axis - 1])
     n = s.x.shape[axis]
     outs = (n - k) // st + 1
     remainder = n - ((outs - 1) * st + k)
@@ -570,15 +541,16 @@ def _pool_crops(layer: str, s: State, axis: int, role: str, f: int, word: str) -
                 yield f"{word} {n} -> {L}", replace(s, x=x, g=g)
 
 
-def _conv_crops(s: State, axis: int, f: int, word: str) -> Iterator[Step]:
-    k = _as_pair(s.config["kernel_size"])[axis - 1]
-    st = _as_pair(s.config.get("stride", 1))[axis - 1]
-    before, after = pads(s.config)[axis - 1]
+def _conv_crops(layer: str, s: State, axis: int, f: int, word: str) -> Iterator[Step]:
+    sliding = kind(layer).sliding
+    assert sliding is not None
+    kernel, stride, pd = sliding(s.config)
+    k, st, (before, after) = kernel[axis - 1], stride[axis - 1], pd[axis - 1]
     n = s.x.shape[axis]
     for L in lengths(max(1, k - before - after), n):
         for r0 in dict.fromkeys((min(max(f - L // 2, 0), n - L), 0)):
             x = crop(s.x, axis, r0, L)
-            shape = out_shape("Conv2D", s.config, x.shape)
+            shape = out_shape(layer, s.config, x.shape)
             offsets = tuple(r0 // st if i == axis else 0 for i in range(4))
             yield f"{word} {n} -> {L}", replace(s, x=x, g=fit(s.g, shape, offsets) if s.g is not None else None)
 
@@ -593,32 +565,27 @@ def _form(p: tuple[int, int]) -> int | tuple[int, int]:
 
 
 def config_steps(layer: str, s: State, focus: dict[str, int]) -> Iterator[Step]:
-    """A smaller kernel, stride, padding; the int form of a square tuple; no bias."""
-    cfg = s.config
+    """A smaller kernel, stride, padding; the int form of a square tuple; no bias: of the keys the
+    kind's constructor takes (a stride of None, the kernel's, stays)."""
+    cfg, declared = s.config, kind(layer)
+    takes = declared.signature
     options: list[tuple[str, dict[str, Any]]] = []
-    if layer in POOLS:
-        k = _as_pair(cfg.get("kernel_size", 2))
-        options += [(f"kernel {_short(cfg['kernel_size'])} -> {_short(_form(p))}", {**cfg, "kernel_size": _form(p)})
-                    for p in _kernels(k)]  # fmt: skip
-        if cfg.get("stride") is not None:
-            st = _as_pair(cfg["stride"])
-            options += [(f"stride {_short(cfg['stride'])} -> {_short(_form(p))}", {**cfg, "stride": _form(p)})
-                        for p in _kernels(st)]  # fmt: skip
-    if layer == "Conv2D":
-        k = _as_pair(cfg["kernel_size"])
-        options += [(f"kernel {_short(cfg['kernel_size'])} -> {_short(_form(p))}", {**cfg, "kernel_size": _form(p)})
-                    for p in _kernels(k)]  # fmt: skip
-        st = _as_pair(cfg.get("stride", 1))
-        options += [(f"stride {_short(cfg.get('stride', 1))} -> {_short(_form(p))}", {**cfg, "stride": _form(p)})
-                    for p in _kernels(st)]  # fmt: skip
-        p = cfg.get("padding", "same")
+    if "kernel_size" in takes:
+        k = setting(declared, cfg, "kernel_size")
+        options += [(f"kernel {_short(k)} -> {_short(_form(p))}", {**cfg, "kernel_size": _form(p)})
+                    for p in _kernels(as_pair(k))]  # fmt: skip
+    if "stride" in takes and (st := setting(declared, cfg, "stride")) is not None:
+        options += [(f"stride {_short(st)} -> {_short(_form(p))}", {**cfg, "stride": _form(p)})
+                    for p in _kernels(as_pair(st))]  # fmt: skip
+    if "padding" in takes:
+        p = setting(declared, cfg, "padding")
         if p == "same":
             options.append(("padding same -> valid", {**cfg, "padding": "valid"}))
         elif not isinstance(p, str):
-            pp = _as_pair(p)
+            pp = as_pair(p)
             options += [(f"padding {_short(p)} -> {_short(_form(q))}", {**cfg, "padding": _form(q)})
                         for q in [(a, b) for a in range(pp[0] + 1) for b in range(pp[1] + 1) if (a, b) != pp][:4]]  # fmt: skip
-    if layer in ("Conv2D", "Dense") and cfg.get("bias", True):
+    if "bias" in takes and cfg.get("bias", True):
         options.append(("no bias", {**cfg, "bias": False}))
     for key in ("kernel_size", "stride", "padding"):
         v = cfg.get(key)
@@ -627,14 +594,22 @@ def config_steps(layer: str, s: State, focus: dict[str, int]) -> Iterator[Step]:
     for what, new in options:
         if not valid(layer, new, s.x.shape):
             continue
-        params = dict(s.params)
-        if layer == "Conv2D":
-            kh, kw = _as_pair(new["kernel_size"])
-            params["W"] = params["W"][:kh, :kw]
+        params = {k: _kernel_cut(layer, k, v, new) for k, v in s.params.items()}
         if not new.get("bias", True):
             params.pop("b", None)
         g = fit(s.g, out_shape(layer, new, s.x.shape)) if s.g is not None else None
         yield what, State(new, s.x, params, g, s.labels)
+
+
+def _kernel_cut(layer: str, name: str, a: np.ndarray, config: dict[str, Any]) -> np.ndarray:
+    """A parameter's kernel axes (kh, kw) cut to the configuration's kernel (a smaller kernel keeps
+    the weights of its top-left corner)."""
+    names = roles(layer, name, a.ndim)
+    sliding = kind(layer).sliding
+    if sliding is None or not {"kh", "kw"} & set(names):
+        return a
+    (kh, kw), _, _ = sliding(config)
+    return a[tuple(slice(0, kh) if r == "kh" else slice(0, kw) if r == "kw" else slice(None) for r in names)]
 
 
 def ranked(a: np.ndarray) -> np.ndarray:
@@ -721,30 +696,72 @@ def shrink(case: Case, row: dict[str, Any], run: Runner, *, calls: int = CALLS, 
     """Shrink ``case`` while it fails as ``row`` (a failing row of it) does, in ``row``'s dtype.
     ``run(case, dtype)`` is the autograd judge's run of one case in one dtype (rows); ``can_go_on``
     returns why the run must stop ('' to go on: the run's time budget)."""
-    from reference.report import heatmap
-
     dtype, layer = str(row["dtype"]), case.layer
     found = Found(layer, dtype, str(row["tensor"]), case.id, failure_of(row))
-    inputs = case_inputs(case, dtype)
-    g = None if layer == LOSS else upstream_gradient(inputs, expected_output_shape(case))
-    state = State(dict(case.config), inputs["x"].astype(np.float64),
-                  {k: v.astype(np.float64) for k, v in inputs["params"].items()},
-                  None if g is None else g.astype(np.float64), inputs["labels"])  # fmt: skip
+    state = _start_state(case, dtype)
     focus = focus_of(layer, state.config, found.tensor, row.get("worst_index"))
-    started = time.monotonic()
+    search = _Search(found, run, state, focus, calls, seconds, can_go_on)
+    try:
+        for _ in range(3):  # the shape phases again while one of them shrank something
+            if not any([search.greedy(phase) for phase in SHAPE_PHASES]):
+                break
+        search.greedy(lambda layer, s, f: value_steps(layer, s, f, found.tensor), once=True)
+    except _Stop as stop:
+        found.stopped = str(stop)
+    found.seconds = time.monotonic() - search.started
+    _drop_if_too_big(found)
+    return found
 
-    def attempt(candidate: State) -> dict[str, Any] | None:
-        if found.calls >= calls:
-            raise _Stop(f"{calls} calls")
-        if time.monotonic() - started > seconds:
-            raise _Stop(f"{seconds:g} s")
-        if why := can_go_on():
+
+def _start_state(case: Case, dtype: str) -> State:
+    """The case's inputs in ``dtype``, held in float64 (its upstream gradient too, None for a loss)."""
+    inputs = case_inputs(case, dtype)
+    g = None if kind(case.layer).loss else upstream_gradient(inputs, expected_output_shape(case))
+    return State(dict(case.config), inputs["x"].astype(np.float64),
+                 {k: v.astype(np.float64) for k, v in inputs["params"].items()},
+                 None if g is None else g.astype(np.float64), inputs["labels"])  # fmt: skip
+
+
+def _drop_if_too_big(found: Found) -> None:
+    """Forget the case found where it carries more than MAX_NUMBERS numbers (its id could not spell them
+    out), saying so in ``found.stopped``."""
+    if found.case is not None and found.case.given is not None and found.case.given.count() > MAX_NUMBERS:
+        too_many = f"the smallest case found has {found.case.given.count()} numbers (more than {MAX_NUMBERS})"
+        found.stopped = f"{found.stopped}; {too_many}" if found.stopped else too_many
+        found.case = found.row = found.picture = None
+
+
+@dataclass
+class _Search:
+    """One shrink under way: the state that still fails, where to look, and the budget left (calls,
+    seconds, the run's own ``can_go_on``); ``found`` records the smallest failing case so far."""
+
+    found: Found
+    run: Runner
+    state: State
+    focus: dict[str, int]
+    calls: int
+    seconds: float
+    can_go_on: Callable[[], str]
+    started: float = field(default_factory=time.monotonic)
+
+    def attempt(self, candidate: State) -> dict[str, Any] | None:
+        """Run ``candidate`` (raising _Stop when the budget is spent); its row failing as the target
+        does (recorded in ``found``), else None."""
+        from reference.report import heatmap
+
+        found, dtype = self.found, self.found.dtype
+        if found.calls >= self.calls:
+            raise _Stop(f"{self.calls} calls")
+        if time.monotonic() - self.started > self.seconds:
+            raise _Stop(f"{self.seconds:g} s")
+        if why := self.can_go_on():
             raise _Stop(why)
-        shrunk = make_case(layer, candidate.config, candidate.given())
+        shrunk = make_case(found.layer, candidate.config, candidate.given())
         found.calls += 1
         shots = heatmap.Snapshots()
         try:
-            rows = shots.around(run)(shrunk, dtype)
+            rows = shots.around(self.run)(shrunk, dtype)
         except Exception:  # noqa: BLE001 - the twin refused the candidate, or the worker was lost: not this failure
             return None
         same = same_failure(rows, found.target, dtype)
@@ -757,42 +774,29 @@ def shrink(case: Case, row: dict[str, Any], run: Runner, *, calls: int = CALLS, 
             found.picture = shots.picture(found.tensor, dtype)
         return same
 
-    def greedy(phase: Callable[[str, State, dict[str, int]], Iterator[Step]], once: bool = False) -> bool:
+    def greedy(self, phase: Callable[[str, State, dict[str, int]], Iterator[Step]], once: bool = False) -> bool:
         """Apply the phase's first step that keeps the failure, again and again; True if any did.
         ``once``: a step refused is not tried again in this phase (the value steps: each is named by
         what it changes, and the budget goes further)."""
-        nonlocal state, focus
-        moved, refused = False, set()
+        layer, moved, refused = self.found.layer, False, set()
         while True:
-            for what, candidate in phase(layer, state, focus):
+            for what, candidate in phase(layer, self.state, self.focus):
                 if what in refused or not valid(layer, candidate.config, candidate.x.shape):
                     continue
-                if measure(layer, candidate) >= measure(layer, state):
+                if measure(layer, candidate) >= measure(layer, self.state):
                     continue
-                same = attempt(candidate)
+                same = self.attempt(candidate)
                 if same is None and once:
                     refused.add(what)
                 if same is not None:
-                    state, moved = candidate, True
-                    found.steps.append(what)
-                    focus = focus_of(layer, state.config, found.tensor, same.get("worst_index")) or focus
+                    self.state, moved = candidate, True
+                    self.found.steps.append(what)
+                    self.focus = (
+                        focus_of(layer, self.state.config, self.found.tensor, same.get("worst_index")) or self.focus
+                    )
                     break
             else:
                 return moved
-
-    try:
-        for _ in range(3):  # the shape phases again while one of them shrank something
-            if not any([greedy(phase) for phase in SHAPE_PHASES]):
-                break
-        greedy(lambda layer, s, f: value_steps(layer, s, f, found.tensor), once=True)
-    except _Stop as stop:
-        found.stopped = str(stop)
-    found.seconds = time.monotonic() - started
-    if found.case is not None and found.case.given is not None and found.case.given.count() > MAX_NUMBERS:
-        too_many = f"the smallest case found has {found.case.given.count()} numbers (more than {MAX_NUMBERS})"
-        found.stopped = f"{found.stopped}; {too_many}" if found.stopped else too_many
-        found.case = found.row = found.picture = None
-    return found
 
 
 # --- which case of each layer is shrunk ----------------------------------------------------------
@@ -834,18 +838,26 @@ def worst_rows(rows: pd.DataFrame, known: set[str]) -> list[dict[str, Any]]:
     return chosen
 
 
+def shrinkable(layer: str) -> bool:
+    """Whether a case of ``layer`` can be shrunk: its whole input is x, W, b, g and labels. A kind with
+    buffers (batch norm's running statistics, sized by the channels a shrink removes) or with its own
+    randomness (dropout's mask, drawn by the implementation) is reported at its grid case only."""
+    declared = kind(layer)
+    return not declared.buffers and declared.self_reference is None and not declared.optimizer
+
+
 def shrink_failures(ctx: Any, rows: pd.DataFrame, cases: list[Case],
                     run_case: Callable[[Any, Case, str], list[dict[str, Any]]]) -> list[Found]:  # fmt: skip
     """Shrink the worst failing case of each failing layer of ``rows`` (the autograd judge's, on
     ``cases``), each layer in a worker of its own (``<layer>, shrinking``), layers at once where the
     session allows. Nothing under ``--fail-fast``."""
     from reference.judges.base import in_parallel, judged_in, skip_reason
-    from reference.judges.finite_diff import ADJOINT_LAYERS, adjoint_rows
+    from reference.judges.finite_diff import adjoint_rows
 
     if ctx.fail_fast:
         return []
     by_id = {c.id: c for c in cases}
-    targets = worst_rows(rows, set(by_id))
+    targets = [r for r in worst_rows(rows, set(by_id)) if shrinkable(str(r["layer"]))]
 
     def job(row: dict[str, Any]) -> Found:
         scope = f"{row['layer']}, shrinking"
@@ -853,7 +865,7 @@ def shrink_failures(ctx: Any, rows: pd.DataFrame, cases: list[Case],
         def run(case: ShrunkCase, dtype: str) -> list[dict[str, Any]]:
             with judged_in(ctx.impl, scope):
                 rows = run_case(ctx.impl, case, dtype)
-            if case.layer in ADJOINT_LAYERS:  # the finite-difference judge's adjoint rows must compare something too
+            if kind(case.layer).adjoint:  # the finite-difference judge's adjoint rows must compare something too
                 with judged_in(ctx.impl, scope):
                     rows += adjoint_rows(ctx.impl, case)
             return rows
@@ -891,29 +903,28 @@ def array_text(a: np.ndarray, limit: int = SHOWN) -> str:
 
 def input_words(layer: str, shape: tuple[int, ...]) -> str:
     """``1 image 2x2x1``, ``2 rows of 3 inputs``, ``1 row of 2 logits``, ``an input of shape (3,)``."""
-    m = shape[0]
+    m, declared = shape[0], kind(layer)
     if len(shape) == 4:
         return f"{m} image{'s' if m != 1 else ''} {'x'.join(map(str, shape[1:]))}"
-    if layer == "Dense":
-        return f"{m} row{'s' if m != 1 else ''} of {shape[1]} input{'s' if shape[1] != 1 else ''}"
-    if layer == LOSS:
+    if declared.loss:
         return f"{m} row{'s' if m != 1 else ''} of {shape[1]} logits"
+    if len(shape) == 2 and roles(layer, "x", 2)[1] in declared.signature:  # rows of features the configuration counts
+        return f"{m} row{'s' if m != 1 else ''} of {shape[1]} input{'s' if shape[1] != 1 else ''}"
     return f"an input of shape {tuple(shape)}"
 
 
 def config_words(layer: str, config: dict[str, Any]) -> str:
     """`` (kernel 3, stride 1, padding 1, no bias)``: what of the configuration shapes the numbers."""
-    words = []
-    if layer == "Conv2D":
-        words = [f"kernel {_short(config['kernel_size'])}", f"stride {_short(config.get('stride', 1))}",
-                 f"padding {_short(config.get('padding', 'same'))}"]  # fmt: skip
-    elif layer in POOLS:
-        stride = config.get("stride")
-        words = [
-            f"window {_short(config.get('kernel_size', 2))}",
-            f"stride {_short(stride) if stride is not None else 'None'}",
-        ]
-    if layer in ("Conv2D", "Dense") and not config.get("bias", True):
+    declared = kind(layer)
+    takes, words = declared.signature, []
+    if "kernel_size" in takes:
+        noun = "window" if declared.windows is not None else "kernel"
+        words.append(f"{noun} {_short(setting(declared, config, 'kernel_size'))}")
+    if "stride" in takes:
+        words.append(f"stride {_short(setting(declared, config, 'stride'))}")  # None: the window's
+    if "padding" in takes:
+        words.append(f"padding {_short(setting(declared, config, 'padding'))}")
+    if "bias" in takes and not config.get("bias", True):
         words.append("no bias")
     return f" ({', '.join(words)})" if words else ""
 
@@ -923,9 +934,10 @@ def kink_words(layer: str, config: dict[str, Any], x: np.ndarray, tensor: str, i
     input exactly 0."""
     from reference.report.heatmap import kink_cells
 
-    if layer == "ReLU" and tensor == "dx" and x.shape and len(index) == x.ndim and x[index] == 0:
+    declared = kind(layer)
+    if "zeros" in declared.kink_needs and tensor == "dx" and x.shape and len(index) == x.ndim and x[index] == 0:
         return " (x = 0 there: the kink)"
-    if layer != "MaxPool2D" or tensor not in ("dx", "out"):
+    if not declared.window_max or tensor not in ("dx", "out"):
         return ""
     shape = x.shape if tensor == "dx" else out_shape(layer, config, x.shape)
     marks = kink_cells(layer, config, x, shape)

@@ -31,6 +31,7 @@ are choices, not computations, and are not mutated.
 from __future__ import annotations
 
 import argparse
+import inspect
 import random
 import shutil
 import subprocess
@@ -46,25 +47,30 @@ from typing import Any
 import pandas as pd
 
 import scratch_cnn
+from reference.layers import KINDS
 from reference.mutants.operators import Mutant, find_mutants
 
 PACKAGE = Path(scratch_cnn.__file__).parent
 MUTANT_NAME = "scnn_mutant"
 EQUIVALENT = Path(__file__).with_name("equivalent.csv")
 ALL_LAYERS = None  # the whole module: every layer, the network probes
-# file -> the layers it holds (judged with --layers), or ALL_LAYERS
-SCOPE: dict[str, list[str] | None] = {
-    "_validate.py": ALL_LAYERS,
-    "activations.py": ["ReLU"],
-    "conv.py": ["Conv2D"],
-    "dense.py": ["Dense", "Flatten"],
-    "layer.py": ALL_LAYERS,
-    "losses.py": ["SoftmaxCrossEntropy"],
-    "model.py": ALL_LAYERS,
-    "optim.py": ALL_LAYERS,
-    "pooling.py": ["MaxPool2D", "AvgPool2D"],
-    "workspace.py": ALL_LAYERS,
-}
+# the files every layer goes through (judged whole)
+SHARED_FILES = ("_validate.py", "layer.py", "model.py", "optim.py", "workspace.py")
+
+
+def layer_files() -> dict[str, list[str]]:
+    """scratch_cnn's file -> the layer kinds whose classes it defines (each kind's scratch_cnn class,
+    found where it is written), in the kinds' order."""
+    files: dict[str, list[str]] = {}
+    for name in KINDS:
+        file = Path(inspect.getfile(getattr(scratch_cnn, name))).relative_to(PACKAGE).as_posix()
+        files.setdefault(file, []).append(name)
+    return files
+
+
+# file -> the layers it holds (judged with --layers), or ALL_LAYERS; by file name
+# NOTE: a shared file wins over the kinds it defines (optim.py holds Adam and RMSprop, and SGD: every layer)
+SCOPE: dict[str, list[str] | None] = dict(sorted({**layer_files(), **dict.fromkeys(SHARED_FILES, ALL_LAYERS)}.items()))
 # saving, loading and printing a model have unit tests (tests/test_model.py); no judge claims them
 NOT_JUDGED = {"Sequential.predict_proba", "Sequential.spec", "Sequential.save", "Sequential.from_spec",
               "Sequential.load", "read_npz", "atomic_savez"}  # fmt: skip
@@ -138,7 +144,7 @@ def stages(layers: list[str] | None, out: Path, case_timeout: float, lockstep: b
                                                        "--case-timeout", str(case_timeout)]  # fmt: skip
     # a kill needs one failing case: each judge stops at its first (--fail-fast), and draws no pictures
     only = ["--layers", ",".join(layers), "--fail-fast"] if layers else ["--fail-fast"]
-    rest = ["--judges", "protocol,finite_diff,lifecycle", "--no-curves"]
+    rest = ["--judges", "protocol,finite_diff,lifecycle,optimizer", "--no-curves"]
     return [
         ("autograd", [*py, "autograd", *common, "--quick", "--strict", *only, "--out", str(out / "autograd")]),
         ("autograd, full grid", [*py, "autograd", *common, "--strict", *only, "--out", str(out / "autograd-full")]),
@@ -238,40 +244,17 @@ def table(results: list[tuple[Mutant, Outcome]], equivalent: dict[str, tuple[str
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The mutation run from the command line: choose the mutants, check the unmutated code passes every
+    stage, judge them, write the reports; exit 0 when none survived, 1 when some did, 2 on a usage error."""
     from reference.mutants.report import write_reports
 
-    ap = argparse.ArgumentParser(prog="python -m reference mutants", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    ap.add_argument("--sample", type=int, default=200, help="mutants judged, spread over the files (default 200)")
-    ap.add_argument("--all", action="store_true", help="every in-scope mutant (about 500; over an hour on 2 cores)")
-    ap.add_argument("--seed", type=int, default=2026, help="the sample's seed (default 2026)")
-    ap.add_argument("--only", help="judge only these mutant ids (comma-separated; the id column of mutants.csv)")
-    ap.add_argument("--files", help="only mutants of these files (comma-separated, e.g. pooling.py,conv.py)")
-    ap.add_argument("--workers", type=int, default=2, help="mutants judged at once (default 2)")
-    ap.add_argument("--case-timeout", type=float, default=30.0, help="seconds per judge case (default 30)")
-    ap.add_argument("--out", type=Path, default=Path("reports/latest/mutants"), help="the report folder")
-    ap.add_argument("--list", action="store_true", help="print the chosen mutants' ids and keys, judge nothing")
-    args = ap.parse_args(argv)
+    args = _parser().parse_args(argv)
     if args.sample < 1 or args.workers < 1:
         print("error: --sample and --workers must be >= 1", file=sys.stderr)
         return 2
-    mutants = every_mutant()
-    if args.files:
-        wanted = {f.strip() for f in args.files.split(",")}
-        unknown = wanted - set(SCOPE)
-        if unknown:
-            print(f"error: --files: {', '.join(sorted(unknown))} not in scope ({', '.join(SCOPE)})", file=sys.stderr)
-            return 2
-        mutants = [m for m in mutants if m.file in wanted]
-    if args.only:
-        ids = {i.strip() for i in args.only.split(",") if i.strip()}
-        unknown = ids - {m.id for m in mutants}
-        if unknown:
-            print(f"error: --only: no mutant {', '.join(sorted(unknown))}", file=sys.stderr)
-            return 2
-        mutants = [m for m in mutants if m.id in ids]
-    elif not args.all:
-        mutants = sample(mutants, args.sample, args.seed)
+    mutants = _chosen_mutants(args)
+    if mutants is None:
+        return 2
     if args.list:
         for m in mutants:
             print(f"{m.id}  {m.key}")
@@ -294,11 +277,55 @@ def main(argv: list[str] | None = None) -> int:
     seconds = time.perf_counter() - start
     write_reports(rows, args.out, seconds=seconds, workers=args.workers, equivalent=equivalent,
                   sampled=not (args.all or args.only), seed=args.seed)  # fmt: skip
+    return _print_outcome(rows, seconds, args.out)
+
+
+def _parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m reference mutants``."""
+    ap = argparse.ArgumentParser(prog="python -m reference mutants", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    ap.add_argument("--sample", type=int, default=200, help="mutants judged, spread over the files (default 200)")
+    ap.add_argument("--all", action="store_true", help="every in-scope mutant (about 500; over an hour on 2 cores)")
+    ap.add_argument("--seed", type=int, default=2026, help="the sample's seed (default 2026)")
+    ap.add_argument("--only", help="judge only these mutant ids (comma-separated; the id column of mutants.csv)")
+    ap.add_argument("--files", help="only mutants of these files (comma-separated, e.g. pooling.py,conv.py)")
+    ap.add_argument("--workers", type=int, default=2, help="mutants judged at once (default 2)")
+    ap.add_argument("--case-timeout", type=float, default=30.0, help="seconds per judge case (default 30)")
+    ap.add_argument("--out", type=Path, default=Path("reports/latest/mutants"), help="the report folder")
+    ap.add_argument("--list", action="store_true", help="print the chosen mutants' ids and keys, judge nothing")
+    return ap
+
+
+def _chosen_mutants(args: argparse.Namespace) -> list[Mutant] | None:
+    """The mutants the arguments choose (--files, then --only, else a sample unless --all); None, the
+    error printed, where --files or --only names something unknown."""
+    mutants = every_mutant()
+    if args.files:
+        wanted = {f.strip() for f in args.files.split(",")}
+        unknown = wanted - set(SCOPE)
+        if unknown:
+            print(f"error: --files: {', '.join(sorted(unknown))} not in scope ({', '.join(SCOPE)})", file=sys.stderr)
+            return None
+        mutants = [m for m in mutants if m.file in wanted]
+    if args.only:
+        ids = {i.strip() for i in args.only.split(",") if i.strip()}
+        unknown = ids - {m.id for m in mutants}
+        if unknown:
+            print(f"error: --only: no mutant {', '.join(sorted(unknown))}", file=sys.stderr)
+            return None
+        mutants = [m for m in mutants if m.id in ids]
+    elif not args.all:
+        mutants = sample(mutants, args.sample, args.seed)
+    return mutants
+
+
+def _print_outcome(rows: pd.DataFrame, seconds: float, out: Path) -> int:
+    """The run's counts and every survivor (or mutant that broke the judge) on stdout; the exit code."""
     live = rows[rows["status"].isin(["survived", "judge error"])]
     print(f"{(rows['status'] == 'killed').sum()} killed, {(rows['status'] == 'timed out').sum()} timed out, "
           f"{(rows['status'] == 'equivalent').sum()} equivalent, {(rows['status'] == 'outside the protocol').sum()} "
           f"outside the protocol, {len(live)} survived or broke the judge, "
-          f"in {seconds / 60:.1f} min; reports in {args.out}/ (summary.md first)")  # fmt: skip
+          f"in {seconds / 60:.1f} min; reports in {out}/ (summary.md first)")  # fmt: skip
     for r in live.itertuples():
         print(f"  {r.status}: {r.id} {r.file}:{r.line} {r.function} {r.operator}: {r.before!r} -> {r.after!r}")
     return 1 if len(live) else 0

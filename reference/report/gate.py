@@ -101,6 +101,18 @@ def gate_table(latest: Path, baseline: dict[str, Any]) -> pd.DataFrame:
     """One row per check: check, baseline, now, bound, status (pass / fail / skip in a quick run)."""
     now = figures(latest)
     quick = now["quick"]
+    rows = _judge_rows(latest, quick)
+    rows += _drift_rows(now, baseline, quick)
+    rows.append(_lockstep_row(now, baseline))
+    rows += _curve_rows(now, baseline, quick)
+    rows += _fault_rows(latest, baseline)
+    table = pd.DataFrame(rows, columns=GATE_COLUMNS)
+    order = table["status"].map({"fail": 0, "skip": 2}).fillna(1)
+    return table.assign(_o=order).sort_values("_o", kind="stable").drop(columns="_o").reset_index(drop=True)
+
+
+def _judge_rows(latest: Path, quick: bool) -> list[dict[str, Any]]:
+    """Per judge's CSV: no row may fail (a missing CSV fails, but for the curves in a quick run)."""
     rows = []
     for judge, filename in JUDGE_FILES.items():
         df = read_csv(latest / filename)
@@ -111,6 +123,12 @@ def gate_table(latest: Path, baseline: dict[str, Any]) -> pd.DataFrame:
             continue
         bad = int((df["status"] != "pass").sum())
         rows.append(_row(f"{judge}: rows failing", 0, bad, "0", bad == 0))
+    return rows
+
+
+def _drift_rows(now: dict[str, Any], baseline: dict[str, Any], quick: bool) -> list[dict[str, Any]]:
+    """Per baseline error figure: the share of tolerance used now may not drift past its limit."""
+    rows = []
     current = {tuple(e[k] for k in ERROR_KEYS): e["budget"] for e in now["errors"]}
     for e in baseline["errors"]:
         key = tuple(e[k] for k in ERROR_KEYS)
@@ -122,12 +140,22 @@ def gate_table(latest: Path, baseline: dict[str, Any]) -> pd.DataFrame:
             rows.append(_row(name, e["budget"], "not compared", f"<= {limit:.3g}", False))
         else:
             rows.append(_row(name, e["budget"], current[key], f"<= {limit:.3g}", bool(current[key] <= limit)))
+    return rows
+
+
+def _lockstep_row(now: dict[str, Any], baseline: dict[str, Any]) -> dict[str, Any]:
+    """The lockstep's largest relative difference against its bound and its drifted baseline."""
     lock = now["lockstep_max_rel_diff"]
     lock_limit = min(
         float(baseline["lockstep_bound"]), max(DRIFT * float(baseline["lockstep_max_rel_diff"]), LOCKSTEP_FLOOR)
     )
-    rows.append(_row("lockstep max relative difference", baseline["lockstep_max_rel_diff"],
-                     "missing" if lock is None else lock, f"< {lock_limit:.3g}", False if lock is None else bool(lock < lock_limit)))  # fmt: skip
+    return _row("lockstep max relative difference", baseline["lockstep_max_rel_diff"],
+                "missing" if lock is None else lock, f"< {lock_limit:.3g}", False if lock is None else bool(lock < lock_limit))  # fmt: skip
+
+
+def _curve_rows(now: dict[str, Any], baseline: dict[str, Any], quick: bool) -> list[dict[str, Any]]:
+    """The curves' bounds (final accuracy, accuracy gap, test loss gap); a missing figure skips in a quick run."""
+    rows = []
     curves, bounds = now["curves"], baseline["curves"]
     for check, limit, op in (
         ("final test accuracy (ours)", bounds["min_test_accuracy"], ">="),
@@ -142,6 +170,12 @@ def gate_table(latest: Path, baseline: dict[str, Any]) -> pd.DataFrame:
         )
         accepted = bounds.get("measured", {}).get(check, "")
         rows.append(_row(check, accepted, "missing" if value is None else value, f"{op} {limit}", ok))
+    return rows
+
+
+def _fault_rows(latest: Path, baseline: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per fault of the baseline's catalogue: caught now."""
+    rows = []
     faults_now = read_csv(latest / "faults.csv")
     caught = {} if faults_now is None else dict(zip(faults_now["fault"], faults_now["status"] == "pass", strict=True))
     for fault in baseline["faults"]:
@@ -157,9 +191,7 @@ def gate_table(latest: Path, baseline: dict[str, Any]) -> pd.DataFrame:
                     caught[fault],
                 )
             )
-    table = pd.DataFrame(rows, columns=GATE_COLUMNS)
-    order = table["status"].map({"fail": 0, "skip": 2}).fillna(1)
-    return table.assign(_o=order).sort_values("_o", kind="stable").drop(columns="_o").reset_index(drop=True)
+    return rows
 
 
 def run_gate(latest: Path, baseline_dir: Path) -> tuple[pd.DataFrame | None, int, str]:

@@ -30,10 +30,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from reference.layers import KINDS as LAYER_KINDS
+
 NEAR = 1e-5  # a near-tie: within NEAR * max(1, |window max|) of the maximum (the grid's near_ties: gaps < 1e-5)
 MAX_PANELS = 4  # channels (or output channels of a kernel gradient) side by side
 PREFERENCE = ("dx", "out", "probs", "dlogits", "loss")  # what shows a layer's bug best; parameter grads after
-POOLS = ("MaxPool2D", "AvgPool2D")
 COLUMNS = ["file", "judge", "layer", "case", "dtype", "tensor", "max_abs_err", "budget", "panels", "ties", "near_ties",
            "zeros", "kind"]  # fmt: skip
 KINDS = ("worst", "smallest")  # the worst failing case of a layer; its smallest failing input (reference.judges.shrink)
@@ -71,9 +72,10 @@ def kink_cells(
     if x is None:
         return masks
     x = np.asarray(x, dtype=np.float64)
-    if layer == "ReLU" and x.shape == shape:
+    declared = LAYER_KINDS.get(layer)
+    if declared is not None and "zeros" in declared.kink_needs and x.shape == shape:  # its kink: x == 0
         masks["zero"] = x == 0
-    if layer != "MaxPool2D" or x.ndim != 4:
+    if declared is None or not declared.window_max or x.ndim != 4:
         return masks
     (kh, kw), (sh, sw) = window(config)
     m, H, W, C = x.shape
@@ -106,7 +108,8 @@ def window_lines(
     layer: str, config: dict[str, Any], x: np.ndarray | None, shape: tuple[int, ...]
 ) -> tuple[list[int], list[int]]:
     """Row and column boundaries of the pooling windows in the input's space (for dx of a pool), else none."""
-    if layer not in POOLS or x is None or np.ndim(x) != 4 or tuple(np.shape(x)) != tuple(shape):
+    pooled = layer in LAYER_KINDS and LAYER_KINDS[layer].windows is not None
+    if not pooled or x is None or np.ndim(x) != 4 or tuple(np.shape(x)) != tuple(shape):
         return [], []
     (kh, kw), (sh, sw) = window(config)
     H, W = np.shape(x)[1:3]
@@ -178,6 +181,10 @@ class Picture:
             return self.ours.astype(np.float64) - self.ref.astype(np.float64)
 
 
+KINK_STYLES = {"tie": ("o", "exact tie of the window maximum"), "near_tie": ("^", "near-tie of the window maximum"),
+               "zero": ("s", "input exactly 0 (ReLU kink)")}  # fmt: skip
+
+
 def draw(pic: Picture, path: Path) -> dict[str, Any]:
     """Write ``path`` (a PNG) and return what it shows (panels and counts of marked kinks). Top row:
     ``ours - ref`` with the kinks marked; below, ours and the reference on one scale of their own
@@ -185,93 +192,156 @@ def draw(pic: Picture, path: Path) -> dict[str, Any]:
     (``kind`` smallest) starts with its input where it has the drawn tensor's shape (dx), and where a
     panel is small (at most NUMBERS_UP_TO cells) every cell carries its number."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.colors import TwoSlopeNorm
     from matplotlib.figure import Figure
-    from matplotlib.lines import Line2D
 
     diff = pic.diff
     chosen = panels(diff, pic.tensor)
     marks = kink_cells(pic.layer, pic.config, pic.x, diff.shape)
-    hlines, vlines = window_lines(pic.layer, pic.config, pic.x, diff.shape)
+    lines = window_lines(pic.layer, pic.config, pic.x, diff.shape)
     whole = diff[np.isfinite(diff)]
     max_err = float(np.abs(whole).max()) if whole.size else math.nan
-    smallest = pic.kind == "smallest"
-    rows = [("ours - ref", diff, "RdBu_r"), ("ours", pic.ours.astype(np.float64), "PuOr_r"),
-            ("ref", pic.ref.astype(np.float64), "PuOr_r")]  # fmt: skip
-    if smallest and pic.x is not None and np.shape(pic.x) == diff.shape:
-        rows.insert(0, ("input x", np.asarray(pic.x, dtype=np.float64), "PuOr_r"))
+    rows = _rows(pic, diff)
     first = len(rows) - 3  # the row of ours - ref: the kinks are marked there
     planes = [[_plane(a, idx) for _, idx in chosen] for _, a, _ in rows]
     shared = _limit(planes[first + 1] + planes[first + 2])
     limits = [_limit(p) for p in planes[: first + 1]] + [shared, shared]
-
-    n = len(chosen)
-    h, w = planes[0][0].shape
-    numbers = smallest and h * w <= NUMBERS_UP_TO
-    wide = w / max(h, 1) > 4  # a long matrix (m, n) or a vector: stretched cells, not square ones
-    panel_w = 7.0 if wide else min(3.4, max(2.2, 0.22 * w + 0.8))
-    panel_h = min(1.8, 0.4 * h + 0.6) if wide else panel_w * h / max(w, 1)
-    fig = Figure(figsize=(max(8.0, min(16.0, panel_w * n + 2.0)), len(rows) * panel_h + 2.4), dpi=100,
-                 layout="compressed")  # fmt: skip
+    layout = _Layout.of(planes[0][0].shape, len(chosen), len(rows), pic.kind == "smallest")
+    fig = Figure(figsize=layout.figsize, dpi=100, layout="compressed")
     FigureCanvasAgg(fig)
-    axes = fig.subplots(len(rows), n, squeeze=False)
+    axes = fig.subplots(len(rows), len(chosen), squeeze=False)
     counts = {k: 0 for k in marks}
-    cell = 72 * min(panel_w / max(w, 1), panel_h / max(h, 1))  # points per cell
-    size = max(9.0, min(100.0, (0.55 * cell) ** 2))
-    if numbers:  # a ring around the cell's number, not over it
-        size = max(size, min(2500.0, (0.85 * cell) ** 2))
-    styles = {"tie": ("o", "exact tie of the window maximum"), "near_tie": ("^", "near-tie of the window maximum"),
-              "zero": ("s", "input exactly 0 (ReLU kink)")}  # fmt: skip
     for r, ((name, _, cmap_name), row_planes, vmax) in enumerate(zip(rows, planes, limits, strict=True)):
-        norm = TwoSlopeNorm(vcenter=0.0, vmin=-vmax, vmax=vmax)
-        image = None
-        for ax, (label, idx), plane in zip(axes[r], chosen, row_planes, strict=True):
-            image = ax.imshow(np.ma.masked_invalid(plane), cmap=_cmap(cmap_name), norm=norm, interpolation="nearest",
-                              aspect="auto" if wide else "equal")  # fmt: skip
-            if r == first:
-                for kind, mask in marks.items():
-                    ys, xs = np.nonzero(_plane(mask, idx))
-                    counts[kind] += len(ys)
-                    if len(ys):
-                        ax.scatter(xs, ys, marker=styles[kind][0], s=size, facecolors="none", edgecolors="black",
-                                   linewidths=1.0 if size < 40 else 1.4)  # fmt: skip
-            if r == 0:
-                ax.set_title(label, fontsize=9)
-            if numbers:
-                write_numbers(ax, plane, norm, cell)
-            for y in hlines:
-                ax.axhline(y - 0.5, color="0.25", linewidth=0.9, linestyle="--")
-            for x in vlines:
-                ax.axvline(x - 0.5, color="0.25", linewidth=0.9, linestyle="--")
-            ax.tick_params(labelsize=7)
-            ax.set_yticks(range(0, h, max(1, math.ceil(h / 8))))
-            if not wide:
-                ax.set_xticks(range(0, w, max(1, math.ceil(w / 8))))
-            spatial = pic.tensor in ("dx", "out") or wide
-            if r == len(rows) - 1:
-                ax.set_xlabel("column" if spatial else "kw", fontsize=8)
-        axes[r][0].set_ylabel(f"{name}\n{'row' if pic.tensor in ('dx', 'out') or wide else 'kh'}", fontsize=8)
-        bar = fig.colorbar(image, ax=list(axes[r]), shrink=0.9, pad=0.02)
-        bar.set_label(name, fontsize=8)
-        bar.ax.tick_params(labelsize=7)
-    legend = [Line2D([], [], marker=styles[k][0], linestyle="none", markerfacecolor="none", markeredgecolor="black",
-                     label=f"{styles[k][1]} ({counts[k]})") for k in marks if counts[k]]  # fmt: skip
+        _draw_row(fig, axes[r], name, cmap_name, row_planes, vmax, chosen=chosen, layout=layout, tensor=pic.tensor,
+                  lines=lines, marks=marks if r == first else None, counts=counts, top=r == 0,
+                  bottom=r == len(rows) - 1)  # fmt: skip
+    _legend(fig, marks, counts, lines, diff)
+    fig.suptitle(_title(pic, max_err), fontsize=9)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    return {"panels": "; ".join(label or "all" for label, _ in chosen), "max_abs_err": max_err,
+            "ties": counts["tie"], "near_ties": counts["near_tie"], "zeros": counts["zero"]}  # fmt: skip
+
+
+def _rows(pic: Picture, diff: np.ndarray) -> list[tuple[str, np.ndarray, str]]:
+    """(name, array, colormap) of each row of the figure: ours - ref, ours, ref; a shrunk case's input
+    first where it has the drawn tensor's shape."""
+    rows = [("ours - ref", diff, "RdBu_r"), ("ours", pic.ours.astype(np.float64), "PuOr_r"),
+            ("ref", pic.ref.astype(np.float64), "PuOr_r")]  # fmt: skip
+    if pic.kind == "smallest" and pic.x is not None and np.shape(pic.x) == diff.shape:
+        rows.insert(0, ("input x", np.asarray(pic.x, dtype=np.float64), "PuOr_r"))
+    return rows
+
+
+@dataclass
+class _Layout:
+    """The figure's geometry: a panel's cells (h, w) and size in inches, the figure's size, a cell's
+    size in points and the kink markers' area."""
+
+    h: int
+    w: int
+    wide: bool  # a long matrix (m, n) or a vector: stretched cells, not square ones
+    numbers: bool  # every cell carries its number
+    panel_w: float
+    panel_h: float
+    figsize: tuple[float, float]
+    cell: float  # points per cell
+    size: float  # the kink markers' area (points squared)
+
+    @classmethod
+    def of(cls, shape: tuple[int, ...], n: int, n_rows: int, smallest: bool) -> _Layout:
+        """The layout of ``n_rows`` rows of ``n`` panels of ``shape`` (cells)."""
+        h, w = shape
+        numbers = smallest and h * w <= NUMBERS_UP_TO
+        wide = w / max(h, 1) > 4
+        panel_w = 7.0 if wide else min(3.4, max(2.2, 0.22 * w + 0.8))
+        panel_h = min(1.8, 0.4 * h + 0.6) if wide else panel_w * h / max(w, 1)
+        figsize = (max(8.0, min(16.0, panel_w * n + 2.0)), n_rows * panel_h + 2.4)
+        cell = 72 * min(panel_w / max(w, 1), panel_h / max(h, 1))
+        size = max(9.0, min(100.0, (0.55 * cell) ** 2))
+        if numbers:  # a ring around the cell's number, not over it
+            size = max(size, min(2500.0, (0.85 * cell) ** 2))
+        return cls(h, w, wide, numbers, panel_w, panel_h, figsize, cell, size)
+
+
+def _draw_row(fig: Any, axes_row: Any, name: str, cmap_name: str, row_planes: list[np.ndarray], vmax: float, *,
+              chosen: list[tuple[str, tuple[Any, ...]]], layout: _Layout, tensor: str,
+              lines: tuple[list[int], list[int]], marks: dict[str, np.ndarray] | None, counts: dict[str, int],
+              top: bool, bottom: bool) -> None:  # fmt: skip
+    """One row of panels on one colour scale symmetric about 0, with its colorbar; the kinks marked
+    (and counted) where ``marks`` is given."""
+    from matplotlib.colors import TwoSlopeNorm
+
+    norm = TwoSlopeNorm(vcenter=0.0, vmin=-vmax, vmax=vmax)
+    image = None
+    for ax, (label, idx), plane in zip(axes_row, chosen, row_planes, strict=True):
+        image = ax.imshow(np.ma.masked_invalid(plane), cmap=_cmap(cmap_name), norm=norm, interpolation="nearest",
+                          aspect="auto" if layout.wide else "equal")  # fmt: skip
+        if marks is not None:
+            _mark_kinks(ax, marks, idx, counts, layout.size)
+        if top:
+            ax.set_title(label, fontsize=9)
+        if layout.numbers:
+            write_numbers(ax, plane, norm, layout.cell)
+        _panel_axes(ax, lines, layout, tensor, bottom)
+    axes_row[0].set_ylabel(f"{name}\n{'row' if tensor in ('dx', 'out') or layout.wide else 'kh'}", fontsize=8)
+    bar = fig.colorbar(image, ax=list(axes_row), shrink=0.9, pad=0.02)
+    bar.set_label(name, fontsize=8)
+    bar.ax.tick_params(labelsize=7)
+
+
+def _mark_kinks(ax: Any, marks: dict[str, np.ndarray], idx: tuple[Any, ...], counts: dict[str, int],
+                size: float) -> None:  # fmt: skip
+    """Ring the panel's kink cells, one marker per kind (KINK_STYLES), adding them to ``counts``."""
+    for kind, mask in marks.items():
+        ys, xs = np.nonzero(_plane(mask, idx))
+        counts[kind] += len(ys)
+        if len(ys):
+            ax.scatter(xs, ys, marker=KINK_STYLES[kind][0], s=size, facecolors="none", edgecolors="black",
+                       linewidths=1.0 if size < 40 else 1.4)  # fmt: skip
+
+
+def _panel_axes(ax: Any, lines: tuple[list[int], list[int]], layout: _Layout, tensor: str, bottom: bool) -> None:
+    """A panel's pooling window boundaries (dashed), ticks, and its x label in the bottom row."""
+    hlines, vlines = lines
+    h, w = layout.h, layout.w
+    for y in hlines:
+        ax.axhline(y - 0.5, color="0.25", linewidth=0.9, linestyle="--")
+    for x in vlines:
+        ax.axvline(x - 0.5, color="0.25", linewidth=0.9, linestyle="--")
+    ax.tick_params(labelsize=7)
+    ax.set_yticks(range(0, h, max(1, math.ceil(h / 8))))
+    if not layout.wide:
+        ax.set_xticks(range(0, w, max(1, math.ceil(w / 8))))
+    spatial = tensor in ("dx", "out") or layout.wide
+    if bottom:
+        ax.set_xlabel("column" if spatial else "kw", fontsize=8)
+
+
+def _legend(fig: Any, marks: dict[str, np.ndarray], counts: dict[str, int], lines: tuple[list[int], list[int]],
+            diff: np.ndarray) -> None:  # fmt: skip
+    """The figure's legend: each kind of kink marked (with its count), the window boundaries, the
+    non-finite cells; none where there is nothing to explain."""
+    from matplotlib.lines import Line2D
+
+    hlines, vlines = lines
+    legend = [Line2D([], [], marker=KINK_STYLES[k][0], linestyle="none", markerfacecolor="none", markeredgecolor="black",
+                     label=f"{KINK_STYLES[k][1]} ({counts[k]})") for k in marks if counts[k]]  # fmt: skip
     if hlines or vlines:
         legend.append(Line2D([], [], color="0.25", linestyle="--", label="pooling window boundaries"))
     if not np.all(np.isfinite(diff)):
         legend.append(Line2D([], [], marker="s", linestyle="none", color="0.85", label="non-finite (grey)"))
     if legend:
         fig.legend(handles=legend, loc="outside lower center", ncols=min(3, len(legend)), fontsize=8, frameon=False)
+
+
+def _title(pic: Picture, max_err: float) -> str:
+    """The figure's title: the layer, tensor, dtype, largest error and share of tolerance; the case below."""
     title = (f"{pic.layer}: {pic.tensor} ({pic.dtype}); max |ours - ref| = {max_err:.3g}"
              + (f", {pic.budget:.3g}x its tolerance" if math.isfinite(pic.budget) else ""))  # fmt: skip
-    if smallest:
+    if pic.kind == "smallest":
         title = f"the smallest failing input. {title}"
     case = textwrap.fill(f"{pic.judge} case {pic.case}", 110)
-    fig.suptitle(f"{title}\n{case}", fontsize=9)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    return {"panels": "; ".join(label or "all" for label, _ in chosen), "max_abs_err": max_err,
-            "ties": counts["tie"], "near_ties": counts["near_tie"], "zeros": counts["zero"]}  # fmt: skip
+    return f"{title}\n{case}"
 
 
 def cell_text(v: float) -> str:

@@ -12,6 +12,7 @@ from typing import Any
 
 import pandas as pd
 
+from reference.core.verdicts import OWN_JUDGES
 from reference.report.tables import PASSING, layer_summary, markdown, write_atomic
 
 ROWS_PER_LAYER = 20  # failing rows shown per judge and layer (every row is in the CSV)
@@ -44,33 +45,54 @@ def load_tables(run_dir: Path) -> dict[str, pd.DataFrame]:
 
 def sections(run_dir: Path, verdict: str, impl_name: str = "scratch_cnn", stamp: str = "") -> list[tuple[str, Any]]:
     """(title, DataFrame or text) in reading order."""
-    from reference.core.verdicts import attribute, coverage, layer_verdicts
-    from reference.report.console import rerun_command, rerun_training_command
-
     from .heatmap import load_index
 
     t = load_tables(run_dir)
     pictures = load_index(run_dir)
-    layer_judges = [t[j] for j in ("protocol", "autograd", "finite_diff", "lifecycle") if j in t]
+    layer_judges = [t[j] for j in OWN_JUDGES if j in t]
     rows = pd.concat(layer_judges, ignore_index=True) if layer_judges else pd.DataFrame()
-    # a failing network or training run is laid at the first layer whose own judgement fails
-    training = training_rows(t["curve_checks"]) if "curve_checks" in t else pd.DataFrame()
-    worst = worst_failures(attribute(pd.concat([rows, training], ignore_index=True)) if len(rows) else training)
-    out: list[tuple[str, Any]] = []
-    if len(worst):
-        worst_pictures = pictures[pictures["kind"] != "smallest"] if len(pictures) else pictures
-        drawn = dict(zip(worst_pictures["layer"], worst_pictures["file"], strict=True)) if len(pictures) else {}
-        lines = [(f"- **{r.layer}**: protocol rule broken: {r.case}: {r.note}" if r.judge == "protocol" else
-                  f"- **{r.layer}**: {r.diagnosis} ({r.case}). Rerun: `{rerun_training_command(impl_name)}`"
-                  if r.judge == "curves" else
-                  f"- **{r.layer}**: {r.diagnosis} ({r.judge}, {r.tensor}). Rerun: `{rerun_command(impl_name, r.case)}`")
-                 + (f" [Picture]({drawn[r.layer]})" if r.layer in drawn else "")
-                 for r in worst.itertuples()]  # fmt: skip
-        out.append(("Failing layers: why, and the command that reruns the worst case alone", "\n".join(lines)))
+    out = _failing_layers(t, rows, pictures, impl_name)
     if "shrunk" in t and len(t["shrunk"]):
         out.append(("Smallest failing inputs: each failing layer's worst case, shrunk while it fails the same way",
                     smallest_lines(t["shrunk"], pictures, impl_name)))  # fmt: skip
-    out.append(("Verdict", verdict))
+    out += _verdict_sections(run_dir, t, rows, verdict, stamp)
+    for judge in ("autograd", "finite_diff", "lifecycle"):
+        if judge in t:
+            out += _judge_sections(judge, t[judge], pictures)
+    out += _check_and_training_sections(t)
+    return out
+
+
+def _failing_layers(t: dict[str, pd.DataFrame], rows: pd.DataFrame, pictures: pd.DataFrame,
+                    impl_name: str) -> list[tuple[str, Any]]:  # fmt: skip
+    """The section naming each failing layer's worst case, why it fails and the command that reruns it
+    (none where nothing fails)."""
+    from reference.core.verdicts import attribute
+    from reference.report.console import rerun_command, rerun_training_command
+
+    # a failing network or training run is laid at the first layer whose own judgement fails
+    training = training_rows(t["curve_checks"]) if "curve_checks" in t else pd.DataFrame()
+    worst = worst_failures(attribute(pd.concat([rows, training], ignore_index=True)) if len(rows) else training)
+    if not len(worst):
+        return []
+    worst_pictures = pictures[pictures["kind"] != "smallest"] if len(pictures) else pictures
+    drawn = dict(zip(worst_pictures["layer"], worst_pictures["file"], strict=True)) if len(pictures) else {}
+    lines = [(f"- **{r.layer}**: protocol rule broken: {r.case}: {r.note}" if r.judge == "protocol" else
+              f"- **{r.layer}**: {r.diagnosis} ({r.case}). Rerun: `{rerun_training_command(impl_name)}`"
+              if r.judge == "curves" else
+              f"- **{r.layer}**: {r.diagnosis} ({r.judge}, {r.tensor}). Rerun: `{rerun_command(impl_name, r.case)}`")
+             + (f" [Picture]({drawn[r.layer]})" if r.layer in drawn else "")
+             for r in worst.itertuples()]  # fmt: skip
+    return [("Failing layers: why, and the command that reruns the worst case alone", "\n".join(lines))]
+
+
+def _verdict_sections(run_dir: Path, t: dict[str, pd.DataFrame], rows: pd.DataFrame, verdict: str,
+                      stamp: str) -> list[tuple[str, Any]]:  # fmt: skip
+    """The verdict, the run's stamp, the workers lost, the verdict per layer, the gate, the protocol
+    rules and the coverage, each where the run has it."""
+    from reference.core.verdicts import coverage, layer_verdicts
+
+    out: list[tuple[str, Any]] = [("Verdict", verdict)]
     if stamp:
         out.append(("This run", stamp))
     if (run_dir / "incidents.csv").is_file():
@@ -88,24 +110,35 @@ def sections(run_dir: Path, verdict: str, impl_name: str = "scratch_cnn", stamp:
         )
     if len(rows):
         out.append(("Coverage per layer and configuration family", coverage(rows)))
-    for judge in ("autograd", "finite_diff", "lifecycle"):
-        if judge in t:
-            df = t[judge]
-            counts = layer_summary(df)
-            out.append((f"{judge}: rows passed / failed / unsupported / missing per layer", counts))
-            if "max_abs_err" in df.columns and df["max_abs_err"].notna().any():
-                out.append((f"{judge}: worst discrepancy per layer and tensor", worst_per_tensor(df)))
-            bad = df[~df["status"].isin(PASSING)]
-            mine = pictures[pictures["judge"] == judge] if len(pictures) else pictures
-            for layer, layer_bad in bad.groupby("layer", sort=True):
-                # the heading names the judge and layer; columns empty in every shown row say nothing
-                shown = layer_bad.drop(columns=[c for c in ("judge", "layer") if c in layer_bad.columns])
-                shown = shown.head(ROWS_PER_LAYER).dropna(axis=1, how="all")
-                more = f" (the first {ROWS_PER_LAYER} of {len(layer_bad)})" if len(layer_bad) > ROWS_PER_LAYER else ""
-                out.append((f"{judge}: {layer}: rows that did not pass{more}", shown))
-                for pic in mine[mine["layer"] == layer].itertuples():
-                    what = "the smallest failing input" if pic.kind == "smallest" else "the worst failing case"
-                    out.append((f"{judge}: {layer}: {what}, drawn", Figure(pic.file, caption(pic))))
+    return out
+
+
+def _judge_sections(judge: str, df: pd.DataFrame, pictures: pd.DataFrame) -> list[tuple[str, Any]]:
+    """One judge's tables: rows per status and layer, its worst discrepancies, then per failing layer
+    the rows that did not pass and its pictures."""
+    out: list[tuple[str, Any]] = []
+    counts = layer_summary(df)
+    out.append((f"{judge}: rows passed / failed / unsupported / missing per layer", counts))
+    if "max_abs_err" in df.columns and df["max_abs_err"].notna().any():
+        out.append((f"{judge}: worst discrepancy per layer and tensor", worst_per_tensor(df)))
+    bad = df[~df["status"].isin(PASSING)]
+    mine = pictures[pictures["judge"] == judge] if len(pictures) else pictures
+    for layer, layer_bad in bad.groupby("layer", sort=True):
+        # the heading names the judge and layer; columns empty in every shown row say nothing
+        shown = layer_bad.drop(columns=[c for c in ("judge", "layer") if c in layer_bad.columns])
+        shown = shown.head(ROWS_PER_LAYER).dropna(axis=1, how="all")
+        more = f" (the first {ROWS_PER_LAYER} of {len(layer_bad)})" if len(layer_bad) > ROWS_PER_LAYER else ""
+        out.append((f"{judge}: {layer}: rows that did not pass{more}", shown))
+        for pic in mine[mine["layer"] == layer].itertuples():
+            what = "the smallest failing input" if pic.kind == "smallest" else "the worst failing case"
+            out.append((f"{judge}: {layer}: {what}, drawn", Figure(pic.file, caption(pic))))
+    return out
+
+
+def _check_and_training_sections(t: dict[str, pd.DataFrame]) -> list[tuple[str, Any]]:
+    """The gradcheck cross-check, the fault catalogue, the curves' bounds and epochs, the time per stage,
+    each where the run has it."""
+    out: list[tuple[str, Any]] = []
     if "gradcheck" in t:
         out.append(("gradcheck cross-check", t["gradcheck"]))
     if "faults" in t:
@@ -137,13 +170,17 @@ def smallest_lines(shrunk: pd.DataFrame, pictures: pd.DataFrame, impl_name: str)
     return "\n".join(lines)
 
 
+def _pooled(layer: str) -> bool:
+    from reference.layers import KINDS
+
+    return layer in KINDS and KINDS[layer].windows is not None
+
+
 def caption(pic: Any) -> str:
     """What a heat map shows, in words (a row of heatmaps.csv)."""
     marked = [f"{int(n)} {what}" for n, what in ((pic.ties, "exact ties"), (pic.near_ties, "near-ties"),
                                                  (pic.zeros, "ReLU zeros")) if n and not pd.isna(n)]  # fmt: skip
-    windows = (
-        " Dashed lines: the pooling windows." if pic.layer in ("MaxPool2D", "AvgPool2D") and pic.tensor == "dx" else ""
-    )
+    windows = " Dashed lines: the pooling windows." if _pooled(pic.layer) and pic.tensor == "dx" else ""
     if getattr(pic, "kind", "worst") == "smallest":
         layout = ("The smallest failing input: its input x on top where x has the tensor's shape, then ours - ref "
                   "(red where ours is above the reference, blue below), ours and the reference; small panels carry "

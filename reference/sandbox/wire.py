@@ -19,7 +19,8 @@ import os
 import select
 import struct
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -177,6 +178,8 @@ class Decoder:
         self.results: list[tuple[Any, bool]] | None = None  # a batch's earlier results (worker side)
 
     def value(self, node: Any, depth: int = 0) -> Any:
+        """The value a JSON tree stands for: plain JSON scalars as they are, a tagged node by its tag's
+        decoder (``TAGS``); anything else is a WireError."""
         if depth > MAX_DEPTH:
             raise WireError("a value nested too deep")
         if node is None or isinstance(node, (bool, int, float, str)):
@@ -186,67 +189,113 @@ class Decoder:
         if not isinstance(node, dict):
             raise WireError(f"a {type(node).__name__} where a value belongs")
         t = node.get("t")
-        if t == "nd":
-            return self.array(node)
-        if t in ("tuple", "list"):
-            items = node.get("v")
-            if not isinstance(items, list):
-                raise WireError(f"a {t} without items")
-            out = [self.value(x, depth + 1) for x in items]
-            return tuple(out) if t == "tuple" else out
-        if t == "dict":
-            keys, values = node.get("k"), node.get("v")
-            if not isinstance(keys, list) or not isinstance(values, list) or len(keys) != len(values):
-                raise WireError("a dict whose keys and values do not pair up")
-            if not all(isinstance(k, (str, int)) and not isinstance(k, bool) for k in keys):
-                raise WireError("a dict key that is not a string or an integer")
-            return {k: self.value(v, depth + 1) for k, v in zip(keys, values, strict=True)}
-        if t == "scalar":
-            dtype = check_dtype(node.get("dtype"))
-            v = node.get("v")
-            if dtype.kind == "c":
-                if not (isinstance(v, list) and len(v) == 2 and all(isinstance(x, (int, float)) for x in v)):
-                    raise WireError("a complex scalar that is not [re, im]")
-                return dtype.type(complex(v[0], v[1]))
-            if not isinstance(v, (bool, int, float)):
-                raise WireError(f"a scalar of dtype {dtype} whose value is {type(v).__name__}")
-            try:
-                return dtype.type(v)
-            except (OverflowError, ValueError) as err:
-                raise WireError(f"a scalar {v!r} that is no {dtype}") from err
-        if t == "complex":
-            v = node.get("v")
+        decode = self.TAGS.get(t) if isinstance(t, str) else None
+        if decode is None:
+            raise WireError(f"an unknown value tag {t!r}")
+        return decode(self, node, depth)
+
+    def _nd(self, node: dict[str, Any], depth: int) -> np.ndarray:
+        """An array: one buffer of the body."""
+        return self.array(node)
+
+    def _sequence(self, node: dict[str, Any], depth: int) -> tuple[Any, ...] | list[Any]:
+        """A tuple or a list of values."""
+        t = node["t"]
+        items = node.get("v")
+        if not isinstance(items, list):
+            raise WireError(f"a {t} without items")
+        out = [self.value(x, depth + 1) for x in items]
+        return tuple(out) if t == "tuple" else out
+
+    def _dict(self, node: dict[str, Any], depth: int) -> dict[Any, Any]:
+        """A dict: its keys (strings or integers) paired with its values."""
+        keys, values = node.get("k"), node.get("v")
+        if not isinstance(keys, list) or not isinstance(values, list) or len(keys) != len(values):
+            raise WireError("a dict whose keys and values do not pair up")
+        if not all(isinstance(k, (str, int)) and not isinstance(k, bool) for k in keys):
+            raise WireError("a dict key that is not a string or an integer")
+        return {k: self.value(v, depth + 1) for k, v in zip(keys, values, strict=True)}
+
+    def _scalar(self, node: dict[str, Any], depth: int) -> np.generic:
+        """A NumPy scalar of a plain numeric dtype (a complex one as [re, im])."""
+        dtype = check_dtype(node.get("dtype"))
+        v = node.get("v")
+        if dtype.kind == "c":
             if not (isinstance(v, list) and len(v) == 2 and all(isinstance(x, (int, float)) for x in v)):
-                raise WireError("a complex that is not [re, im]")
-            return complex(v[0], v[1])
-        if t == "dtype":
-            return check_dtype(node.get("v"))
-        if t == "ellipsis":
-            return Ellipsis
-        if t == "slice":
-            parts = node.get("v")
-            if not isinstance(parts, list) or len(parts) != 3 or not all(p is None or type(p) is int for p in parts):
-                raise WireError("a slice that is not [start, stop, step] of integers")
-            return slice(*parts)
-        if t == "rng":
-            rng = rng_from_state(node.get("state"))
-            self.rngs.append((node.get("slot"), rng))
-            return rng
-        if t == "res" and self.results is not None:
-            i = node.get("i")
-            if type(i) is not int or not 0 <= i < len(self.results):
-                raise WireError(f"a batch result {i!r} that is not an earlier item")
-            found = self.results[i][0]
-            return found if node.get("key") is None else found[node["key"]]
-        if t == "ref":
-            if self.resolve is not None:
-                ref_id = node.get("id")
-                if type(ref_id) is not int:
-                    raise WireError("a handle without an integer id")
-                return self.resolve(ref_id)
-            if self.make_ref is not None:
-                return self.make_ref(node)
-        raise WireError(f"an unknown value tag {t!r}")
+                raise WireError("a complex scalar that is not [re, im]")
+            return dtype.type(complex(v[0], v[1]))
+        if not isinstance(v, (bool, int, float)):
+            raise WireError(f"a scalar of dtype {dtype} whose value is {type(v).__name__}")
+        try:
+            return dtype.type(v)
+        except (OverflowError, ValueError) as err:
+            raise WireError(f"a scalar {v!r} that is no {dtype}") from err
+
+    def _complex(self, node: dict[str, Any], depth: int) -> complex:
+        """A Python complex, as [re, im]."""
+        v = node.get("v")
+        if not (isinstance(v, list) and len(v) == 2 and all(isinstance(x, (int, float)) for x in v)):
+            raise WireError("a complex that is not [re, im]")
+        return complex(v[0], v[1])
+
+    def _dtype(self, node: dict[str, Any], depth: int) -> np.dtype:
+        """A plain numeric dtype."""
+        return check_dtype(node.get("v"))
+
+    def _ellipsis(self, node: dict[str, Any], depth: int) -> Any:
+        """``...``."""
+        return Ellipsis
+
+    def _slice(self, node: dict[str, Any], depth: int) -> slice:
+        """A slice of integers (or None) [start, stop, step]."""
+        parts = node.get("v")
+        if not isinstance(parts, list) or len(parts) != 3 or not all(p is None or type(p) is int for p in parts):
+            raise WireError("a slice that is not [start, stop, step] of integers")
+        return slice(*parts)
+
+    def _rng(self, node: dict[str, Any], depth: int) -> np.random.Generator:
+        """A random generator at the state sent, remembered with its slot (to sync its state back)."""
+        rng = rng_from_state(node.get("state"))
+        self.rngs.append((node.get("slot"), rng))
+        return rng
+
+    def _res(self, node: dict[str, Any], depth: int) -> Any:
+        """An earlier item's result in a batch (``[key]`` of it when given); an unknown tag outside a batch."""
+        if self.results is None:
+            raise WireError(f"an unknown value tag {node['t']!r}")
+        i = node.get("i")
+        if type(i) is not int or not 0 <= i < len(self.results):
+            raise WireError(f"a batch result {i!r} that is not an earlier item")
+        found = self.results[i][0]
+        return found if node.get("key") is None else found[node["key"]]
+
+    def _ref(self, node: dict[str, Any], depth: int) -> Any:
+        """A handle: the object it names (worker side) or a proxy for it (judge side); an unknown tag
+        where this side has neither."""
+        if self.resolve is not None:
+            ref_id = node.get("id")
+            if type(ref_id) is not int:
+                raise WireError("a handle without an integer id")
+            return self.resolve(ref_id)
+        if self.make_ref is not None:
+            return self.make_ref(node)
+        raise WireError(f"an unknown value tag {node['t']!r}")
+
+    # the decoder of each tag (called with the decoder, the node and its depth)
+    TAGS: ClassVar[dict[str, Callable[[Decoder, dict[str, Any], int], Any]]] = {
+        "nd": _nd,
+        "tuple": _sequence,
+        "list": _sequence,
+        "dict": _dict,
+        "scalar": _scalar,
+        "complex": _complex,
+        "dtype": _dtype,
+        "ellipsis": _ellipsis,
+        "slice": _slice,
+        "rng": _rng,
+        "res": _res,
+        "ref": _ref,
+    }
 
     def array(self, node: dict[str, Any]) -> np.ndarray:
         index = node.get("b")

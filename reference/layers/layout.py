@@ -10,12 +10,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 
 def to_torch(x: np.ndarray, *, requires_grad: bool = False) -> torch.Tensor:
     """A torch tensor on its own copy of ``x`` (same dtype, CPU)."""
+    import torch  # NOTE: here, not at import: the layer declarations read this module in workers without torch
+
     return torch.tensor(np.ascontiguousarray(x), requires_grad=requires_grad)
 
 
@@ -52,14 +58,11 @@ def dense_weight_from_torch(w: np.ndarray) -> np.ndarray:
     return w.T
 
 
+def same(a: np.ndarray) -> np.ndarray:
+    """A parameter whose layout is torch's too (a bias)."""
+    return a
+
+
 def flatten_nchw_as_nhwc(x: torch.Tensor) -> torch.Tensor:
     """(m, C, H, W) -> (m, H*W*C) in scratch_cnn's NHWC flatten order."""
     return x.permute(0, 2, 3, 1).flatten(1)
-
-
-# param key -> (to torch, from torch), per layer type
-PARAM_LAYOUT = {
-    "Conv2D": {"W": (conv_weight_to_torch, conv_weight_from_torch), "b": (lambda b: b, lambda b: b)},
-    "Dense": {"W": (dense_weight_to_torch, dense_weight_from_torch), "b": (lambda b: b, lambda b: b)},
-}
-TORCH_PARAM_NAME = {"W": "weight", "b": "bias"}

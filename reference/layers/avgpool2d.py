@@ -1,0 +1,80 @@
+"""AvgPool2D: the mean of each window; its gradient spreads each window's share evenly."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+import scratch_cnn
+from reference.layers import pooling
+from reference.layers.case import Case
+from reference.layers.faulty import Fault
+from reference.layers.kind import Config, LayerKind
+from scratch_cnn import pooling as numpy_pooling
+
+NAME = "AvgPool2D"
+
+
+def twin(config: Config) -> Any:
+    from torch import nn
+
+    kernel, stride = pooling.windows(config)
+    return nn.AvgPool2d(kernel, stride=stride)
+
+
+def tutorial_cases() -> list[Case]:
+    return [Case(NAME, {"kernel_size": 2, "stride": None}, (2, 26, 26, 8), "mnist", seed=604, tag="tutorial")]
+
+
+# --- the catalogue's faults, written against this kind ----------------------------------------
+
+
+class AvgPoolWrongAxis(scratch_cnn.AvgPool2D):
+    """Averages kw rows by kh columns: the window's axes swapped."""
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        out, cache = numpy_pooling.avgpool_forward(x, self.kernel_size[::-1], self.stride[::-1])
+        return self._remember(out, cache)
+
+
+def faults(build: Any) -> list[Any]:
+
+    def shows(case: Any, tensor: str, stats: dict[str, int]) -> bool:
+        (kh, kw), (sh, sw) = pooling.windows(case.config)
+        return case.layer == NAME and (kh != kw or sh != sw)
+
+    return [Fault("avgpool_wrong_axis", "average pool with the window's axes swapped",
+                  lambda: build(AvgPool2D=AvgPoolWrongAxis), shows)]  # fmt: skip
+
+
+KIND = LayerKind(
+    name=NAME,
+    signature=pooling.SIGNATURE,
+    defaults=pooling.DEFAULTS,
+    images=True,
+    twin=twin,
+    output_shape=pooling.output_shape,
+    family=pooling.family,
+    cases={
+        "main": lambda: pooling.main_cases(NAME),
+        "per-axis": lambda: pooling.per_axis_cases(NAME),
+        "edge": lambda: pooling.edge_cases(NAME),
+        "tutorial": tutorial_cases,
+    },  # fmt: skip
+    lifecycle=lambda: pooling.lifecycle(NAME, 506, "noise"),
+    smoke=pooling.SMOKE,
+    smoke_alternatives=pooling.SMOKE_ALTERNATIVES,
+    per_axis=pooling.PER_AXIS,
+    candidates=lambda: pooling.candidates(NAME),
+    secret=lambda rng, seed: pooling.secret(NAME, np.mean, rng, seed),
+    strategy=lambda: pooling.strategy(NAME),
+    kink_stats=pooling.kink_stats,
+    flops=pooling.flops,
+    adjoint=True,
+    windows=pooling.windows,
+    faults=faults,
+    axes=pooling.axes,
+    sliding=pooling.sliding,
+    accepts=pooling.accepts,
+)

@@ -1,0 +1,143 @@
+"""What the judges may ask of a judged implementation: the sandbox's whole public surface, in one place.
+
+The judges hold the implementation (``ctx.impl``) and the layers built from it as opaque handles:
+in a sandbox they stand for objects in a worker, in the unit tests they are the objects themselves.
+Besides calling the protocol's methods on them, the judges ask only these:
+
+| request | what it does | in a sandbox | in this process |
+|---|---|---|---|
+| ``scope(impl, name)`` | run what is built inside in the worker of ``name`` (a layer type, ``network lenet``, ``training``), each call under its time limit | the worker of that scope | nothing |
+| ``skip_reason(impl, name)`` | why ``name``'s cases are not run any more ('' when they are): a time-out, the run's budget | the session's record | '' |
+| ``keep(impl, array)`` | the array as the implementation holds it (to see whether a call writes into its input) | a copy kept in the worker | a copy |
+| ``parallel(impl)`` | how many layers are judged at once | the session's setting | 1 |
+| ``write_params(layer, own, params, during, attr)`` | write arrays into ``layer.params[k][...]`` (or ``buffers``) and read it back, as data | one exchange | None: the caller writes itself |
+| ``read(layer, name)`` | ``getattr(layer, name)`` as data (arrays copied now) | one exchange | the attribute |
+| ``run(items, during)`` | a list of ``Call``, ``Write`` and ``Read`` items run in order, earlier results named by ``Result``; the results of the calls (or of ``keep``) come back as data | one exchange | None: the caller runs them itself |
+
+Every request that reaches a worker turns a worker's failure into the exceptions the judges already
+make rows of (reference.sandbox.client.RemoteError, WorkerLost).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from reference.sandbox import wire
+from reference.sandbox.client import RemoteArray, RemoteImpl, RemoteObject
+
+
+@dataclass(frozen=True)
+class Call:
+    """``obj.method(*args)``; with ``dot``, only ``sum(result * dot)`` comes back (one float)."""
+
+    obj: Any
+    method: str
+    args: tuple[Any, ...] = ()
+    dot: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class Write:
+    """``target[key] = value`` (``target`` an array handle: a layer's parameter)."""
+
+    target: Any
+    key: Any
+    value: Any
+
+
+@dataclass(frozen=True)
+class Read:
+    """``getattr(obj, name)``."""
+
+    obj: Any
+    name: str
+
+
+def Result(index: int, key: Any = None) -> Any:  # noqa: N802  (a value that stands for an earlier result)
+    """Item ``index``'s result (``[key]`` of it), as an argument of a later item."""
+    return wire.Res(index, key)
+
+
+def sandboxed(obj: Any) -> bool:
+    """Whether ``obj`` stands for an object in a worker."""
+    return isinstance(obj, (RemoteObject, RemoteArray, RemoteImpl))
+
+
+def scope(impl: Any, name: str, **limits: Any) -> contextlib.AbstractContextManager[None]:
+    return impl._session.case(name, **limits) if isinstance(impl, RemoteImpl) else contextlib.nullcontext()
+
+
+def skip_reason(impl: Any, name: str) -> str:
+    return impl._session.skip_reason(name) if isinstance(impl, RemoteImpl) else ""
+
+
+def keep(impl: Any, value: np.ndarray) -> Any:
+    return impl._session.put(value) if isinstance(impl, RemoteImpl) else value.copy()
+
+
+def parallel(impl: Any) -> int:
+    return impl._session.parallel if isinstance(impl, RemoteImpl) else 1
+
+
+def limits(impl: Any) -> Any:
+    """The run's limits (reference.sandbox.client.Limits) in a sandbox, else None."""
+    return impl._session.limits if isinstance(impl, RemoteImpl) else None
+
+
+def write_params(layer: Any, own: dict[str, Any], params: dict[str, np.ndarray], during: str,
+                 attr: str = "params") -> Any:  # fmt: skip
+    """In a sandbox: every ``own[k][...] = params[k]`` and a fresh ``getattr(layer, attr)`` (its
+    ``params``, or its ``buffers``) read back, in one exchange (the read-back as data). None for a layer
+    of this process. TypeError when an entry of ``own`` is no array handle."""
+    if not isinstance(layer, RemoteObject):
+        return None
+    items: list[Any] = []
+    for key, value in params.items():
+        if not isinstance(own[key], RemoteArray):
+            raise TypeError(f"{attr}[{key!r}] is a {type(own[key]).__name__}, not an array")
+        items.append(Write(own[key], Ellipsis, value))
+    items.append(Read(layer, attr))
+    (back,) = run(items, during, keep=[len(items) - 1])
+    return back
+
+
+def read(layer: Any, name: str) -> Any:
+    """``getattr(layer, name)`` with its arrays as data, read now."""
+    return layer._fetched(name) if isinstance(layer, RemoteObject) else getattr(layer, name)
+
+
+def label(obj: Any) -> str:
+    """What a handle stands for, in words (``Dense``), for the messages of a request's failure."""
+    return str(obj.__dict__.get("_label", type(obj).__name__)) if isinstance(obj, RemoteObject) else type(obj).__name__
+
+
+def same_worker(*objs: Any) -> bool:
+    """Whether every handle stands for an object of one and the same worker (so a ``run`` can chain them)."""
+    return (
+        bool(objs)
+        and all(isinstance(o, (RemoteObject, RemoteArray)) for o in objs)
+        and all(o._worker is objs[0]._worker for o in objs)
+    )
+
+
+def run(items: list[Any], during: str, keep: list[int] | None = None) -> list[Any] | None:
+    """Run ``items`` (``Call``, ``Write``, ``Read``) in one exchange with their worker; the results of the
+    calls (or of the items ``keep``) as data. None when the items' objects are not one worker's."""
+    handles = [i.obj if isinstance(i, (Call, Read)) else i.target for i in items]
+    owners = [h for h in handles if not isinstance(h, wire.Res)]
+    if not owners or not same_worker(*owners):
+        return None
+    worker = owners[0]._worker
+    plain = []
+    for item in items:
+        if isinstance(item, Call):
+            plain.append(("call", item.obj, item.method, item.args, *(() if item.dot is None else (item.dot,))))
+        elif isinstance(item, Write):
+            plain.append(("setitem", item.target, item.key, item.value))
+        else:
+            plain.append(("getattr", item.obj, item.name, None))
+    return worker.batch(plain, during, keep=keep)
