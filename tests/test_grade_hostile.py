@@ -175,7 +175,10 @@ def test_a_client_without_the_clusters_certificate_cannot_reach_the_embedded_sch
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
         with socket.create_connection((host, int(port)), timeout=5) as raw:
-            with pytest.raises(ssl.SSLError, match="(?i)certificate required"):
+            # NOTE: the refusal is the alert "certificate required", or, when the scheduler closes the
+            # socket before the alert is read (seen on a loaded machine), an EOF in the handshake:
+            # either way not one byte of the scheduler's protocol reaches the client
+            with pytest.raises(ssl.SSLError, match="(?i)certificate required|EOF occurred in violation of protocol"):
                 with context.wrap_socket(raw) as tls:
                     tls.sendall(b"\0" * 16)
                     tls.recv(1)  # TLS 1.3: the scheduler's refusal comes with the first read
