@@ -68,6 +68,7 @@ def test_dropout_is_judged_against_its_own_randomness_with_a_stated_binomial_tes
     rows = autograd_rows(load_impl(), [c for c in OWN["Dropout"] if c.config["mode"] == "train"])
     kept = [r for r in rows if r["tensor"] == "kept fraction"]
     assert kept and all(r["status"] == "pass" and "standard deviations" in r["note"] for r in kept)
+    assert all(0 <= r["budget"] <= 1 for r in kept)  # the share of the allowed deviation: the gate holds it
     assert {r["tensor"] for r in rows} == {"out", "dx", "kept fraction"} and not failing(rows)
 
 
@@ -85,7 +86,7 @@ def test_a_dropout_that_keeps_the_wrong_fraction_fails_the_binomial_test():
     impl = type("M", (), {"Dropout": KeepsTooMany})
     cases = [c for c in OWN["Dropout"] if c.config["mode"] == "train" and c.config["p"] != 0.5]
     kept = [r for r in autograd_rows(impl, cases) if r["tensor"] == "kept fraction"]
-    assert kept and all(r["status"] == "fail" for r in kept)
+    assert kept and all(r["status"] == "fail" and r["budget"] > 1 for r in kept)
 
 
 # --- each classic bug caught and named --------------------------------------------------------------

@@ -52,7 +52,7 @@ def run_case(impl: Any, case: Case, dtype: str) -> list[dict[str, Any]]:
     rows = []
     if own_randomness is not None:  # judged against its own randomness: the reference is read from what it did
         ref, checks = own_randomness(inputs, ours, ref["g"], case.config)
-        rows += [check_row(case, name, ok, note, extra) for name, ok, note in checks]
+        rows += [check_row(case, name, ok, note, share, extra) for name, ok, note, share in checks]
     for tensor, ref_value in ref.items():
         if tensor == "g":
             continue
@@ -83,11 +83,12 @@ def run_case(impl: Any, case: Case, dtype: str) -> list[dict[str, Any]]:
     return rows
 
 
-def check_row(case: Case, name: str, ok: bool, note: str, extra: dict[str, Any]) -> dict[str, Any]:
+def check_row(case: Case, name: str, ok: bool, note: str, share: float, extra: dict[str, Any]) -> dict[str, Any]:
     """The row of one statistical check of a kind judged against its own randomness (dropout's kept
-    fraction): ``pass`` or ``fail``, the test and its figures in the note."""
+    fraction): ``pass`` or ``fail``, the test and its figures in the note, and as its ``budget`` the
+    share of the test's allowed deviation used (what the gate holds against the baseline)."""
     return error_row(judge=JUDGE, layer=case.layer, case=case.id, tensor=name, status="pass" if ok else "fail",
-                     message=note, **extra)  # fmt: skip
+                     message=note, budget=share, **extra)  # fmt: skip
 
 
 def dtypes_of(case: Case, dtypes: tuple[str, ...]) -> tuple[str, ...]:
