@@ -277,7 +277,8 @@ def isolation_rows(impl_name: str) -> list[dict[str, Any]]:
 
 
 def run(impl_name: str = DEFAULT_IMPL, out: Path = Path("reports/latest/bench"), repeats: int = 30,
-        thread_counts: tuple[int, ...] = (1, 2)) -> dict[str, pd.DataFrame]:  # fmt: skip
+        thread_counts: tuple[int, ...] = (1, 2), judgement_modes: tuple[str, ...] = ("quick", "full"),
+        ) -> dict[str, pd.DataFrame]:  # fmt: skip
     impl = load_impl(impl_name)
     steps, layers = [], []
     for threads in thread_counts:
@@ -293,6 +294,10 @@ def run(impl_name: str = DEFAULT_IMPL, out: Path = Path("reports/latest/bench"),
     print("[bench] the trust boundary: the layer judges in this process and through sandboxed workers ...", flush=True)
     tables = {"steps": pd.DataFrame(steps), "layers": pd.DataFrame(layers), "memory": pd.DataFrame(memory),
               "isolation": pd.DataFrame(isolation_rows(impl_name))}  # fmt: skip
+    if judgement_modes:
+        from reference.bench_judgement import LOOP_IMPL, judgement_tables
+
+        tables["judgement"], tables["judgement_by_judge"] = judgement_tables([impl_name, LOOP_IMPL], judgement_modes)
     out.mkdir(parents=True, exist_ok=True)
     for name, df in tables.items():
         write_atomic(out / f"{name}.csv", df.to_csv(index=False))
@@ -314,9 +319,19 @@ def run(impl_name: str = DEFAULT_IMPL, out: Path = Path("reports/latest/bench"),
             markdown(tables["memory"]), "",
             "## The trust boundary: the layer judges on the quick grid, in-process vs sandboxed (target <= 1.5x)", "",
             markdown(tables["isolation"]), "", "![layers](layers.png)", ""]  # fmt: skip
+    if "judgement" in tables:
+        text += ["## A judgement: `judge --no-curves`, CPU seconds of the judge and its workers", "",
+                 "Where the CPU goes: the implementation's own calls (timed in the worker: the floor), the torch "
+                 "twins, the judge's own Python, the workers' start-up and imports, the exchanges (the workers' CPU "
+                 "outside the implementation), the judge process's start-up (imports) and the rest (its reports). "
+                 "`judge_share`: all but the "
+                 "implementation's calls.", "", markdown(tables["judgement"]), "", "### By judge", "",
+                 markdown(tables["judgement_by_judge"]), ""]  # fmt: skip
     write_atomic(out / "bench.md", "\n".join(text))
     print(markdown(tables["steps"]))
     print(markdown(tables["isolation"]))
+    if "judgement" in tables:
+        print(markdown(tables["judgement"]))
     print(verdict)
     print(f"[bench] wrote {out}/bench.md, steps.csv, layers.csv, memory.csv, layers.png")
     return tables
@@ -328,11 +343,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--impl", default=DEFAULT_IMPL, help="the implementation (module or file)")
     ap.add_argument("--out", type=Path, default=Path("reports/latest/bench"), help="report directory")
     ap.add_argument("--repeats", type=int, default=30, help="timed steps per measurement")
+    ap.add_argument("--judgement", default="quick,full",
+                    help="the judgement's cost on these grids (quick, full; '' for none): judgement.csv")  # fmt: skip
     args = ap.parse_args(argv)
+    modes = tuple(m for m in args.judgement.split(",") if m)
+    if any(m not in ("quick", "full") for m in modes):
+        print(f"error: --judgement takes quick and/or full, not {args.judgement!r}", file=sys.stderr)
+        return 2
     if args.repeats < 3:
         print("error: --repeats must be >= 3", file=sys.stderr)
         return 2
-    run(args.impl, args.out, args.repeats)
+    run(args.impl, args.out, args.repeats, judgement_modes=modes)
     return 0
 
 

@@ -69,6 +69,7 @@ class Judgement:
     session: Session
     results: dict[str, Any] = field(default_factory=dict)
     logs: list[tuple[str, bytes]] = field(default_factory=list)  # (file name, captured output), after close
+    costs: list[dict[str, Any]] = field(default_factory=list)  # a row per judge run (reference/costs.py)
     started: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
 
     @property

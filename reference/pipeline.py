@@ -155,7 +155,7 @@ def run(options: Options) -> Outcome:
                       search=options.search, fail_fast=options.fail_fast)  # fmt: skip
         judges, untrained = chosen_judges(options, j.impl)
         words = stage_words(options, len(cases)) if stages is not None else None
-        results = run_judges(judges, ctx, stages, words)
+        results = run_judges(judges, ctx, stages, words, ledger=(j.session, j.costs))
         print_incidents(j)
     outcome = conclude(options, j, results, cases, untrained)
     if options.command in SINGLE:
@@ -259,13 +259,23 @@ class Stages:
 
 
 def run_judges(judges: list[Any], ctx: Any, stages: Stages | None = None,
-               words: dict[str, str] | None = None) -> dict[str, Any]:  # fmt: skip
+               words: dict[str, str] | None = None, ledger: tuple[Any, list[dict[str, Any]]] | None = None,
+               ) -> dict[str, Any]:  # fmt: skip
     """Run each judge and print its lines (the protocol judge: its broken rules; as ``verify`` shows
     them when ``stages`` times each). {name: Result}. Nothing is written here: reports are written
-    after the session is closed."""
+    after the session is closed. With ``ledger`` (session, rows), each judge's costs are appended to
+    rows (reference/costs.py)."""
+    from reference import costs
     from reference.core.compare import FAILING
 
+    if ledger:  # the judge process's CPU before any judge: interpreter, imports, the session's start
+        ledger[1].append({"judge": STARTUP_ROW, "judge_cpu_s": costs.process_cpu(),
+                          "judge_own_cpu_s": costs.process_cpu()})  # fmt: skip
+    before = costs.snapshot(ledger[0]) if ledger else {}
     found = search(judges, ctx)
+    if ledger and found is not None:  # the reach search (which layers refuse what): a row of its own
+        ledger[1].append({"judge": "reach search", "cases": len(found.added),
+                          **costs.difference(before, costs.snapshot(ledger[0]))})  # fmt: skip
     results: dict[str, Any] = {}
     if ctx.fail_fast:  # the cheaper judges first, and none after the first that fails
         judges = sorted(judges, key=lambda j: REGISTRY[j.name].rank if j.name in REGISTRY else 99)
@@ -274,8 +284,13 @@ def run_judges(judges: list[Any], ctx: Any, stages: Stages | None = None,
             print(f"{judge.title}: not run (--fail-fast: an earlier judge failed)")
             continue
         timed = stages.stage(judge.name, (words or {}).get(judge.name, "")) if stages else contextlib.nullcontext()
+        before = costs.snapshot(ledger[0]) if ledger else {}
         with timed:
             result = judge.run(ctx)
+            if ledger:
+                n_cases = result.rows["case"].nunique() if "case" in result.rows else 0
+                ledger[1].append({"judge": judge.name, "cases": n_cases,
+                                  **costs.difference(before, costs.snapshot(ledger[0]))})  # fmt: skip
             if found is not None and judge.name in ("autograd", "finite_diff"):
                 from reference.judges.reach import tried_rows
 
@@ -435,6 +450,7 @@ def write_staged(options: Options, j: Judgement, judges: list[Any], outcome: Out
                 judge.write(outcome.results[judge.name], staging, options.impl)
         if options.command == "judge":
             write_atomic(staging / "verdicts.csv", outcome.verdicts.to_csv(index=False))
+            write_atomic(staging / "costs.csv", costs_table(j.costs).to_csv(index=False))
             if j.session.events:
                 write_atomic(staging / "incidents.csv", j.incidents().to_csv(index=False))
         write_logs(j, staging)
@@ -446,6 +462,21 @@ def write_staged(options: Options, j: Judgement, judges: list[Any], outcome: Out
         swap_into_place(staging, options.out, carry=("junit*.xml",) if options.command == "verify" else ())
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+STARTUP_ROW = "(start-up)"  # costs.csv: the judge process's CPU before the first judge (not in the total)
+
+
+def costs_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """costs.csv: a row per judge run (reference/costs.py), and their total."""
+    from reference.costs import COLUMNS
+
+    table = pd.DataFrame(rows, columns=COLUMNS)
+    judged = table[table["judge"] != STARTUP_ROW]
+    if len(judged):
+        total = judged.drop(columns="judge").sum(numeric_only=True)
+        table = pd.concat([table, pd.DataFrame([{"judge": "total", **total.to_dict()}])], ignore_index=True)
+    return table.round(4)
 
 
 def verify_title(options: Options) -> str:

@@ -23,3 +23,26 @@ def test_the_first_layer_pays_no_dx_and_the_others_pay_forward_dw_and_dx_alike()
     assert flops(by_layer["3"]) == 3 * forward["3"] == 3 * 2 * 8 * 14 * 14 * 64 * 5 * 5 * 32
     assert flops(by_layer["7"]) == 3 * forward["7"] == 3 * 2 * 8 * 3136 * 128
     assert np.isclose(flops(products) / 8, flops(gemm_operands(16)) / 16)  # linear in the batch
+
+
+def test_the_judgement_split_adds_up_to_the_kernel_s_count_and_names_the_implementation_s_share():
+    import pandas as pd
+
+    from reference.bench_judgement import split
+
+    costs = pd.DataFrame([
+        {"judge": "(start-up)", "judge_cpu_s": 3.0},
+        {"judge": "autograd", "cases": 10, "impl_cpu_s": 1.0, "twins_cpu_s": 0.5, "judge_own_cpu_s": 2.0,
+         "startup_cpu_s": 0.4, "worker_cpu_s": 1.5, "workers": 2, "impl_calls": 100, "exchanges": 40},
+        {"judge": "total", "cases": 10, "impl_cpu_s": 1.0, "twins_cpu_s": 0.5, "judge_own_cpu_s": 2.0,
+         "startup_cpu_s": 0.4, "worker_cpu_s": 1.5, "workers": 2, "impl_calls": 100, "exchanges": 40},
+    ])  # fmt: skip
+    row = split({"impl": "x", "mode": "quick", "exit": 0, "wall_s": 9.0, "cpu_s": 10.0}, costs)
+    parts = ["implementation_s", "twins_s", "judge_own_s", "worker_startup_s", "exchanges_s", "judge_startup_s",
+             "reports_and_rest_s"]  # fmt: skip
+    assert (
+        abs(sum(row[p] for p in parts) - 10.0) < 1e-12
+        and row["exchanges_s"] == 0.5
+        and abs(row["reports_and_rest_s"] - 2.6) < 1e-12
+    )
+    assert row["judge_share"] == 0.9 and row["calls_per_case"] == 10 and row["exchanges_per_case"] == 4

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from hypothesis import assume, given, settings
 
+import scratch_cnn
 from reference.cases.grid import Case, grid, strategies
 from reference.impl.faults import FAULTS_BY_NAME
 from reference.impl.protocol import load_impl
@@ -133,3 +134,39 @@ def test_a_gradient_of_the_wrong_shape_is_an_error_row_not_a_crash():
     rows = {r["tensor"]: r for r in fd.run_case(_impl(Dense=ShortDx), case, attribution=False)}
     assert rows["dx"]["status"] == "error" and "gradient shape" in rows["dx"]["note"]
     assert rows["dW"]["status"] == "pass"
+
+
+def test_a_clean_tensor_is_judged_on_random_directions_and_a_wrong_one_is_swept_element_by_element():
+    case = next(c for c in GRID if c.layer == "Dense" and c.values == "noise")
+    assert all("random directions over all" in r["checked"] for r in fd.run_case(IMPL, case, attribution=False))
+    wrong = fd.run_case(FAULTS_BY_NAME["dense_dx_scaled"].impl(), case, attribution=False)
+    swept = next(r for r in wrong if r["tensor"] == "dx")
+    assert swept["status"] == "fail" and "random directions" not in swept["checked"]  # localised: n/N elements
+
+
+class DenseLastRowForgotten(scratch_cnn.Dense):
+    """A student's loop over the inputs that stops one short (``range(n_in - 1)``): dW's last row stays 0."""
+
+    def backward(self, d):
+        dx = super().backward(d)
+        self.grads["W"][-1] = 0.0
+        return dx
+
+
+def test_one_forgotten_row_of_a_weight_gradient_fails_the_directions_and_the_sweep_names_its_elements():
+    from reference.impl.faults import _impl
+
+    case = next(c for c in GRID if c.layer == "Dense" and c.values == "noise" and c.config["n_in"] > 2)
+    row = next(
+        r for r in fd.run_case(_impl(Dense=DenseLastRowForgotten), case, attribution=False) if r["tensor"] == "dW"
+    )
+    assert row["status"] == "fail" and "random directions" not in row["checked"]
+    assert row["worst_index"].startswith(f"({case.config['n_in'] - 1},")
+
+
+def test_directions_move_every_element_by_an_exact_step():
+    base = np.random.default_rng(0).standard_normal((3, 5)) * np.array([1e-300, 1e-8, 1.0, 1e3, 1e8])
+    for d in fd.directions(base, 2, seed=1):
+        assert np.count_nonzero(d) == d.size
+        for mult in (1, -1, 2, -2):
+            assert np.array_equal((base + mult * d) - base, mult * d)  # no rounding at any trial

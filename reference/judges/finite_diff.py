@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from reference import costs
 from reference.cases.grid import (
     Case,
     case_inputs,
@@ -78,6 +79,11 @@ ARCH_ELEMENTS = 64
 NETWORK_ELEMENTS = 24  # per parameter tensor in the whole-network check
 FD_TOL = Tolerance(atol=0.0, rtol=FD_RTOL, reason="per-element bound from the step h (see module doc)")
 ADJOINT_TOL = Tolerance(atol=0.0, rtol=ADJOINT_RTOL, reason="two float64 reductions of the same products")
+# Random directions tried before any element sweep (gradcheck's fast mode): each moves every element
+# at once, 4 forwards for all of them where the sweep spends 4 per element. A wrong gradient moves the
+# projection on a Gaussian direction unless it is orthogonal to it (probability 0); two directions
+# against a coincidence. A direction that fails or crosses a kink sends the tensor to the sweep.
+DIRECTIONS = 2
 KINK_JUMP = 1e-4  # one-sided slopes differing by more than this fraction (plus rounding) mark a kink
 
 
@@ -95,6 +101,18 @@ class Probe:
     checked: str
     side_err: np.ndarray  # truncation estimate of the one-sided slopes, O(h |L''|)
     interval: tuple[np.ndarray, np.ndarray] | None = None  # a layer-specific subgradient interval, if any
+    directions: list[np.ndarray] | None = None  # a directional probe's displacements (index: their numbers)
+
+    def values(self, gradient: np.ndarray) -> np.ndarray:
+        """What ``gradient`` predicts for each probed slope: its elements, or its projections on the
+        directions (float64, 1-D)."""
+        if self.directions is not None:
+            return np.array([float(np.sum(gradient * d)) for d in self.directions])
+        return np.array([gradient[e] for e in self.index], dtype=np.float64)
+
+    def clean(self, gradient: np.ndarray) -> bool:
+        """Every slope within its bound of ``gradient``'s, and no kink: nothing for an element sweep to find."""
+        return bool(not self.kink.any() and np.all(np.abs(self.values(gradient) - self.central) <= self.bound))
 
     def subgradient_interval(self) -> tuple[np.ndarray, np.ndarray]:
         """[min(left, right), max(left, right)], widened by the error of each side."""
@@ -123,45 +141,86 @@ def probe(
     in place and restored). ``many(plan)``, where given, evaluates the same plan (per element: the
     values to try, then the original back) in fewer exchanges with a sandboxed worker."""
     f0 = f()
-    n = len(elements)
-    central, left, right, bound, h_used, side_err = (np.zeros(n) for _ in range(6))
-    kink = np.zeros(n, dtype=bool)
     base = np.array(arr, dtype=np.float64)
     steps = []
     for e in elements:
         v = float(base[e])
         steps.append((e, v, (v + H0 * max(1.0, abs(v))) - v))  # NOTE: the step actually representable at v
     plan = [(e, v, [v + mult * h for mult in (1, -1, 2, -2)]) for e, v, h in steps]
-    if many is None:
-        flat = []
-        for e, v, trials in plan:
-            for t in trials:
-                arr[e] = t
-                flat.append(f())
-            arr[e] = v
-    else:
-        flat = many(plan)
-    for k, (_e, _v, h) in enumerate(steps):
-        values = dict(zip((1, -1, 2, -2), flat[4 * k : 4 * k + 4], strict=True))
-        d1 = (values[1] - values[-1]) / (2 * h)
-        d2 = (values[2] - values[-2]) / (4 * h)
-        rounding = 4 * EPS * scale / h
-        estimate = abs(d2 - d1) / 3 + rounding
-        central[k], h_used[k] = d1, h
-        right[k], left[k] = (values[1] - f0) / h, (f0 - values[-1]) / h
-        # one-sided slopes carry an O(h |L''|) truncation error; the slope over the next step estimates it
-        side_err[k] = max(abs((values[2] - values[1]) / h - right[k]), abs((values[-1] - values[-2]) / h - left[k]))
-        bound[k] = FD_SAFETY * estimate + FD_RTOL * abs(d1)
-        # NOTE: a kink is a jump between the one-sided slopes that neither curvature nor rounding explains.
-        # Relative to the slopes alone (the first test) a small jump hides beside a large slope: a pooling
-        # tie whose window has a tiny upstream gradient (|g| 6e-5 beside slopes of 1.6) moved the central
-        # difference by g/2 unflagged. The second test holds the jump against the element's own error
-        # bound plus the measured truncation of the one-sided slopes, which is ~h|L''| where L is smooth.
-        jump = abs(right[k] - left[k])
-        kink[k] = (jump > KINK_JUMP * (abs(left[k]) + abs(right[k])) + 2 * FD_SAFETY * rounding) or (
-            jump > bound[k] + FD_SAFETY * side_err[k]
-        )
-    return Probe(elements, central, left, right, bound, kink, h_used, checked, side_err)
+    flat = evaluate(f, arr, plan, many)
+    h = np.array([step for _e, _v, step in steps])
+    return _slopes(elements, np.array(flat).reshape(-1, 4), f0, h, scale, checked)
+
+
+Plan = list[tuple[Any, Any, list[Any]]]  # (index, value to restore, values to try there)
+
+
+def evaluate(f: Callable[[], float], arr: np.ndarray, plan: Plan, many: Callable[[Plan], list[float]] | None,
+             ) -> list[float]:  # fmt: skip
+    """``f`` at every trial of ``plan`` in order (``arr[index] = trial``, the value restored after each
+    index's trials), through ``many`` for a layer in a worker."""
+    if many is not None:
+        return many(plan)
+    flat = []
+    for e, v, trials in plan:
+        for t in trials:
+            arr[e] = t
+            flat.append(f())
+        arr[e] = v
+    return flat
+
+
+def _slopes(index: list[Any], at: np.ndarray, f0: float, h: np.ndarray, scale: float, checked: str,
+            directions: list[np.ndarray] | None = None) -> Probe:  # fmt: skip
+    """A probe from ``at`` (n x 4: f at +h, -h, +2h, -2h along each probed element or direction) and
+    f0 = f unmoved; ``h`` the step of each (1 for a direction: its displacement is the step)."""
+    p1, m1, p2, m2 = at.T
+    d1, d2 = (p1 - m1) / (2 * h), (p2 - m2) / (4 * h)
+    rounding = 4 * EPS * scale / h
+    bound = FD_SAFETY * (np.abs(d2 - d1) / 3 + rounding) + FD_RTOL * np.abs(d1)
+    right, left = (p1 - f0) / h, (f0 - m1) / h
+    # one-sided slopes carry an O(h |L''|) truncation error; the slope over the next step estimates it
+    side_err = np.maximum(np.abs((p2 - p1) / h - right), np.abs((m1 - m2) / h - left))
+    # NOTE: a kink is a jump between the one-sided slopes that neither curvature nor rounding explains.
+    # Relative to the slopes alone (the first test) a small jump hides beside a large slope: a pooling
+    # tie whose window has a tiny upstream gradient (|g| 6e-5 beside slopes of 1.6) moved the central
+    # difference by g/2 unflagged. The second test holds the jump against the element's own error
+    # bound plus the measured truncation of the one-sided slopes, which is ~h|L''| where L is smooth.
+    jump = np.abs(right - left)
+    kink = (jump > KINK_JUMP * (np.abs(left) + np.abs(right)) + 2 * FD_SAFETY * rounding) | (
+        jump > bound + FD_SAFETY * side_err
+    )
+    return Probe(list(index), d1, left, right, bound, kink, np.asarray(h, dtype=np.float64), checked, side_err,
+                 directions=directions)  # fmt: skip
+
+
+def directions(base: np.ndarray, count: int, seed: Any) -> list[np.ndarray]:
+    """``count`` random displacements of ``base`` (float64, its shape): Gaussian, each element scaled
+    as the element sweep's step is (H0 * max(1, |v|)), and rounded so that base ± d and base ± 2d are
+    exact in float64 (as the sweep's steps are)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(count):
+        d = H0 * rng.standard_normal(base.shape) * np.maximum(1.0, np.abs(base))
+        # NOTE: a multiple of the coarsest ulp that base ± 2d can meet is exact at every trial
+        grid = np.spacing(np.abs(base) + 4 * np.abs(d))
+        out.append(np.round(d / grid) * grid)
+    return out
+
+
+def direction_probe(f: Callable[[], float], arr: np.ndarray, count: int, seed: Any, scale: float,
+                    many: Callable[[Plan], list[float]] | None = None) -> Probe:  # fmt: skip
+    """Central/one-sided differences of ``f`` along ``count`` random directions moving every element
+    of ``arr`` at once (gradcheck's fast mode): slopes per unit of each displacement, which the
+    analytic gradient predicts as its projection on it (``Probe.values``)."""
+    f0 = f()
+    base = np.array(arr, dtype=np.float64)
+    dirs = directions(base, count, seed)
+    plan = [(Ellipsis, base, [base + mult * d for mult in (1, -1, 2, -2)]) for d in dirs]
+    flat = evaluate(f, arr, plan, many)
+    checked = f"{count} random directions over all {base.size} elements"
+    return _slopes([("direction", k) for k in range(count)], np.array(flat).reshape(-1, 4), f0, np.ones(count),
+                   scale, checked, directions=dirs)  # fmt: skip
 
 
 def batched(layer: Any, arr: Any, x: np.ndarray, g: np.ndarray | None, labels: np.ndarray | None) -> Any:
@@ -241,7 +300,7 @@ def judge_probe(analytic: np.ndarray, p: Probe, *, layer: str, case: str, tensor
                 **extra: Any) -> dict[str, Any]:  # fmt: skip
     """One row: analytic values at the probed elements vs the central differences; kink elements must
     lie in ``p.interval`` (default: between the one-sided slopes)."""
-    ours = np.array([analytic[e] for e in p.index], dtype=np.float64)
+    ours = p.values(analytic)
     lo, hi = p.subgradient_interval() if p.interval is None else p.interval
     kink_ok = (ours >= lo) & (ours <= hi)
     row = compare(ours, p.central, FD_TOL, layer=layer, case=case, tensor=tensor, judge=JUDGE, bound=p.bound,
@@ -408,16 +467,22 @@ def _tensor_row(case: Case, tensor: str, arr: Any, x: np.ndarray, ran: _Ran, lab
         return error_row(judge=JUDGE, layer=case.layer, case=case.id, tensor=tensor, kind="element",
                          message=f"gradient shape {ran.grads[tensor].shape}, expected {arr.shape}", **extra), None  # fmt: skip
     elements, checked = choose_elements(arr.shape, limit, [case.seed, 99, len(tensor)])
+    many = batched(ran.layer, arr, x, g, labels)
     try:
-        p = probe(ran.f, arr, elements, ran.scale, checked, many=batched(ran.layer, arr, x, g, labels))
+        # NOTE: the random directions first (DIRECTIONS): a tensor they find clean is judged on them;
+        # one that fails or meets a kink along any of them gets the element sweep, which localises
+        p = direction_probe(ran.f, arr, DIRECTIONS, [case.seed, 98, len(tensor)], ran.scale, many)
+        if not p.clean(ran.grads[tensor]):
+            p = probe(ran.f, arr, elements, ran.scale, checked, many=many)
     except Exception as err:  # forward failed on a perturbed input
         return raised_row(err, judge=JUDGE, layer=case.layer, case=case.id, tensor=tensor, kind="element",
                           prefix="while probing: ", **extra), None  # fmt: skip
     if declared.window_max and g is not None:
         kernel, stride = declared.windows(case.config)
-        p.interval = maxpool_kink_interval(x, g, kernel, stride, p)
+        if p.directions is None:
+            p.interval = maxpool_kink_interval(x, g, kernel, stride, p)
     row = judge_probe(ran.grads[tensor], p, layer=case.layer, case=case.id, tensor=tensor, kind="element", **extra)
-    if p.interval is not None and row["status"] == "pass":
+    if declared.window_max and g is not None and row["status"] == "pass":
         why = maxpool_window_rule(x, ran.grads["dx"], g, kernel, stride)
         if why:
             row.update(status="fail", note=f"window rule: {why}")
@@ -446,7 +511,7 @@ def fd_evidence(case: Case, inputs: dict[str, Any], row: dict[str, Any], grads: 
         kernel, stride = kind(case.layer).windows(case.config)
         first = route_max_pool(x, g, kernel, stride, "first")
         return Evidence(case.layer, tensor, grads[tensor], first, "float64", **common)
-    ours = np.array([grads[tensor][e] for e in p.index])
+    ours = p.values(grads[tensor])
     return Evidence(case.layer, tensor, ours, p.central, "float64", tol=FD_EVIDENCE_TOL,
                     **{**common, "x": None, "g": None})  # fmt: skip
 
@@ -477,7 +542,7 @@ def attribute(case: Case, inputs: dict[str, Any], grads: dict[str, np.ndarray], 
         p = probes.get(tensor)
         if tensor not in ref or p is None:
             continue
-        torch_vals = np.array([ref[tensor][e] for e in p.index])
+        torch_vals = p.values(ref[tensor])
         lo, hi = p.subgradient_interval() if p.interval is None else p.interval
         kink_ok_torch = (torch_vals >= lo) & (torch_vals <= hi)
         torch_fd = compare(torch_vals, p.central, FD_TOL, layer="", case="", tensor="", judge="", bound=p.bound,
@@ -665,7 +730,8 @@ def gradcheck_crosscheck(impl: Any, cases: list[Case], fd: pd.DataFrame | None =
         if inputs["params"]:
             twins.load_params(twin, case.layer, inputs["params"])
         xt = layout.to_torch(layout.images_to_torch(inputs["x"]), requires_grad=True)
-        ok = torch.autograd.gradcheck(twin, (xt,), eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=False)
+        with costs.account("twins"):
+            ok = torch.autograd.gradcheck(twin, (xt,), eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=False)
         kinks = int(np.nan_to_num(x_row.get("kinks", 0)))
         ours = x_row["status"] == "pass"
         if kinks == 0:

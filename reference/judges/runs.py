@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from reference import costs
 from reference.cases import twins
 from reference.cases.grid import Case, _as_pair, upstream_gradient
 from reference.impl.protocol import ProtocolViolation, build_case_layer, read_grads
@@ -20,6 +21,7 @@ from reference.layers import kind, layout
 from reference.sandbox import requests
 
 
+@costs.charged("twins")
 def twin_run(case: Case, inputs: dict[str, Any]) -> dict[str, np.ndarray]:
     """The torch side: out, dx and param grads (a loss: its outputs and the gradient of its input), all
     in the protocol's layout."""

@@ -123,6 +123,10 @@ class Worker:
         self.seq = 0
         self.pending_release: list[int] = []
         self.classes: dict[str, Any] = {}
+        self.born = time.monotonic()
+        self.exchanges, self.exchange_seconds = 0, 0.0  # after the import: requests and their wall time
+        self.cost = [0.0, 0.0, 0.0]  # what the worker last reported: see Room.cost
+        self.startup = (0.0, 0.0, 0.0)  # (wall, worker CPU, CPU of the implementation's import) to import end
         self.dir = tempfile.mkdtemp(prefix="w-", dir=session.root)
         tiers.own_dir(self.dir, session.identity)
         to_worker_r, self.to_worker = os.pipe()
@@ -153,6 +157,7 @@ class Worker:
                  "confine": session.confinement.plan(self.dir)}  # fmt: skip
         self.ready = self._started(hello, deadline)
         self.answer = self._exchange({}, [], deadline, "import of the implementation", first=True, send=False)
+        self.startup = (time.monotonic() - self.born, self.cost[1], self.cost[0])
 
     def _started(self, hello: dict[str, Any], deadline: float) -> dict[str, Any]:
         """Send the first message and wait for the worker to say it is confined and ready to import
@@ -202,6 +207,7 @@ class Worker:
             header = {**header, "seq": self.seq, "release": self.pending_release}
             self.pending_release = []
         limit = self.session.limits.max_message_mb << 20
+        start = time.monotonic()
         try:
             if send:
                 wire.send(self.to_worker, header, buffers, deadline)
@@ -220,7 +226,17 @@ class Worker:
         if not first and answer.get("seq") != self.seq:
             raise self._lose(f"the implementation's worker sent an answer out of turn during {during} (a second "
                              "process or thread writing to the judge's pipe)", "malformed")  # fmt: skip
+        self._account(answer.get("cost"), time.monotonic() - start, first)
         return answer, data
+
+    def _account(self, cost: Any, seconds: float, first: bool) -> None:
+        """Keep the worker's reported cost (three numbers; anything else is ignored: the figures are
+        the bench's, never a verdict's) and count the exchange."""
+        if isinstance(cost, list) and len(cost) == 3 and all(isinstance(v, (int, float)) for v in cost):
+            self.cost = [float(v) for v in cost]
+        if not first:
+            self.exchanges += 1
+            self.exchange_seconds += seconds
 
     def _ended(self, during: str) -> str:
         try:
@@ -600,6 +616,7 @@ class Session:
 
     def __post_init__(self) -> None:
         self.workers: dict[str, Worker] = {}
+        self.every_worker: list[Worker] = []  # started by this session, lost and closed ones too (costs)
         self.started = time.monotonic()
         self.lock = threading.Lock()
         self.local = threading.local()
@@ -615,6 +632,22 @@ class Session:
         from concurrent.futures import ThreadPoolExecutor
 
         self.spawner = ThreadPoolExecutor(1, thread_name_prefix="scratch-cnn-spawner")
+
+    def costs(self) -> dict[str, float]:
+        """What this session's workers have cost so far, summed (reference/costs.py): workers started,
+        their start-up (wall and CPU to the implementation's import end, that import's CPU), their CPU
+        after start-up, the implementation's share of it and its calls, exchanges and their wall time."""
+        with self.lock:
+            workers = list(self.every_worker)
+        return {"workers": float(len(workers)),
+                "startup_wall_s": sum(w.startup[0] for w in workers),
+                "startup_cpu_s": sum(w.startup[1] for w in workers),
+                "import_cpu_s": sum(w.startup[2] for w in workers),
+                "worker_cpu_s": sum(w.cost[1] - w.startup[1] for w in workers),
+                "impl_cpu_s": sum(w.cost[0] - w.startup[2] for w in workers),
+                "impl_calls": sum(max(w.cost[2] - 1, 0.0) for w in workers),
+                "exchanges": float(sum(w.exchanges for w in workers)),
+                "exchange_wall_s": sum(w.exchange_seconds for w in workers)}  # fmt: skip
 
     def describe(self) -> dict[str, Any]:
         """The sandbox as run.json records it."""
@@ -653,6 +686,7 @@ class Session:
             w = Worker(self, scope)
             with self.lock:
                 self.workers[scope] = w
+                self.every_worker.append(w)
             if "raised" in w.answer[0]:
                 info = w.answer[0]["raised"]
                 w.dead = "the implementation did not import"

@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import operator
 import os
 import sys
+import time
 import traceback
 from typing import Any
 
@@ -35,6 +37,23 @@ class Room:
     def __init__(self) -> None:
         self.table: dict[int, Any] = {}
         self.next_id = 1
+        self.spent = 0.0  # CPU seconds inside the implementation's code (calls, attribute reads, writes)
+        self.calls = 0  # entries into the implementation's code (calls, attribute reads and writes)
+
+    def run(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """``fn(*args, **kwargs)``: the implementation's code, its CPU time counted in ``spent``."""
+        start = time.process_time()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            self.spent += time.process_time() - start
+            self.calls += 1
+
+    def cost(self) -> list[float]:
+        """[CPU seconds in the implementation, CPU seconds of this process so far, calls into the
+        implementation]: the judge's accounts (reference/costs.py). A submission could falsify them:
+        they go into the bench report only, never into a verdict."""
+        return [self.spent, time.process_time(), float(self.calls)]
 
     # --- handles ----------------------------------------------------------------------------------
 
@@ -78,12 +97,12 @@ class Room:
         Its target and arguments may name earlier items' results (``{"t": "res", "i": k}``)."""
         target = dec.value(sub["obj"]) if isinstance(sub["obj"], dict) else self.resolve(sub["obj"])
         if sub.get("op") == "setitem":
-            target[dec.value(sub["key"])] = dec.value(sub["value"])
+            self.run(operator.setitem, target, dec.value(sub["key"]), dec.value(sub["value"]))
             return None, False
         if sub.get("op") == "getattr":
-            return getattr(target, sub["attr"]), True
-        fn = getattr(target, sub["attr"]) if sub.get("attr") else target
-        result = fn(*[dec.value(a) for a in sub.get("args", [])])
+            return self.run(getattr, target, sub["attr"]), True
+        fn = self.run(getattr, target, sub["attr"]) if sub.get("attr") else target
+        result = self.run(fn, *[dec.value(a) for a in sub.get("args", [])])
         if "dot" in sub:  # <result, g> for a probe: one number back instead of the whole output
             g = dec.value(sub["dot"])
             return float(np.sum(np.asarray(result, dtype=np.float64) * g)), True
@@ -107,35 +126,39 @@ class Room:
             return {"ok": value}, out
         if op == "call":
             target = self.resolve(req["obj"])
-            fn = getattr(target, req["attr"]) if req.get("attr") else target
+            fn = self.run(getattr, target, req["attr"]) if req.get("attr") else target
             args = [dec.value(a) for a in req.get("args", [])]
             kwargs = {k: dec.value(v) for k, v in req.get("kwargs", {}).items()}
-            result = fn(*args, **kwargs)
+            result = self.run(fn, *args, **kwargs)
             value, out = self.encode(result, fetch=bool(req.get("fetch")))
             states = [[slot, rng.bit_generator.state] for slot, rng in dec.rngs]
             return {"ok": value, "rngs": wire._jsonable_state(states)}, out
         if op == "getattr":  # arrays as handles, unless the judge asks for their data now
-            value, out = self.encode(getattr(self.resolve(req["obj"]), req["attr"]), fetch=bool(req.get("fetch")))
+            value, out = self.encode(self.run(getattr, self.resolve(req["obj"]), req["attr"]),
+                                     fetch=bool(req.get("fetch")))  # fmt: skip
             return {"ok": value}, out
         if op == "getitem":
-            value, out = self.encode(self.resolve(req["obj"])[dec.value(req["key"])], fetch=bool(req.get("fetch")))
+            obj = self.resolve(req["obj"])
+            value, out = self.encode(
+                self.run(operator.getitem, obj, dec.value(req["key"])), fetch=bool(req.get("fetch"))
+            )
             return {"ok": value}, out
         if op == "setitem":
-            self.resolve(req["obj"])[dec.value(req["key"])] = dec.value(req["value"])
+            self.run(operator.setitem, self.resolve(req["obj"]), dec.value(req["key"]), dec.value(req["value"]))
             return {"ok": None}, []
         if op == "put":
             return {"ok": self.ref(dec.value(req["value"]))}, []
         if op == "setattr":
-            setattr(self.resolve(req["obj"]), req["attr"], dec.value(req["value"]))
+            self.run(setattr, self.resolve(req["obj"]), req["attr"], dec.value(req["value"]))
             return {"ok": None}, []
         if op == "fetch":
             a = np.asarray(self.resolve(req["obj"]))
             enc = wire.Encoder()
             return {"ok": enc.array(a)}, enc.buffers
         if op == "len":
-            return {"ok": len(self.resolve(req["obj"]))}, []
+            return {"ok": self.run(len, self.resolve(req["obj"]))}, []
         if op == "keys":
-            value, out = self.encode(list(self.resolve(req["obj"])), fetch=False)
+            value, out = self.encode(self.run(list, self.resolve(req["obj"])), fetch=False)
             return {"ok": value}, out
         if op == "release":
             return {"ok": None}, []
@@ -237,13 +260,14 @@ def main(argv: list[str]) -> None:
     wire.send(fd_out, {"ready": held}, [])
     room = Room()
     try:
-        module = import_impl(hello["impl"])
+        module = room.run(import_impl, hello["impl"])
         room.table[0] = module
         names = {n: callable(getattr(module, n, None)) for n in hello.get("names", [])}
         answer: dict[str, Any] = {"ok": {"t": "dict", "k": list(names), "v": list(names.values())}}
     except BaseException as err:  # the module does not import: the judge says so and stops
         answer = {"raised": raised(err), "phase": "import"}
         traceback.print_exc()  # into the worker's log: the whole traceback, for the report
+    answer["cost"] = room.cost()
     wire.send(fd_out, answer, [])
     while True:
         try:
@@ -256,7 +280,7 @@ def main(argv: list[str]) -> None:
             answer, out = room.handle(req, buffers)
         except BaseException as err:  # SystemExit and KeyboardInterrupt too: they are the implementation's
             answer, out = {"raised": raised(err)}, []
-        answer["seq"] = req.get("seq")
+        answer["seq"], answer["cost"] = req.get("seq"), room.cost()
         try:
             wire.send(fd_out, answer, out)
         except TypeError as err:  # a result that cannot travel (an object array, say)

@@ -1,0 +1,82 @@
+"""The cost of a judgement (issue: a class in minutes): `judge --no-curves`, quick and on the full grid,
+on scratch_cnn and on per-sample loop code, each in a fresh process; CPU and wall seconds split by
+judge and by where they go (the judge's ``costs.csv``, reference/costs.py), and the judge's own share.
+
+Every figure is measured in this run; the floor of a judgement is the time inside the implementation.
+"""
+
+from __future__ import annotations
+
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+# the loop-based implementation: a course notebook's NHWC layers with explicit per-sample Python loops
+LOOP_IMPL = "tests.impls.style_notebook_protocol"
+MODES = {"quick": ["--quick"], "full": []}
+
+
+def children_cpu() -> float:
+    """CPU seconds (user + system) of this process's finished children and their descendants."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def judge_once(impl: str, mode: str, root: Path) -> tuple[dict[str, Any], pd.DataFrame]:
+    """Run `judge --impl IMPL [--quick] --no-curves` in a fresh process: its totals (CPU of the judge
+    and its workers from the kernel's accounts, wall) and its costs.csv."""
+    out = Path(tempfile.mkdtemp(prefix=f"judge-{mode}-", dir=root))
+    command = [sys.executable, "-m", "reference", "judge", "--impl", impl, *MODES[mode], "--no-curves",
+               "--out", str(out)]  # fmt: skip
+    cpu, wall = children_cpu(), time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True)
+    cpu, wall = children_cpu() - cpu, time.perf_counter() - wall
+    if done.returncode not in (0, 1):
+        raise RuntimeError(f"{' '.join(command)} exited {done.returncode}: {done.stderr.strip()[-600:]}")
+    return {"impl": impl, "mode": mode, "exit": done.returncode, "wall_s": wall, "cpu_s": cpu}, pd.read_csv(
+        out / "costs.csv"
+    )
+
+
+def split(run: dict[str, Any], costs: pd.DataFrame) -> dict[str, Any]:
+    """One row of judgement.csv: the run's CPU split into the implementation's calls, the twins, the
+    judge's own Python, the workers' start-up and imports, the exchanges (the workers' CPU outside the
+    implementation), the judge process's start-up (its CPU before the first judge: imports, the
+    session), and the rest (its reports, the session's close)."""
+    total = costs[costs["judge"] == "total"].iloc[0]
+    startup = costs.loc[costs["judge"] == "(start-up)", "judge_cpu_s"].sum()
+    judged = costs[~costs["judge"].isin(["total", "(start-up)"])]
+    cases = int(judged["cases"].max()) if len(judged) else 0
+    impl = float(total["impl_cpu_s"])
+    parts = {
+        "implementation_s": impl,
+        "twins_s": float(total["twins_cpu_s"]),
+        "judge_own_s": float(total["judge_own_cpu_s"]),
+        "worker_startup_s": float(total["startup_cpu_s"]),
+        "exchanges_s": float(total["worker_cpu_s"]) - impl,
+    }
+    parts["judge_startup_s"] = float(startup)
+    parts["reports_and_rest_s"] = run["cpu_s"] - sum(parts.values())
+    return {**run, "cases": cases, **parts, "judge_share": 1 - impl / run["cpu_s"],
+            "workers": int(total["workers"]), "calls_per_case": float(total["impl_calls"]) / max(cases, 1),
+            "exchanges_per_case": float(total["exchanges"]) / max(cases, 1),
+            "cpu_per_case_s": run["cpu_s"] / max(cases, 1)}  # fmt: skip
+
+
+def judgement_tables(impls: list[str], modes: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(judgement.csv: a row per implementation and mode; judgement_by_judge.csv: costs.csv of each)."""
+    rows, by_judge = [], []
+    with tempfile.TemporaryDirectory(prefix="scratch-cnn-bench-") as root:
+        for impl in impls:
+            for mode in modes:
+                print(f"[bench] judging {impl} ({mode}, --no-curves) in a fresh process ...", flush=True)
+                run, costs = judge_once(impl, mode, Path(root))
+                rows.append(split(run, costs))
+                by_judge.append(costs.assign(impl=impl, mode=mode))
+    return pd.DataFrame(rows).round(3), pd.concat(by_judge, ignore_index=True).round(3)
