@@ -49,32 +49,8 @@ def faults(build: Any) -> list[Any]:
 
 
 KIND = LayerKind(
-    name=NAME,
-    signature=pooling.SIGNATURE,
-    defaults=pooling.DEFAULTS,
-    images=True,
+    **pooling.shared_fields(NAME, np.mean, 506, "noise", tutorial_cases),
     twin=twin,
-    output_shape=pooling.output_shape,
-    family=pooling.family,
-    cases={
-        "main": lambda: pooling.main_cases(NAME),
-        "per-axis": lambda: pooling.per_axis_cases(NAME),
-        "edge": lambda: pooling.edge_cases(NAME),
-        "tutorial": tutorial_cases,
-    },  # fmt: skip
-    lifecycle=lambda: pooling.lifecycle(NAME, 506, "noise"),
-    smoke=pooling.SMOKE,
-    smoke_alternatives=pooling.SMOKE_ALTERNATIVES,
-    per_axis=pooling.PER_AXIS,
-    candidates=lambda: pooling.candidates(NAME),
-    secret=lambda rng, seed: pooling.secret(NAME, np.mean, rng, seed),
-    strategy=lambda: pooling.strategy(NAME),
-    kink_stats=pooling.kink_stats,
-    flops=pooling.flops,
     adjoint=True,
-    windows=pooling.windows,
     faults=faults,
-    axes=pooling.axes,
-    sliding=pooling.sliding,
-    accepts=pooling.accepts,
 )

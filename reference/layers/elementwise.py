@@ -51,3 +51,16 @@ def strategy(name: str) -> Any:
         return Case(name, {}, shape, draw(st.sampled_from(VALUES)), draw(st.integers(0, 2**16)))
 
     return case()
+
+
+def shared_fields(name: str, lifecycle_seed: int) -> dict[str, Any]:
+    """The LayerKind fields an elementwise activation without a configuration shares (Sigmoid, Tanh):
+    optional, any rank, its cases, search and secret cases."""
+    return {
+        "name": name, "optional": True, "family": lambda config, shape: f"rank {len(shape)}",
+        "cases": {"main": lambda: main_cases(name, 0)}, "lifecycle": lambda: lifecycle(name, lifecycle_seed),
+        "smoke": ({}, (2, 4, 4, 2)), "smoke_alternatives": (({}, (2, 6)),),
+        "candidates": lambda: candidates(name), "secret": lambda rng, seed: secret(name, rng, seed),
+        "strategy": lambda: strategy(name), "flops": lambda config, shape: 4 * int(np.prod(shape)),
+        "pointwise": True,
+    }  # fmt: skip

@@ -74,34 +74,10 @@ def faults(build: Any) -> list[Any]:
 
 
 KIND = LayerKind(
-    name=NAME,
-    signature=pooling.SIGNATURE,
-    defaults=pooling.DEFAULTS,
-    images=True,
+    **pooling.shared_fields(NAME, np.max, 504, "ties", tutorial_cases),
     twin=twin,
-    output_shape=pooling.output_shape,
-    family=pooling.family,
-    cases={
-        "main": lambda: pooling.main_cases(NAME),
-        "per-axis": lambda: pooling.per_axis_cases(NAME),
-        "edge": lambda: pooling.edge_cases(NAME),
-        "tutorial": tutorial_cases,
-    },  # fmt: skip
-    lifecycle=lambda: pooling.lifecycle(NAME, 504, "ties"),
-    smoke=pooling.SMOKE,
-    smoke_alternatives=pooling.SMOKE_ALTERNATIVES,
-    per_axis=pooling.PER_AXIS,
-    candidates=lambda: pooling.candidates(NAME),
-    secret=lambda rng, seed: pooling.secret(NAME, np.max, rng, seed),
-    strategy=lambda: pooling.strategy(NAME),
-    kink_stats=pooling.kink_stats,
     kink_needs=("ties", "near_ties"),
     conventions=(Convention("maxpool_ties", _check_ties, _routed, _tie_words),),
-    flops=pooling.flops,
     window_max=True,
-    windows=pooling.windows,
     faults=faults,
-    axes=pooling.axes,
-    sliding=pooling.sliding,
-    accepts=pooling.accepts,
 )

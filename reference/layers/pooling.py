@@ -176,6 +176,23 @@ def strategy(name: str) -> Any:
     return pool()
 
 
+def shared_fields(name: str, reduce: Any, lifecycle_seed: int, lifecycle_values: str,
+                  tutorial: Any) -> dict[str, Any]:  # fmt: skip
+    """The LayerKind fields a pooling kind shares with every other (``reduce``: np.max or np.mean, the
+    window's function the secret cases are drawn around; ``tutorial``: its tutorial-shaped cases)."""
+    return {
+        "name": name, "signature": SIGNATURE, "defaults": DEFAULTS, "images": True,
+        "output_shape": output_shape, "family": family,
+        "cases": {"main": lambda: main_cases(name), "per-axis": lambda: per_axis_cases(name),
+                  "edge": lambda: edge_cases(name), "tutorial": tutorial},
+        "lifecycle": lambda: lifecycle(name, lifecycle_seed, lifecycle_values),
+        "smoke": SMOKE, "smoke_alternatives": SMOKE_ALTERNATIVES, "per_axis": PER_AXIS,
+        "candidates": lambda: candidates(name), "secret": lambda rng, seed: secret(name, reduce, rng, seed),
+        "strategy": lambda: strategy(name), "kink_stats": kink_stats, "flops": flops, "windows": windows,
+        "axes": axes, "sliding": sliding, "accepts": accepts,
+    }  # fmt: skip
+
+
 def route_max_pool(x: np.ndarray, g: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int],
                    rule: str) -> np.ndarray:  # fmt: skip
     """max pool's dx under a routing rule: 'first', 'last', 'every', 'split' (g / number of ties), or

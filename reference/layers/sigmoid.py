@@ -64,18 +64,7 @@ EXP_OVERFLOW = {"float64": float(np.log(np.finfo(np.float64).max)), "float32": f
 
 
 KIND = LayerKind(
-    name=NAME,
-    optional=True,
+    **elementwise.shared_fields(NAME, 520),
     twin=twin,
-    family=lambda config, shape: f"rank {len(shape)}",
-    cases={"main": lambda: elementwise.main_cases(NAME, 0)},
-    lifecycle=lambda: elementwise.lifecycle(NAME, 520),
-    smoke=({}, (2, 4, 4, 2)),
-    smoke_alternatives=(({}, (2, 6)),),
-    candidates=lambda: elementwise.candidates(NAME),
-    secret=lambda rng, seed: elementwise.secret(NAME, rng, seed),
-    strategy=lambda: elementwise.strategy(NAME),
-    flops=lambda config, shape: 4 * int(np.prod(shape)),
-    pointwise=True,
     faults=faults,
 )

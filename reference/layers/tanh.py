@@ -46,19 +46,8 @@ def faults(build: Any) -> list[Any]:
 
 
 KIND = LayerKind(
-    name=NAME,
-    optional=True,
+    **elementwise.shared_fields(NAME, 530),
     twin=twin,
-    family=lambda config, shape: f"rank {len(shape)}",
-    cases={"main": lambda: elementwise.main_cases(NAME, 0)},
-    lifecycle=lambda: elementwise.lifecycle(NAME, 530),
-    smoke=({}, (2, 4, 4, 2)),
-    smoke_alternatives=(({}, (2, 6)),),
-    candidates=lambda: elementwise.candidates(NAME),
-    secret=lambda rng, seed: elementwise.secret(NAME, rng, seed),
-    strategy=lambda: elementwise.strategy(NAME),
-    flops=lambda config, shape: 4 * int(np.prod(shape)),
-    pointwise=True,
     faults=faults,
     variants={
         "grad_from_input": ("tanh' computed from the input, 1 - x^2, where 1 - tanh(x)^2 is meant", grad_from_input)
