@@ -12,4 +12,22 @@ how one judgement flows through these rooms, and where new things go.
 | `reference.report` | what renders it: tables, summaries, heat maps, the gate, publishing (staging, swap, stamp) |
 | `reference.pipeline` | one judgement from options to stamped reports, for `judge`, `verify` and the single-judge commands |
 | `reference.grade` | a class graded at once on Dask |
+| `reference.api`, `reference.notebook` | the judges from Python: `judge(path)` and, in a notebook, `check(Conv2D, ...)` |
 """
+
+from typing import Any
+
+__all__ = ["check", "judge"]
+
+
+def __getattr__(name: str) -> Any:
+    """``reference.judge`` and ``reference.check``, imported on first use (``import reference`` stays light)."""
+    if name == "judge":
+        from reference.api import judge
+
+        return judge
+    if name == "check":
+        from reference.notebook import check
+
+        return check
+    raise AttributeError(f"module 'reference' has no attribute {name!r}")

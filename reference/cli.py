@@ -40,7 +40,8 @@ def cmd_single(command: str) -> Callable[[argparse.Namespace], int]:
 
     def run(args: argparse.Namespace) -> int:
         options = Options(command=command, impl=args.impl, out=args.out, judges=(SINGLE[command],), quick=args.quick,
-                          layers=args.layers, strict=args.strict, fail_fast=args.fail_fast, crosscheck=True,
+                          layers=args.layers, strict=args.strict, fail_fast=args.fail_fast,
+                          explain=not args.fail_fast, crosscheck=True,
                           search=True, sandbox=sandbox_options(args))  # fmt: skip
         outcome = run_pipeline(options)
         rows = outcome.rows
@@ -76,6 +77,7 @@ def cmd_judge(args: argparse.Namespace) -> int:
     judges = (*(args.judges or LAYER_JUDGES), *(("curves",) if getattr(args, "curves", True) else ()))
     options = Options(command="judge", impl=args.impl, out=args.out, judges=judges, quick=args.quick,
                       layers=args.layers, case=args.case, strict=args.strict, fail_fast=args.fail_fast,
+                      explain=not args.fail_fast,
                       search=not args.case, full_curves=args.full_curves, epochs=args.epochs, data_dir=args.data_dir,
                       junit=args.junit, stamp_key=secrets.get("stamp_key"), secret_seed=secret_seed(args, secrets),
                       sandbox=sandbox_options(args))  # fmt: skip
@@ -225,7 +227,8 @@ def _filters(p: argparse.ArgumentParser) -> None:
     p.add_argument("--layers", help="judge only these layers, comma-separated (e.g. Conv2D,ReLU)")
     p.add_argument("--strict", action="store_true", help="unsupported and missing rows fail too (exit 1)")
     p.add_argument("--fail-fast", action="store_true",
-                   help="stop each judge at its first failing case (the rest: 'not run' rows) and draw no heat maps; "
+                   help="stop each judge at each layer's first failing case (the rest of that layer: 'not run' rows) "
+                   "and draw no heat maps; "
                    "for an exit code, as the mutation run wants it")  # fmt: skip
 
 
@@ -369,3 +372,13 @@ def internal_error(err: BaseException) -> int:
         f.write("".join(traceback.format_exception(err)))
     print(f"error: the judge itself failed ({type(err).__name__}: {err}); traceback in {path}", file=sys.stderr)
     return 2
+
+
+def judge_main() -> int:
+    """The ``scratch-cnn-judge`` console script: ``python -m reference judge`` under a name on PATH."""
+    return main(["judge", *sys.argv[1:]])
+
+
+def grade_main() -> int:
+    """The ``scratch-cnn-grade`` console script: ``python -m reference grade``."""
+    return main(["grade", *sys.argv[1:]])

@@ -148,9 +148,8 @@ def preload() -> list[str]:
     import importlib
     import pkgutil
 
-    import reference
-
-    names = [m.name for m in pkgutil.walk_packages(reference.__path__, "reference.") if not m.name.endswith("__main__")]
+    here = [str(Path(__file__).resolve().parent)]  # the package's folder (not `import reference`: no import cycle)
+    names = [m.name for m in pkgutil.walk_packages(here, "reference.") if not m.name.endswith("__main__")]
     for name in [*names, "torch", "pandas", "matplotlib", "tabulate", "threadpoolctl"]:
         importlib.import_module(name)
     import matplotlib

@@ -99,6 +99,7 @@ class Options:
     case: str | None = None  # only this case, by its id
     strict: bool = False  # unsupported and missing rows fail too
     fail_fast: bool = False  # each judge stops at its first failure; the cheaper judges first, none after one
+    explain: bool = True  # draw and shrink each failing layer's worst case (False: the exit code is all that is wanted)
     search: bool = True  # look inside what a layer takes when it refuses most cases (reference.judges.reach)
     crosscheck: bool = False  # the finite-difference judge beside torch.autograd.gradcheck
     full_curves: bool = False  # the float32 MNIST curves beside the lockstep
@@ -152,7 +153,8 @@ def run(options: Options) -> Outcome:
             print(f"{header} {options.impl} in sandboxed workers ({j.session.sandbox}; run {j.session.run_id})")
         ctx = Context(j.impl, options.impl, cases, quick=options.quick, progress=progress_sink(), networks=networks,
                       data=load, full_curves=options.full_curves, epochs=options.epochs, steps=options.steps,
-                      search=options.search, fail_fast=options.fail_fast)  # fmt: skip
+                      search=options.search, fail_fast=options.fail_fast,
+                      explain=options.explain)  # fmt: skip
         judges, untrained = chosen_judges(options, j.impl)
         words = stage_words(options, len(cases)) if stages is not None else None
         results = run_judges(judges, ctx, stages, words, ledger=(j.session, j.costs))

@@ -258,3 +258,14 @@ def test_fail_fast_stops_each_judge_at_its_first_failing_case_and_says_so(tmp_pa
     assert rows["status"].eq("fail").any() and stopped.sum() > 5  # the first failure kept, the rest not run
     assert not list(out.glob("heatmap-*.png"))  # and no pictures drawn
     assert main(["autograd", "--quick", "--layers", "Dense", "--fail-fast", "--out", str(tmp_path / "ok")]) == 0
+
+
+def test_fail_fast_stops_only_the_failing_layer_so_a_correct_neighbour_still_passes(tmp_path):
+    # several_faults' Dense is wrong, its MaxPool2D is scratch_cnn's: the pooling layer is judged whole
+    out = tmp_path / "r"
+    assert main(["autograd", "--impl", "tests.impls.several_faults", "--quick", "--layers", "Dense,MaxPool2D",
+                 "--fail-fast", "--out", str(out)]) == 1  # fmt: skip
+    rows = pd.read_csv(out / "autograd.csv")
+    pool = rows[rows["layer"] == "MaxPool2D"]
+    assert len(pool) > 5 and pool["status"].eq("pass").all(), pool["note"].dropna().head().tolist()
+    assert rows.loc[rows["layer"] == "Dense", "note"].str.startswith("not run: --fail-fast", na=False).any()

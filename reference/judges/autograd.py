@@ -120,7 +120,7 @@ class AutogradJudge(Judge):
     def run(self, ctx: Context) -> Result:
         cases = [c for c in layer_cases(ctx.cases) if not c.lifecycle]
         run_one = lambda c: [r for d in dtypes_of(c, self.dtypes) for r in run_case(ctx.impl, c, d)]  # noqa: E731
-        if ctx.fail_fast:  # only the exit code is wanted: no pictures
+        if not ctx.explain:  # only the exit code is wanted: no pictures
             return Result(self.name, case_rows(ctx, JUDGE, cases, run_one, "autograd"))
         figures = heatmap.Collector()  # the worst failing case of each layer, drawn by write (heatmap-<layer>.png)
         rows = case_rows(ctx, JUDGE, cases, figures.around(run_one), "autograd")

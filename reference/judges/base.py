@@ -42,7 +42,8 @@ class Context:
     networks: dict[str, int] | None = None  # whole-network checks of the finite-difference judge
     full_curves: bool = True  # the float32 MNIST curves beside the lockstep
     search: bool = False  # look for supported cases of layers that refuse most of ``cases`` (reference.judges.reach)
-    fail_fast: bool = False  # stop each judge at its first failing case (the mutation run needs the exit code only)
+    fail_fast: bool = False  # stop each judge at its first failing case
+    explain: bool = True  # draw and shrink each failing layer's worst case (the mutation run: only the exit code)
 
     def tick(self, desc: str, done: int, total: int) -> None:
         if self.progress:
@@ -149,11 +150,13 @@ def case_rows(ctx: Context, judge: str, cases: list[Case], run_one: Callable[[Ca
         else:
             groups.setdefault(case.layer, []).append((i, case))
     lock, done = threading.Lock(), [len(cases) - sum(len(g) for g in groups.values())]
-    stopped = threading.Event()  # --fail-fast: a case failed, the rest are not run
 
     def run_group(group: list[tuple[int, Case]]) -> None:
+        # NOTE: --fail-fast stops a layer at its own first failing case, never another layer: a layer
+        # left unjudged because its neighbour failed would read as failing (its rows are ``error``)
+        stopped = False
         for i, case in group:
-            if stopped.is_set():
+            if stopped:
                 found = [not_run_row(judge, case.layer, case.id, "not run: --fail-fast stopped at the first failing case",
                                      family(case))]  # fmt: skip
             elif why := skip_reason(ctx.impl, case.layer):
@@ -165,7 +168,7 @@ def case_rows(ctx: Context, judge: str, cases: list[Case], run_one: Callable[[Ca
                 except Exception as err:  # what the implementation returned broke the judge: a row, not a crash
                     found = [judge_failed_row(judge, case, err)]
             if ctx.fail_fast and any(r.get("status") in FAILING for r in found):
-                stopped.set()
+                stopped = True
             with lock:
                 rows_of[i] = found
                 done[0] += 1

@@ -850,11 +850,11 @@ def shrink_failures(ctx: Any, rows: pd.DataFrame, cases: list[Case],
                     run_case: Callable[[Any, Case, str], list[dict[str, Any]]]) -> list[Found]:  # fmt: skip
     """Shrink the worst failing case of each failing layer of ``rows`` (the autograd judge's, on
     ``cases``), each layer in a worker of its own (``<layer>, shrinking``), layers at once where the
-    session allows. Nothing under ``--fail-fast``."""
+    session allows. Nothing where only the exit code is wanted (``--fail-fast`` from the command line)."""
     from reference.judges.base import in_parallel, judged_in, skip_reason
     from reference.judges.finite_diff import adjoint_rows
 
-    if ctx.fail_fast:
+    if not ctx.explain:
         return []
     by_id = {c.id: c for c in cases}
     targets = [r for r in worst_rows(rows, set(by_id)) if shrinkable(str(r["layer"]))]

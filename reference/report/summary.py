@@ -213,11 +213,13 @@ def worst_failures(rows: pd.DataFrame) -> pd.DataFrame:
     bad = bad[bad["case"] != "*"] if len(bad) else bad
     if bad.empty:
         return bad
-    bad = bad.assign(_e=(bad["status"] != "error").astype(int),
+    # NOTE: a case --fail-fast left out is an ``error`` row saying "not run": never a layer's worst
+    unrun = bad["note"].astype(str).str.startswith("not run") if "note" in bad else pd.Series(False, index=bad.index)
+    bad = bad.assign(_u=unrun.astype(int), _e=(bad["status"] != "error").astype(int),
                      _b=-pd.to_numeric(bad.get("budget", pd.Series(0, index=bad.index)), errors="coerce").fillna(0))  # fmt: skip
     diag = bad["diagnosis"] if "diagnosis" in bad.columns else pd.Series("", index=bad.index)
     bad = bad.assign(diagnosis=diag.where(diag.notna() & (diag != ""), bad["note"]))
-    bad = bad.sort_values(["layer", "_e", "_b"], kind="stable").groupby("layer", sort=True).head(1)
+    bad = bad.sort_values(["layer", "_u", "_e", "_b"], kind="stable").groupby("layer", sort=True).head(1)
     return bad[["layer", "judge", "case", "tensor", "note", "diagnosis"]].reset_index(drop=True)
 
 
