@@ -80,6 +80,7 @@ def cmd_judge(args: argparse.Namespace) -> int:
                       explain=not args.fail_fast,
                       search=not args.case, full_curves=args.full_curves, epochs=args.epochs, data_dir=args.data_dir,
                       junit=args.junit, stamp_key=secrets.get("stamp_key"), secret_seed=secret_seed(args, secrets),
+                      shown_as=args.shown_as,
                       sandbox=sandbox_options(args))  # fmt: skip
     outcome = run_pipeline(options)
     print(f"{outcome.summary}: reports in {args.out}/ (summary.md first, index.html, CSV files; "
@@ -134,7 +135,8 @@ def cmd_grade(args: argparse.Namespace) -> int:
         submission_timeout=args.submission_timeout, sandbox=sandbox_options(args), unsandboxed=args.unsandboxed,
         secret_seed=args.secret_seed, secret_seed_file=args.secret_seed_file, tls_ca_file=args.tls_ca_file,
         tls_cert=args.tls_cert, tls_key=args.tls_key, insecure_scheduler=args.insecure_scheduler,
-        timeout_scores=args.timeout_scores, timeout_grace=args.timeout_grace,
+        timeout_scores=args.timeout_scores, timeout_grace=args.timeout_grace, feedback=args.feedback,
+        compare=args.compare,
     ))  # fmt: skip
 
 
@@ -298,6 +300,9 @@ def _judge_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--secrets-fd", type=int, default=None,
                    help="for graders: read a JSON object {stamp_key: hex, secret_seed: int} from this inherited file "
                    "descriptor; run.json is signed with the key (HMAC-SHA256), so a result is only what this judge stamped")  # fmt: skip
+    p.add_argument("--shown-as", default=None,
+                   help="the name reports give the implementation (their title and every rerun command): a grader's "
+                   "path to the submission where the judged file is a private copy")  # fmt: skip
     p.add_argument("--judges", type=judge_names, help=f"only these judges, comma-separated ({', '.join(LAYER_JUDGES)}; "
                    "the lockstep is --no-curves's)")  # fmt: skip
 
@@ -318,6 +323,13 @@ def _grade_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=("default", "gradescope"), default=GradeOptions.format,
                    help="gradescope: also DIR/<id>/results.json in Gradescope's autograder format")  # fmt: skip
     p.add_argument("--junit", help="also write the gradebook as JUnit XML (a test suite per submission)")
+    p.add_argument("--feedback", type=Path, default=None,
+                   help="also write feedback to hand back: DIR/<id>/feedback.html (self-contained) and feedback.md; "
+                   "cases drawn from --secret-seed appear only as 'a hidden case failed' and its diagnosis's class")  # fmt: skip
+    p.add_argument("--compare", type=Path, default=None,
+                   help="a previous grade's --out: list every submission whose score or a layer's verdict changed "
+                   "since (regrade.csv, and in the class summary), with each run's judge version and the first row "
+                   "that differs")  # fmt: skip
     p.add_argument("--only", help="rejudge only these submissions (comma-separated ids)")
     p.add_argument("--layers", help="judge only these layers, comma-separated")
     p.add_argument("--full", action="store_true", help="the full case grid (default: the quick sample)")

@@ -109,6 +109,7 @@ class Options:
     junit: str | None = None  # also JUnit XML here: one test case per layer
     stamp_key: bytes | None = None  # run.json is signed with it (HMAC-SHA256): a grader's, through a pipe
     secret_seed: int | None = None  # also the cases drawn from this seed
+    shown_as: str | None = None  # the name reports and rerun commands use (a grader's copy: the teacher's path)
     sandbox: SandboxOptions = field(default_factory=SandboxOptions)
     baseline: Path | None = None  # verify: the gate's accepted figures (reports/baseline)
 
@@ -363,7 +364,7 @@ def conclude(options: Options, j: Judgement, results: dict[str, Any], cases: lis
         outcome.word = run_word(rows, code)
         outcome.summary = outcome.word + (" (strict: unsupported and missing fail)" if options.strict else "")
         print_verdicts(options, outcome.verdicts, results, untrained)
-        print_rerun(rows, options.impl)
+        print_rerun(rows, shown(options))
     return outcome
 
 
@@ -392,23 +393,34 @@ def print_verdicts(options: Options, verdicts: pd.DataFrame, results: dict[str, 
         for _, r in results["curves"].rows.iterrows():
             print(f"  training: {r['status'].upper()} {r['case']} {r['note']}")
     if "autograd" in results and "shrunk" in results["autograd"].extra:  # each failing layer's worst case, shrunk
-        print("\n".join(smallest_lines(results["autograd"].extra["shrunk"][1], options.impl)))
+        print("\n".join(smallest_lines(results["autograd"].extra["shrunk"][1], shown(options))))
 
 
-def print_rerun(rows: pd.DataFrame, impl_name: str, limit: int = 20) -> None:
-    """Under the verdicts, the one command that reruns each failing case alone (a grid, lifecycle,
-    searched or network case: ``judge --case ID``; training: the lockstep, ``curves --quick``)."""
+def print_rerun(rows: pd.DataFrame, impl_name: str, limit: int = 12) -> None:
+    """Under the verdicts, per failing layer and diagnosis, the one command that reruns its worst case
+    alone (a grid, lifecycle, searched or network case: ``judge --case ID``; training: the lockstep,
+    ``curves --quick``): one line per bug, not one per case that shows it."""
     from reference.report.console import rerun_training_command
+    from reference.report.summary import worst_failures
     from reference.report.tables import failed
 
     bad = failed(rows)
     if bad["judge"].eq("curves").any():
         print(f"  rerun: {rerun_training_command(impl_name)}")
-    bad = bad[(bad["case"] != "*") & (bad["judge"] != "curves") & (bad["judge"] != "protocol")].drop_duplicates("case")
-    for _, r in bad.head(limit).iterrows():
-        print(f"  rerun: {rerun_command(impl_name, r['case'])}")
-    if len(bad) > limit:
-        print(f"  ... {len(bad) - limit} more failing cases in the CSVs")
+    bad = bad[(bad["case"] != "*") & (bad["judge"] != "curves") & (bad["judge"] != "protocol")]
+    if not len(bad):
+        return
+    said = bad["diagnosis"] if "diagnosis" in bad else pd.Series("", index=bad.index)
+    said = said.where(said.notna() & (said != ""), bad["note"]).fillna("").astype(str)
+    firsts = [worst_failures(group).iloc[0] for _, group in bad.assign(diagnosis=said).groupby(["layer", "diagnosis"])]
+    for r in firsts[:limit]:
+        print(f"  {r['layer']}: {_clip(str(r['diagnosis']), 110)}\n    rerun: {rerun_command(impl_name, r['case'])}")
+    if len(firsts) > limit:
+        print(f"  ... {len(firsts) - limit} more (layer, diagnosis) pairs; every failing case is in the CSVs")
+
+
+def _clip(text: str, n: int) -> str:
+    return text if len(text) <= n else text[: n - 3] + "..."
 
 
 def run_word(rows: pd.DataFrame, code: int) -> str:
@@ -449,7 +461,7 @@ def write_staged(options: Options, j: Judgement, judges: list[Any], outcome: Out
     try:
         for judge in judges:
             if judge.name in outcome.results:  # --fail-fast leaves the judges after a failing one unrun
-                judge.write(outcome.results[judge.name], staging, options.impl)
+                judge.write(outcome.results[judge.name], staging, shown(options))
         if options.command == "judge":
             write_atomic(staging / "verdicts.csv", outcome.verdicts.to_csv(index=False))
             write_atomic(staging / "costs.csv", costs_table(j.costs).to_csv(index=False))
@@ -458,8 +470,8 @@ def write_staged(options: Options, j: Judgement, judges: list[Any], outcome: Out
         write_logs(j, staging)
         if options.command == "verify":
             write_gate(options, outcome, staging, stages)
-        title = verify_title(options) if options.command == "verify" else f"Judged: {options.impl}"
-        write_summary(staging, outcome.summary, title, impl_name=options.impl, stamp=j.stamp_lines())
+        title = verify_title(options) if options.command == "verify" else f"Judged: {shown(options)}"
+        write_summary(staging, outcome.summary, title, impl_name=shown(options), stamp=j.stamp_lines())
         stamp(staging, stamped(options, outcome), key=options.stamp_key)
         swap_into_place(staging, options.out, carry=("junit*.xml",) if options.command == "verify" else ())
     finally:
@@ -479,6 +491,11 @@ def costs_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
         total = judged.drop(columns="judge").sum(numeric_only=True)
         table = pd.concat([table, pd.DataFrame([{"judge": "total", **total.to_dict()}])], ignore_index=True)
     return table.round(4)
+
+
+def shown(options: Options) -> str:
+    """What the reports call the implementation (``--shown-as``, else ``--impl``)."""
+    return options.shown_as or options.impl
 
 
 def verify_title(options: Options) -> str:

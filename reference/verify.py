@@ -9,7 +9,7 @@ from pathlib import Path
 
 from reference import pipeline
 from reference.pipeline import Options
-from reference.report.tables import markdown, write_atomic
+from reference.report.tables import gate_failures, markdown, write_atomic
 
 
 def run(options: Options, new_baseline: bool = False) -> int:
@@ -21,8 +21,11 @@ def run(options: Options, new_baseline: bool = False) -> int:
     outcome = pipeline.run(options)
     assert outcome.gate is not None
     table, _, message = outcome.gate
-    if table is not None:
-        print(markdown(table))
+    if table is not None:  # the whole table is gate.csv; the console shows only what did not pass
+        bad, line = gate_failures(table)
+        print(f"[verify] {line}" + (":" if len(bad) else ""))
+        if len(bad):
+            print(markdown(bad))
     print(f"[verify] reports in {options.out}/ (summary.md first, index.html, CSV files, plots)")
     print(f"[verify] {message}")
     if new_baseline:

@@ -137,19 +137,24 @@ def diagnoses(result: dict[str, Any]) -> dict[str, str]:
 def gradebook_row(
     sub: Any, result: dict[str, Any], points: dict[str, float], timeout_scores: str = "zero"
 ) -> dict[str, Any]:
-    """One submission's row: its verdict per graded layer (the keys of ``points``), score, first diagnosis."""
+    """One submission's row: its verdict per graded layer (the keys of ``points``), score, its first
+    diagnosis and all of them (``Layer: diagnosis | ...``; ``not judged: why`` when no layer was)."""
     layers = tuple(points)
     verdicts = layer_verdicts(result, layers) if not sub.problem else dict.fromkeys(layers, ("ERROR", sub.problem))
     diag = {k: v for k, v in diagnoses(result).items() if k in points} if not sub.problem else {}
     passed = passing_rows(result) if not sub.problem else {}
     shares = {layer: credit(v, passed.get(layer, 0), timeout_scores) for layer, (v, _) in verdicts.items()}
     score = sum(points[layer] * shares[layer] for layer in layers)
-    first = next((f"{layer}: {diag[layer]}" for layer in layers if layer in diag), "")
-    if not first:
-        first = next((f"{layer}: {why}" for layer, (v, why) in verdicts.items() if v == "ERROR"), "")
+    unjudged = not sub.problem and not result.get("files", {}).get("verdicts.csv")
+    if sub.problem or unjudged:  # NOTE: no layer was judged: the reason is the submission's, not a layer's
+        found = [f"not judged: {sub.problem or next(iter(verdicts.values()))[1]}"]
+    else:
+        found = [*(f"{layer}: {diag[layer]}" for layer in layers if layer in diag),
+                 *(f"{layer}: {why}" for layer, (v, why) in verdicts.items() if v == "ERROR" and layer not in diag)]  # fmt: skip
+    first, every = (found[0] if found else ""), " | ".join(found)
     row = {"id": sub.id, "name": getattr(sub, "name", sub.id), "sha256": sub.sha256 if sub.files else "",
            "score": score, "max_score": sum(points.values()), **{layer: v for layer, (v, _) in verdicts.items()},
-           "first_diagnosis": first, "exit_code": result.get("exit_code"), "seconds": result.get("seconds"),
+           "first_diagnosis": first, "diagnoses": every, "exit_code": result.get("exit_code"), "seconds": result.get("seconds"),
            "sandbox": result.get("sandbox", ""), "stamp": result.get("stamp", ""),
            "secret_seed": bool(result.get("secret_seed", False)), "judge_version": result.get("judge_version", ""),
            "dropped_notebook_lines": len(sub.dropped)}  # fmt: skip
@@ -202,10 +207,12 @@ def histogram(book: pd.DataFrame, path: Path) -> None:
     plt.close(fig)
 
 
-def gradescope(row: dict[str, Any], points: dict[str, float], rerun: str) -> dict[str, Any]:
-    """Gradescope's autograder results.json: the score and one test per layer with its output."""
-    tests = []
-    for layer in points:
+def gradescope(row: dict[str, Any], points: dict[str, float], rerun: str,
+               tests: list[dict[str, Any]] | None = None) -> dict[str, Any]:  # fmt: skip
+    """Gradescope's autograder results.json: the score and one test per layer with its output (``tests``:
+    reference.grade.feedback's, public and hidden cases apart; else from the row alone)."""
+    tests = list(tests) if tests is not None else []
+    for layer in points if not tests else ():
         verdict = row[layer]
         lines = [f"verdict: {verdict} ({row['_why'].get(layer, '')})"]
         if layer in row["_diagnoses"]:
@@ -283,7 +290,28 @@ def md_table(df: pd.DataFrame) -> str:
     return shown.to_markdown(index=False, floatfmt=".3g", disable_numparse=text_columns or False)
 
 
-def html_table(df: pd.DataFrame) -> str:
+def lms_tables(rows: list[dict[str, Any]], title: str = "scratch-cnn") -> dict[str, pd.DataFrame]:
+    """The gradebook as the LMSs import it: Canvas's gradebook CSV (Student, ID, SIS User ID, SIS Login
+    ID, Section, then a column per assignment, ``title (points)``) and Moodle's grade import (an
+    identifier column, the grade, the feedback). The submission's id stands for the student's login:
+    match it to your roster on import."""
+    top = max((float(r["max_score"]) for r in rows), default=0.0)
+    column = f"{title} ({top:g} points)"
+    canvas = pd.DataFrame([{"Student": r["name"], "ID": "", "SIS User ID": "", "SIS Login ID": r["id"], "Section": "",
+                            column: r["score"]} for r in rows],
+                          columns=["Student", "ID", "SIS User ID", "SIS Login ID", "Section", column])  # fmt: skip
+    moodle = pd.DataFrame([{"username": r["id"], "grade": r["score"], "max_grade": r["max_score"],
+                            "feedback": r.get("diagnoses", "") or "every graded layer passes"} for r in rows],
+                          columns=["username", "grade", "max_grade", "feedback"])  # fmt: skip
+    return {"canvas.csv": canvas, "moodle.csv": moodle}
+
+
+def html_table(df: pd.DataFrame, links: dict[str, str] | None = None) -> str:
+    """``df`` as an HTML table, every cell escaped; ``links`` ({id: href}) makes the ``id`` cells links
+    (a student's report)."""
+    from urllib.parse import quote
+
+    links = links or {}
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
     body = []
     for _, row in df.iterrows():
@@ -296,32 +324,89 @@ def html_table(df: pd.DataFrame) -> str:
                 else (f"{v:.4g}" if isinstance(v, float) else str(v))
             )
             cls = f' class="{html.escape(text)}"' if text in VERDICTS else ' class="text"' if len(text) > 60 else ""
-            cells.append(f"<td{cls}>{html.escape(text)}</td>")
+            shown = html.escape(text)
+            if c == "id" and text in links:
+                shown = f'<a href="{html.escape(quote(links[text]))}">{shown}</a>'
+            cells.append(f"<td{cls}>{shown}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     return f"<table><tr>{head}</tr>{''.join(body)}</table>"
 
 
+def report_links(out: Path, ids: list[str]) -> dict[str, str]:
+    """{id: its report's page, relative to ``out``} for every submission whose report is there."""
+    return {i: f"{i}/index.html" for i in ids if (out / i / "index.html").is_file()}
+
+
+SHARED_TITLE = "Submissions with the same wrong numbers (bit for bit)"
+SHARED_WORDS = ("Each row: submissions whose failing tensor on the same case is identical to the last bit, and how "
+                "many such tensors they share. A shared misconception written the same way, or shared code: "
+                "evidence to look at, not a finding about anyone.")  # fmt: skip
+
+
+def _shared_md(shared: pd.DataFrame | None) -> list[str]:
+    if shared is None:
+        return []
+    return [f"## {SHARED_TITLE}", "", SHARED_WORDS, "", md_table(shared) if len(shared) else "_none_", ""]
+
+
+def _shared_html(shared: pd.DataFrame | None, links: dict[str, str]) -> list[str]:
+    if shared is None:
+        return []
+    return [f"<h2>{SHARED_TITLE}</h2><p>{html.escape(SHARED_WORDS)}</p>",
+            html_table(shared, links) if len(shared) else "<p>None.</p>"]  # fmt: skip
+
+
+def _pages_md(pages: dict[str, str] | None) -> list[str]:
+    if not pages:
+        return []
+    return ["## The class's mistakes per layer (to show in class: no student named)", "",
+            *(f"- [{md_escape(layer)}]({page.replace('.html', '.md')})" for layer, page in pages.items()), ""]  # fmt: skip
+
+
+def _pages_html(pages: dict[str, str] | None) -> list[str]:
+    if not pages:
+        return []
+    items = "".join(f"<li><a href='{html.escape(page)}'>{html.escape(layer)}</a></li>" for layer, page in pages.items())
+    return [f"<h2>The class's mistakes per layer (to show in class: no student named)</h2><ul>{items}</ul>"]
+
+
 def write_class_reports(out: Path, rows: list[dict[str, Any]], headline: str, layers: tuple[str, ...],
-                        slowest: int = 10) -> pd.DataFrame:  # fmt: skip
-    """gradebook.csv, summary.md, index.html and scores.png in ``out``; returns the gradebook."""
+                        slowest: int = 10, changed: pd.DataFrame | None = None, shared: pd.DataFrame | None = None,
+                        pages: dict[str, str] | None = None) -> pd.DataFrame:  # fmt: skip
+    """gradebook.csv, canvas.csv and moodle.csv, summary.md, index.html (each id a link to that
+    submission's report) and scores.png in ``out``; ``changed``: the regrade table (--compare), shown
+    first; ``shared``: submissions with the same wrong numbers (reference.grade.patterns); ``pages``:
+    {layer: its page of common mistakes}. Returns the gradebook."""
     book = public(rows)
     write_atomic(out / "gradebook.csv", book.to_csv(index=False))
+    for name, table in lms_tables(rows).items():
+        write_atomic(out / name, table.to_csv(index=False))
+    links = report_links(out, [str(r["id"]) for r in rows])
     counts, common = class_counts(book, layers), common_diagnoses(rows)
     slow = book.sort_values("seconds", ascending=False).head(slowest)[["id", "name", "seconds", "exit_code", "score"]]
     if len(book):
         histogram(book, out / "scores.png")
-    md = [f"# Class summary: {len(book)} submissions", "", md_escape(headline), "",
+    regraded_md = (["## Changed since the previous run (--compare)", "", md_table(changed) if len(changed) else
+                    "_no score or verdict changed_", ""] if changed is not None else [])  # fmt: skip
+    regraded_html = (["<h2>Changed since the previous run (--compare)</h2>",
+                      html_table(changed, links) if len(changed) else "<p>No score or verdict changed.</p>"]
+                     if changed is not None else [])  # fmt: skip
+    md = [f"# Class summary: {len(book)} submissions", "", md_escape(headline), "", *regraded_md,
           "## Verdicts per layer (submissions)", "", md_table(counts), "",
           "## The most common diagnoses", "", md_table(common) if len(common) else "_no failing layer_", "",
+          *_shared_md(shared), *_pages_md(pages),
           "## Gradebook", "", md_table(book.drop(columns=["sha256", "judge_version"], errors="ignore")), "",
           "## The slowest submissions (seconds)", "", md_table(slow), "", "![scores](scores.png)", ""]  # fmt: skip
     write_atomic(out / "summary.md", "\n".join(md))
     page = [f"<!doctype html><html><head><meta charset='utf-8'><title>Class summary</title><style>{STYLE}</style>",
             f"</head><body><h1>Class summary: {len(book)} submissions</h1><p class='big'>{html.escape(headline)}</p>",
+            *regraded_html,
             "<h2>Verdicts per layer</h2>", html_table(counts), "<h2>The most common diagnoses</h2>",
-            html_table(common) if len(common) else "<p>No failing layer.</p>", "<h2>Gradebook</h2>",
-            html_table(book.drop(columns=["sha256", "judge_version", "secret_seed", "dropped_notebook_lines"], errors="ignore")),
-            "<h2>The slowest submissions</h2>", html_table(slow)]  # fmt: skip
+            html_table(common) if len(common) else "<p>No failing layer.</p>", *_shared_html(shared, links),
+            *_pages_html(pages), "<h2>Gradebook</h2>",
+            html_table(book.drop(columns=["sha256", "judge_version", "secret_seed", "dropped_notebook_lines"], errors="ignore"),
+                       links),
+            "<h2>The slowest submissions</h2>", html_table(slow, links)]  # fmt: skip
     if (out / "scores.png").is_file():
         import base64
 

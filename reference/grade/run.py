@@ -22,6 +22,7 @@ import hashlib
 import json
 import logging
 import os
+import shlex
 import shutil
 import sys
 import time
@@ -90,6 +91,8 @@ class GradeOptions:
     insecure_scheduler: bool = False  # allow a plain tcp:// scheduler
     timeout_scores: str = "zero"  # how a TIMEOUT layer scores: zero or judged-only
     timeout_grace: float = 60.0  # seconds past --submission-timeout before the grader stops a task itself
+    feedback: Path | None = None  # also DIR/<id>/feedback.html and .md to hand back
+    compare: Path | None = None  # a previous grade's out: what changed since (regrade.csv)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -226,16 +229,30 @@ def dask_client(scheduler: str | None, workers: int, security: Any = None) -> It
         cluster.close()
 
 
+JUDGED = "judged"  # out/<id>/judged/: the submission's files as its judge saw them (a notebook as its module)
+
+
+def judged_copy(out: Path, sub: Submission) -> Path:
+    """The entry of the teacher's copy of what was judged (``out/<id>/judged/<entry>``): the name each
+    report and rerun command of the submission uses, so every case reruns from the grade's folder."""
+    return out / sub.id / JUDGED / sub.entry
+
+
 def write_submission(out: Path, sub: Submission, result: dict[str, Any]) -> None:
-    """``out/<id>/``: the judge's report files, the notebook lines dropped, and grade.json (the stored
-    result), in a staging folder swapped into place: never half a submission's report."""
+    """``out/<id>/``: the judge's report files, the files judged (``judged/``), the notebook lines dropped,
+    and grade.json (the stored result), in a staging folder swapped into place: never half a
+    submission's report."""
     target = out / sub.id
     staging = new_staging(target)
     try:
-        for name, data in result.get("files", {}).items():
-            from reference.grade.task import safe_path
+        from reference.grade.task import safe_path
 
+        for name, data in result.get("files", {}).items():
             path = safe_path(staging, name)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+        for name, data in sub.files.items():  # the files judged, as judged: every rerun command names them
+            path = safe_path(staging / JUDGED, name)
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)
         if sub.dropped:
@@ -304,6 +321,21 @@ class Ticker:
             print(f"[grade] {self.done}/{self.total} judged, {self.failing} with a failing layer so far, "
                   f"{now - self.start:.0f}s elapsed, ETA {eta:.0f}s", flush=True)  # fmt: skip
 
+    def heartbeat(self) -> None:
+        """A line when PROGRESS_EVERY seconds passed with none (the first submissions take longer than
+        that: the promise of a line every few seconds holds from the start, not from the first result)."""
+        now = time.monotonic()
+        if self.bar is not None or now - self.last < PROGRESS_EVERY:
+            return
+        self.last = now
+        eta = (
+            f"ETA {(now - self.start) / self.done * (self.total - self.done):.0f}s"
+            if self.done
+            else "ETA after the first"
+        )
+        print(f"[grade] {self.done}/{self.total} judged, {self.failing} with a failing layer so far, "
+              f"{now - self.start:.0f}s elapsed, {eta}", flush=True)  # fmt: skip
+
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
@@ -326,6 +358,10 @@ def run(options: GradeOptions) -> int:
     tier = check_sandbox(options)
     security = scheduler_security(options)
     check_out(options.out)
+    if options.compare is not None:
+        from reference.grade.regrade import check_previous
+
+        check_previous(options.compare, options.out)
     subs, only = find_submissions(options)
     options.out.mkdir(parents=True, exist_ok=True)
     version = judge_version()
@@ -396,14 +432,30 @@ def write_gradebook(options: GradeOptions, subs: list[Submission], results: dict
     headline = (f"{judged} of {len(subs)} submissions judged; mean score "
                 f"{sum(r['score'] for r in rows) / len(rows):.2f} of {sum(points.values()):g}; judge {version}; "
                 f"{sandboxes(rows)}{'; a secret seed' if secret_seed else ''}")  # fmt: skip
-    write_class_reports(options.out, rows, headline, tuple(points))
+    changed = regrade_table(options, subs, rows, results) if options.compare is not None else None
+    from reference.grade.patterns import shared_failures, write_layer_pages
+
+    shared = shared_failures({s.id: results.get(s.id, {}) for s in subs})
+    pages = write_layer_pages(options.out, rows, results, tuple(points))
+    write_class_reports(options.out, rows, headline, tuple(points), changed=changed, shared=shared, pages=pages)
+    if options.feedback is not None:
+        from reference.grade.feedback import write_feedback
+
+        for sub, row in zip(subs, rows, strict=True):
+            write_feedback(options.feedback, sub, row, results.get(sub.id, {}), points, options.out / sub.id)
+        print(f"[grade] feedback to hand back: {options.feedback}/<id>/feedback.html and feedback.md")
     if options.format == "gradescope":
+        from reference.grade.feedback import gradescope_tests, layer_feedback
+        from reference.report.heatmap import load_index
+
         for sub, row in zip(subs, rows, strict=True):
             if (options.out / sub.id).is_dir():
-                rerun = f"python -m reference judge --impl {sub.entry}"
-                write_atomic(
-                    options.out / sub.id / "results.json", json.dumps(gradescope(row, points, rerun), indent=1) + "\n"
-                )
+                rerun = f"python -m reference judge --impl {shlex.quote(Path(sub.entry).name)}"
+                files = results.get(sub.id, {}).get("files", {})
+                tests = gradescope_tests(row, layer_feedback(row, files, points, load_index(options.out / sub.id)),
+                                         rerun) if files.get("verdicts.csv") else None  # fmt: skip
+                write_atomic(options.out / sub.id / "results.json",
+                             json.dumps(gradescope(row, points, rerun, tests), indent=1) + "\n")  # fmt: skip
     if options.junit:
         suites = [(r["id"], [(layer, r[layer], r["_why"].get(layer, "")) for layer in graded]) for r in rows]
         write_atomic(Path(options.junit), junit_xml(suites))
@@ -411,6 +463,21 @@ def write_gradebook(options: GradeOptions, subs: list[Submission], results: dict
     print(
         f"[grade] gradebook: {options.out / 'gradebook.csv'}; class summary: {options.out / 'summary.md'}, index.html"
     )
+
+
+def regrade_table(options: GradeOptions, subs: list[Submission], rows: list[dict[str, Any]],
+                  results: dict[str, dict[str, Any]]) -> Any:  # fmt: skip
+    """``--compare``: regrade.csv (whose score or verdicts changed since the previous run), printed in short."""
+    from reference.grade.regrade import regrade
+
+    assert options.compare is not None
+    layers = tuple(k for k in rows[0] if k in CLASSES) if rows else ()
+    table = regrade(options.compare, options.out, rows, layers)
+    write_atomic(options.out / "regrade.csv", table.to_csv(index=False))
+    print(f"[grade] --compare {options.compare}: {len(table)} submission(s) changed (regrade.csv)")
+    for r in table.head(10).itertuples():
+        print(f"[grade]   {r.id}: {r.score_before} -> {r.score_after}; {r.verdicts_changed}")
+    return table
 
 
 def sandboxes(rows: list[dict[str, Any]]) -> str:
@@ -493,7 +560,8 @@ def judge_all(options: GradeOptions, todo: list[Submission], results: dict[str, 
         pending: dict[str, tuple[Any, Submission]] = {}
         for sub in todo:
             key = f"judge-{sub.id}-{sub.sha256[:12]}-{time.monotonic_ns()}"
-            future = client.submit(judge_submission, sub.spec(), argv, timeout, secret_seed, key=key, pure=False,
+            spec = {**sub.spec(), "shown_as": str(judged_copy(options.out, sub))}
+            future = client.submit(judge_submission, spec, argv, timeout, secret_seed, key=key, pure=False,
                                    retries=options.retries)  # fmt: skip
             pending[key] = (future, sub)
         try:
@@ -511,6 +579,7 @@ def judge_all(options: GradeOptions, todo: list[Submission], results: dict[str, 
                     future.cancel()
                     restart_worker(client, worker)
                 if not done:
+                    ticker.heartbeat()
                     time.sleep(POLL_SECONDS)
         except KeyboardInterrupt:
             for future, _ in pending.values():

@@ -287,7 +287,8 @@ def judge_submission(spec: dict[str, Any], options: list[str], timeout: float,
     ws = make_workspace(spec["files"])
     try:
         entry = safe_path(ws.submission, spec["entry"])
-        cmd_for_fd = lambda fd: judge_command(entry, ws.out, options, fd)
+        shown = ["--shown-as", str(spec["shown_as"])] if spec.get("shown_as") else []  # the teacher's copy
+        cmd_for_fd = lambda fd: judge_command(entry, ws.out, [*options, *shown], fd)
         code, text = launch(cmd_for_fd, secrets_payload(key, secret_seed), ws.out.parent, timeout)
         result["exit_code"] = code
         files, why = read_report(ws.out)

@@ -59,6 +59,10 @@ def sections(run_dir: Path, verdict: str, impl_name: str = "scratch_cnn", stamp:
     for judge in ("autograd", "finite_diff", "lifecycle"):
         if judge in t:
             out += _judge_sections(judge, t[judge], pictures)
+    if len(rows):  # NOTE: after the failing rows: a long table a reader scrolls past to reach them otherwise
+        from reference.core.verdicts import coverage
+
+        out.append(("Coverage per layer and configuration family", coverage(rows)))
     out += _check_and_training_sections(t)
     return out
 
@@ -89,8 +93,8 @@ def _failing_layers(t: dict[str, pd.DataFrame], rows: pd.DataFrame, pictures: pd
 def _verdict_sections(run_dir: Path, t: dict[str, pd.DataFrame], rows: pd.DataFrame, verdict: str,
                       stamp: str) -> list[tuple[str, Any]]:  # fmt: skip
     """The verdict, the run's stamp, the workers lost, the verdict per layer, the gate, the protocol
-    rules and the coverage, each where the run has it."""
-    from reference.core.verdicts import coverage, layer_verdicts
+    rules, each where the run has it."""
+    from reference.core.verdicts import layer_verdicts
 
     out: list[tuple[str, Any]] = [("Verdict", verdict)]
     if stamp:
@@ -101,15 +105,16 @@ def _verdict_sections(run_dir: Path, t: dict[str, pd.DataFrame], rows: pd.DataFr
     if len(rows):
         out.append(("Verdict per layer (PASS, weak: passed without meeting its kinks, FAIL, TIMEOUT: cut by a time limit, UNSUPPORTED, MISSING)",
                     layer_verdicts(rows)))  # fmt: skip
-    if "gate" in t:
-        out.append(("Gate", t["gate"]))
+    if "gate" in t:  # only the checks that did not pass (every check: gate.csv)
+        from reference.report.tables import gate_failures
+
+        bad, line = gate_failures(t["gate"])
+        out.append(("Gate", bad if len(bad) else f"{line} (every check: gate.csv)"))
     if "protocol" in t:
         broken = t["protocol"][t["protocol"]["status"] != "pass"]
         out.append(
             ("Protocol rules", broken[["layer", "case", "status", "note"]] if len(broken) else "every rule holds")
         )
-    if len(rows):
-        out.append(("Coverage per layer and configuration family", coverage(rows)))
     return out
 
 
@@ -362,7 +367,7 @@ def _cell(v: Any) -> str:
 
 def _fmt(v: Any) -> str:
     if isinstance(v, float):
-        return "" if pd.isna(v) else f"{v:.4g}"
+        return "" if pd.isna(v) else f"{v:.3g}"
     return str(v)
 
 

@@ -56,6 +56,26 @@ def readable(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def numeric_text(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with each text cell that spells a real number (``0.40469727013942414``, ``1e-05``, ``nan``;
+    not an integer like an id ``007``) as that number, so the tables show it to 3 significant digits."""
+    import re
+
+    number = re.compile(r"^[-+]?(\d+\.\d*|\.\d+|\d+(\.\d*)?[eE][-+]?\d+|inf|nan)$", re.IGNORECASE)
+    out = df.copy()
+    for col in out.columns:
+        if not pd.api.types.is_numeric_dtype(out[col]):
+            out[col] = pd.Series([float(v) if isinstance(v, str) and number.match(v.strip()) else v for v in out[col]],
+                                 index=out.index, dtype=object)  # fmt: skip
+    return out
+
+
+def gate_failures(table: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """(the gate's rows that did not pass, their numbers as numbers; a line saying how many checks passed)."""
+    bad = table[table["status"] != "pass"] if "status" in table else table
+    return numeric_text(bad), f"{int((table['status'] == 'pass').sum())} of {len(table)} gate checks pass"
+
+
 def markdown(df: pd.DataFrame, max_rows: int | None = None) -> str:
     shown = readable(df if max_rows is None else df.head(max_rows))
     text = shown.to_markdown(index=False, floatfmt=".3g") if len(shown) else "_(no rows)_"
