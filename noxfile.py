@@ -24,7 +24,8 @@ def tests(session: nox.Session) -> None:
     """Unit and property tests (pytest + hypothesis, fixed 'ci' profile); JUnit XML in reports/latest/."""
     install(session, "test,reference")
     os.makedirs("reports/latest", exist_ok=True)
-    session.run("pytest", "--junitxml=reports/latest/junit-tests.xml", *session.posargs)
+    # -v: each test's name as it starts (a grading test runs for minutes: the log shows which); the 20 slowest at the end
+    session.run("pytest", "-v", "--durations=20", "--junitxml=reports/latest/junit-tests.xml", *session.posargs)
 
 
 @nox.session(python=PYTHON)

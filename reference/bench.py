@@ -277,7 +277,7 @@ def isolation_rows(impl_name: str) -> list[dict[str, Any]]:
 
 
 def run(impl_name: str = DEFAULT_IMPL, out: Path = Path("reports/latest/bench"), repeats: int = 30,
-        thread_counts: tuple[int, ...] = (1, 2), judgement_modes: tuple[str, ...] = ("quick", "full"),
+        thread_counts: tuple[int, ...] = (1, 2), judgement_modes: tuple[str, ...] = ("quick", "full", "check"),
         ) -> dict[str, pd.DataFrame]:  # fmt: skip
     impl = load_impl(impl_name)
     steps, layers = [], []
@@ -343,12 +343,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--impl", default=DEFAULT_IMPL, help="the implementation (module or file)")
     ap.add_argument("--out", type=Path, default=Path("reports/latest/bench"), help="report directory")
     ap.add_argument("--repeats", type=int, default=30, help="timed steps per measurement")
-    ap.add_argument("--judgement", default="quick,full",
-                    help="the judgement's cost on these grids (quick, full; '' for none): judgement.csv")  # fmt: skip
+    ap.add_argument("--judgement", default="quick,full,check",
+                    help="the judgement's cost on these grids (quick, full) and of a student's check() (check); "
+                    "'' for none: judgement.csv")  # fmt: skip
     args = ap.parse_args(argv)
     modes = tuple(m for m in args.judgement.split(",") if m)
-    if any(m not in ("quick", "full") for m in modes):
-        print(f"error: --judgement takes quick and/or full, not {args.judgement!r}", file=sys.stderr)
+    from reference.bench_judgement import CHOICES
+
+    if any(m not in CHOICES for m in modes):
+        print(f"error: --judgement takes {', '.join(CHOICES)}, not {args.judgement!r}", file=sys.stderr)
         return 2
     if args.repeats < 3:
         print("error: --repeats must be >= 3", file=sys.stderr)

@@ -20,6 +20,48 @@ import pandas as pd
 # the loop-based implementation: a course notebook's NHWC layers with explicit per-sample Python loops
 LOOP_IMPL = "tests.impls.style_notebook_protocol"
 MODES = {"quick": ["--quick"], "full": []}
+CHOICES = (*MODES, "check")  # check: a student's script calling reference.check() on two layers it defines
+STUDENT_SCRIPT = """
+import numpy as np
+from reference import check
+
+
+class ReLU:
+    params: dict = {}
+    grads: dict = {}
+
+    def forward(self, x):
+        self.mask = x > 0
+        return x * self.mask
+
+    def backward(self, dout):
+        return dout * self.mask
+
+
+class Dense:
+    def __init__(self, n_in, n_out, bias=True, *, rng, dtype=np.float64):
+        self.params = {"W": (rng.standard_normal((n_in, n_out)) * 0.1).astype(dtype)}
+        if bias:
+            self.params["b"] = np.zeros(n_out, dtype)
+        self.grads = {}
+
+    def forward(self, x):
+        self.x = x
+        out = x @ self.params["W"]
+        return out + self.params["b"] if "b" in self.params else out
+
+    def backward(self, dout):
+        self.grads["W"] = self.x.T @ dout
+        if "b" in self.params:
+            self.grads["b"] = dout.sum(axis=0)
+        return dout @ self.params["W"].T
+
+
+if __name__ == "__main__":
+    result = check(ReLU, Dense)
+    print("OUT", result.out)
+    print("EXIT", result.exit_code)
+"""
 
 
 def children_cpu() -> float:
@@ -42,6 +84,21 @@ def judge_once(impl: str, mode: str, root: Path) -> tuple[dict[str, Any], pd.Dat
     return {"impl": impl, "mode": mode, "exit": done.returncode, "wall_s": wall, "cpu_s": cpu}, pd.read_csv(
         out / "costs.csv"
     )
+
+
+def check_once(root: Path) -> tuple[dict[str, Any], pd.DataFrame]:
+    """A student's script that defines ReLU and Dense and calls ``check(ReLU, Dense)`` (quick and
+    fail-fast, as in a notebook), run in a fresh process: its totals and its judgement's costs.csv."""
+    script = Path(tempfile.mkdtemp(prefix="check-", dir=root)) / "homework.py"
+    script.write_text(STUDENT_SCRIPT)
+    cpu, wall = children_cpu(), time.perf_counter()
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=script.parent)
+    cpu, wall = children_cpu() - cpu, time.perf_counter() - wall
+    lines = dict(line.split(" ", 1) for line in done.stdout.splitlines() if line.startswith(("OUT ", "EXIT ")))
+    if done.returncode != 0 or lines.get("EXIT") != "0":
+        raise RuntimeError(f"check() on a right ReLU and Dense did not pass: {done.stdout[-600:]} {done.stderr[-600:]}")
+    run = {"impl": "check(ReLU, Dense) in a script", "mode": "check", "exit": 0, "wall_s": wall, "cpu_s": cpu}
+    return run, pd.read_csv(Path(lines["OUT"]) / "costs.csv")
 
 
 def split(run: dict[str, Any], costs: pd.DataFrame) -> dict[str, Any]:
@@ -74,9 +131,14 @@ def judgement_tables(impls: list[str], modes: list[str]) -> tuple[pd.DataFrame, 
     rows, by_judge = [], []
     with tempfile.TemporaryDirectory(prefix="scratch-cnn-bench-") as root:
         for impl in impls:
-            for mode in modes:
+            for mode in (m for m in modes if m in MODES):
                 print(f"[bench] judging {impl} ({mode}, --no-curves) in a fresh process ...", flush=True)
                 run, costs = judge_once(impl, mode, Path(root))
                 rows.append(split(run, costs))
                 by_judge.append(costs.assign(impl=impl, mode=mode))
+        if "check" in modes:
+            print("[bench] a student's script calling check(ReLU, Dense) ...", flush=True)
+            run, costs = check_once(Path(root))
+            rows.append(split(run, costs))
+            by_judge.append(costs.assign(impl=run["impl"], mode="check"))
     return pd.DataFrame(rows).round(3), pd.concat(by_judge, ignore_index=True).round(3)
