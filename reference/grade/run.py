@@ -257,6 +257,8 @@ def write_submission(out: Path, sub: Submission, result: dict[str, Any]) -> None
             path.write_bytes(data)
         if sub.dropped:
             write_atomic(staging / "dropped_notebook_lines.txt", "\n".join(sub.dropped) + "\n")
+        if "summary.md" not in result.get("files", {}):  # no report from the judge: say why, where its report would be
+            write_unjudged_report(staging, sub, str(result.get("output", "")))
         meta = {k: v for k, v in result.items() if k != "files"}
         meta.update(name=sub.name, source=sub.source, entry=sub.entry, dropped=sub.dropped,
                     files=sorted(result.get("files", {})))  # fmt: skip
@@ -264,6 +266,22 @@ def write_submission(out: Path, sub: Submission, result: dict[str, Any]) -> None
         swap_into_place(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def write_unjudged_report(folder: Path, sub: Submission, output: str) -> None:
+    """summary.md and index.html for a submission its judge wrote no report for (it did not import, it
+    ran out of time, its report was no result): why, first, and the judge's output, escaped."""
+    import html
+
+    from reference.grade.gradebook import first_line, md_escape
+
+    why = first_line(output) or "the judge wrote no report"
+    title = f"{sub.id}: not judged"
+    block = "".join(f"    {line}\n" for line in output.splitlines())  # indented: no fence for the output to close
+    write_atomic(folder / "summary.md", f"# {md_escape(title)}\n\n{md_escape(why)}\n\n## The judge's output\n\n{block}")
+    write_atomic(folder / "index.html", f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
+                 f"</title></head><body><h1>{html.escape(title)}</h1><p>{html.escape(why)}</p>"
+                 f"<h2>The judge's output</h2><pre>{html.escape(output)}</pre></body></html>")  # fmt: skip
 
 
 def load_stored(out: Path, sub: Submission, version: str, secret_seed: bool = False) -> dict[str, Any] | None:
