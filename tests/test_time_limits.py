@@ -66,3 +66,31 @@ def test_grade_scores_a_timeout_as_the_teacher_chooses():
     assert gradebook_row(sub, result, points)["score"] == 3.0  # zero: what was cut is not proven
     judged_only = gradebook_row(sub, result, points, "judged-only")
     assert judged_only["score"] == 5.0 and judged_only["Dense"] == "TIMEOUT"  # ReLU judged nothing: still 0
+
+
+HANGS_IN_BACKWARD = """
+from scratch_cnn import *  # noqa
+from scratch_cnn import ReLU as _ReLU
+
+
+class ReLU(_ReLU):
+    def backward(self, dout):
+        while True:  # an infinite loop left in
+            pass
+"""
+
+
+def test_a_hang_costs_one_limit_for_its_layer_shared_by_every_judge_and_the_other_layers_are_judged(tmp_path):
+    # the cost of a hang is counted in limits hit (the session's incidents), not in seconds: one for
+    # ReLU across the protocol, autograd, finite-difference and lifecycle judges, none for Dense
+    (tmp_path / "layers.py").write_text(HANGS_IN_BACKWARD)
+    out = tmp_path / "out"
+    assert main(["judge", "--impl", str(tmp_path / "layers.py"), "--layers", "ReLU,Dense", "--quick", "--no-curves",
+                 "--case-timeout", "2", "--out", str(out)]) == 1  # fmt: skip
+    incidents = pd.read_csv(out / "incidents.csv")
+    assert incidents[["scope", "reason"]].values.tolist() == [["ReLU", "timeout"]]
+    rows = pd.concat([pd.read_csv(out / f"{j}.csv") for j in ("autograd", "finite_diff", "lifecycle")])
+    relu = rows[rows["layer"] == "ReLU"]
+    assert set(relu["judge"]) == {"autograd", "finite_diff", "lifecycle"} and set(relu["status"]) == {"timeout"}
+    verdicts = pd.read_csv(out / "verdicts.csv").set_index("layer")["verdict"]
+    assert verdicts["ReLU"] == "TIMEOUT" and verdicts["Dense"] == "PASS"
