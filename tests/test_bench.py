@@ -46,3 +46,17 @@ def test_the_judgement_split_adds_up_to_the_kernel_s_count_and_names_the_impleme
         and abs(row["reports_and_rest_s"] - 2.6) < 1e-12
     )
     assert row["judge_share"] == 0.9 and row["calls_per_case"] == 10 and row["exchanges_per_case"] == 4
+
+
+def test_the_class_figures_on_paper_scale_from_the_one_worker_cost_and_never_beat_one_submission():
+    import pandas as pd
+
+    from reference.bench_grade import on_paper
+
+    table = pd.DataFrame([{"dask_workers": 1, "cores": 2, "per_submission_s": 30.0, "submissions_per_hour": 120},
+                          {"dask_workers": 2, "cores": 2, "per_submission_s": 17.0, "submissions_per_hour": 212}])  # fmt: skip
+    lines = on_paper(table)
+    assert "30.0 s of wall time per submission (120 submissions/hour)" in lines[0]
+    assert "212 submissions/hour with 2 workers: a class of 300 in 85 min" in lines[1]
+    assert "a class of 300 in 2.3 min" in lines[2]  # 300 x 30 s / 64 cores
+    assert "a class of 300 in 0.5 min" in lines[3]  # 300 x 30 s / 640 would be 14 s: one submission's 30 s is the floor
