@@ -6,11 +6,12 @@ import argparse
 import os
 import shutil
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 
 from .architectures import ARCHITECTURES
 from .data import DataError, ensure_mnist, load_mnist, load_split
-from .imageio import read_digit
+from .imageio import read_digit, sample_path
 from .model import Sequential
 from .train import CHECKPOINT, TrainConfig, confusion_matrix, evaluate, load_checkpoint, run_training
 
@@ -64,9 +65,17 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("model", type=Path, help="a model.npz written by train")
     _data_arg(p)
 
-    p = sub.add_parser("predict", help="classify one 28x28 digit image (.png or .npy)", formatter_class=fmt)
+    p = sub.add_parser("predict", help="classify one digit image (.png or .npy, any size)", formatter_class=fmt,
+                       description="Classify one digit image. An image that is not 28x28 is padded to a square and "
+                       "resized to 28x28; one that is mostly light (a dark digit on white) is inverted, as MNIST "
+                       "digits are light on dark. A note on stderr tells each such change.")  # fmt: skip
     p.add_argument("model", type=Path, help="a model.npz written by train")
-    p.add_argument("image", type=Path, help="a 28x28 grayscale digit, .png or .npy")
+    p.add_argument("image", type=Path, nargs="?",
+                   help="a digit image: an 8-bit greyscale, RGB or RGBA .png, or a 2-D .npy array (uint8, or "
+                   "floats in [0, 1])")  # fmt: skip
+    p.add_argument(
+        "--sample", action="store_true", help="classify the sample digit shipped with scratch_cnn (a 7), not an image"
+    )
     return ap
 
 
@@ -151,8 +160,18 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
+    if args.sample == (args.image is not None):
+        raise ValueError("predict takes an image or --sample, not both" if args.sample else
+                         "predict needs an image (a .png or .npy file), or --sample for the digit shipped with "
+                         "scratch_cnn")  # fmt: skip
     model = Sequential.load(args.model)
-    x = read_digit(args.image).astype(model.dtype)
+    notes: list[str] = []
+    with sample_path() if args.sample else nullcontext(args.image) as image:
+        if args.sample:
+            notes.append(f"the sample digit shipped with scratch_cnn, a 7: {image}")
+        x = read_digit(image, dtype=model.dtype, notes=notes)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
     probs = model.predict_proba(x)[0]
     print(f"digit {int(probs.argmax())}")
     for digit, p in enumerate(probs):

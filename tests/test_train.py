@@ -112,8 +112,8 @@ def test_evaluate_and_predict_refuse_files_that_are_not_models_or_digits(tmp_pat
     (tmp_path / "x.npz").write_bytes(b"nope")
     assert "is not an .npz archive" in cli_error(capsys, "evaluate", str(tmp_path / "x.npz"))
     run_model(tmp_path)
-    np.save(tmp_path / "big.npy", np.zeros((32, 32), np.uint8))
-    assert "expected a 28x28 image, got shape (32, 32)" in cli_error(
+    np.save(tmp_path / "big.npy", np.zeros((2, 28, 28), np.uint8))  # a stack of images (a 32x32 one is resized)
+    assert "got shape (2, 28, 28)" in cli_error(
         capsys, "predict", str(tmp_path / "m/model.npz"), str(tmp_path / "big.npy")
     )
     (tmp_path / "fake.png").write_bytes(b"GIF89a")
