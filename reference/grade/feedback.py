@@ -137,17 +137,29 @@ def feedback_markdown(sub_id: str, entry: str, row: dict[str, Any], layers: list
     lines += [f"| {f.layer} | {f.verdict} | {f.earned:g} of {f.points:g} | {_md(f.why)} |" for f in layers]
     for f in (f for f in layers if f.diagnosis or f.hidden_failed or f.smallest):
         lines += ["", f"## {f.layer}", ""]
-        if f.diagnosis:
-            lines.append(f"- what is wrong: {_md(f.diagnosis)} (`{f.tensor}`)")
-        if f.smallest:
-            lines.append(f"- the smallest input where it goes wrong: {_md(f.smallest)}")
-        if f.case:
-            lines.append(f"- rerun that case: `{rerun_line(entry, f.case)}`")
-        if f.hidden_failed:
-            lines.append(f"- {f.hidden_failed} hidden case(s) failed (drawn by your teacher; their inputs are not "
-                         f"shown): {_md('; '.join(f.hidden_classes))}")  # fmt: skip
+        for label, text, code in layer_items(f, entry):
+            said = " ".join(
+                [*([_md(text)] if text else []), *([f"(`{code}`)" if text else f"`{code}`"] if code else [])]
+            )
+            lines.append(f"- {label}: {said}")
         lines += [f"![{f.layer}]({Path(p).name})" for p in f.pictures]
     return "\n".join(lines) + "\n"
+
+
+def layer_items(f: LayerFeedback, entry: str) -> list[tuple[str, str, str]]:
+    """What the feedback says of a failing layer, as (label, text, code) for either format: its diagnosis
+    (and tensor), its smallest failing input, the command that reruns its public case, its hidden cases."""
+    items = []
+    if f.diagnosis:
+        items.append(("what is wrong", f.diagnosis, f.tensor))
+    if f.smallest:
+        items.append(("the smallest input where it goes wrong", f.smallest, ""))
+    if f.case:
+        items.append(("rerun that case", "", rerun_line(entry, f.case)))
+    if f.hidden_failed:
+        items.append((f"{f.hidden_failed} hidden case(s) failed (drawn by your teacher; their inputs are not shown)",
+                      "; ".join(f.hidden_classes), ""))  # fmt: skip
+    return items
 
 
 def _md(text: str) -> str:
@@ -174,15 +186,10 @@ def feedback_html(sub_id: str, entry: str, row: dict[str, Any], layers: list[Lay
     parts.append("</table>")
     for f in (f for f in layers if f.diagnosis or f.hidden_failed or f.smallest):
         parts.append(f"<h2>{e(f.layer)}</h2><ul>")
-        if f.diagnosis:
-            parts.append(f"<li>what is wrong: {e(f.diagnosis)} (<code>{e(f.tensor)}</code>)</li>")
-        if f.smallest:
-            parts.append(f"<li>the smallest input where it goes wrong: {e(f.smallest)}</li>")
-        if f.case:
-            parts.append(f"<li>rerun that case: <code>{e(rerun_line(entry, f.case))}</code></li>")
-        if f.hidden_failed:
-            parts.append(f"<li>{f.hidden_failed} hidden case(s) failed (drawn by your teacher; their inputs are not "
-                         f"shown): {e('; '.join(f.hidden_classes))}</li>")  # fmt: skip
+        for label, text, code in layer_items(f, entry):
+            said = " ".join([*([e(text)] if text else []),
+                             *([f"(<code>{e(code)}</code>)" if text else f"<code>{e(code)}</code>"] if code else [])])  # fmt: skip
+            parts.append(f"<li>{e(label)}: {said}</li>")
         parts.append("</ul>")
         for p in f.pictures:
             path = report / p
