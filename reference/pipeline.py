@@ -98,7 +98,7 @@ class Options:
     layers: str | None = None  # only these layers, comma-separated
     case: str | None = None  # only this case, by its id
     strict: bool = False  # unsupported and missing rows fail too
-    fail_fast: bool = False  # each judge stops at its first failure; the cheaper judges first, none after one
+    fail_fast: bool = False  # each judge stops each layer at its first failure; cheaper judges first, none after one
     explain: bool = True  # draw and shrink each failing layer's worst case (False: the exit code is all that is wanted)
     search: bool = True  # look inside what a layer takes when it refuses most cases (reference.judges.reach)
     crosscheck: bool = False  # the finite-difference judge beside torch.autograd.gradcheck

@@ -42,7 +42,7 @@ class Context:
     networks: dict[str, int] | None = None  # whole-network checks of the finite-difference judge
     full_curves: bool = True  # the float32 MNIST curves beside the lockstep
     search: bool = False  # look for supported cases of layers that refuse most of ``cases`` (reference.judges.reach)
-    fail_fast: bool = False  # stop each judge at its first failing case
+    fail_fast: bool = False  # stop each judge at each layer's own first failing case
     explain: bool = True  # draw and shrink each failing layer's worst case (the mutation run: only the exit code)
 
     def tick(self, desc: str, done: int, total: int) -> None:
