@@ -36,7 +36,18 @@ def test_scratch_cnn_passes_every_row_including_kinks_and_attribution_blames_no_
 def test_the_whole_seed_network_gradient_matches_finite_differences():
     rows = fd.network_rows(IMPL, "seed", 2)
     assert len(rows) == 12 and all(r["status"] == "pass" for r in rows), [(r["tensor"], r["note"]) for r in rows]
-    assert all("/" in r["checked"] for r in rows)  # subset recorded as n/N seed=...
+    # each tensor judged along random directions, or on a recorded subset (n/N seed=...) where they met a kink
+    assert all("random directions" in r["checked"] or "/" in r["checked"] for r in rows)
+
+
+@pytest.mark.parametrize(
+    "fault, wrong, right", [("dense_dx_scaled", "0.W", "13.W"), ("conv_bias_grad_dropped", "0.b", "0.W")]
+)
+def test_a_wrong_layer_gradient_shows_in_the_whole_network_rows(fault, wrong, right):
+    # the random directions find it, the element sweep that follows localises it to the tensor's elements
+    rows = {r["tensor"]: r for r in fd.network_rows(FAULTS_BY_NAME[fault].impl(), "seed", 2)}
+    assert rows[wrong]["status"] == "fail" and "/" in rows[wrong]["checked"], rows[wrong]
+    assert rows[right]["status"] == "pass", rows[right]
 
 
 @pytest.mark.parametrize(
@@ -170,3 +181,58 @@ def test_directions_move_every_element_by_an_exact_step():
         assert np.count_nonzero(d) == d.size
         for mult in (1, -1, 2, -2):
             assert np.array_equal((base + mult * d) - base, mult * d)  # no rounding at any trial
+
+
+SWEPT_STUDENT = '''
+import numpy as np
+from scratch_cnn import Dense as _Dense
+
+
+class ReLU:
+    """A student's ReLU that "saves memory": it writes into its input."""
+
+    params: dict = {}
+    grads: dict = {}
+
+    def forward(self, x):
+        self.mask = x > 0
+        x[~self.mask] = 0
+        return x
+
+    def backward(self, dout):
+        return dout * self.mask
+
+
+class Dense(_Dense):
+    """One wrong weight gradient: the random directions see it, the element sweep of W finds which."""
+
+    def backward(self, dout):
+        dx = super().backward(dout)
+        self.grads["W"][0, 0] += 1.0
+        return dx
+'''
+
+
+def test_a_sweep_in_a_worker_gives_the_numbers_of_the_same_sweep_in_this_process(tmp_path):
+    """The worker's sweep (x sent once, a fresh copy of it each trial, a parameter written in place and
+    restored) and the stacked sweep of a per-sample layer judge as the calls made here one by one do,
+    even for a forward that writes into its input."""
+    from reference.judging import judgement
+    from reference.sandbox import requests
+
+    path = tmp_path / "swept.py"
+    path.write_text(SWEPT_STUDENT)
+    cases = [next(c for c in grid() if c.layer == "ReLU" and c.values == "zeros" and not c.lifecycle),
+             next(c for c in grid() if c.layer == "Dense" and c.values == "noise" and not c.lifecycle)]  # fmt: skip
+    here = {c.id: fd.run_case(load_impl(str(path)), c, attribution=False) for c in cases}
+    with judgement(str(path)) as j:
+        there = {}
+        for c in cases:
+            with requests.scope(j.impl, c.layer):
+                there[c.id] = fd.run_case(j.impl, c, attribution=False)
+    keys = ["tensor", "status", "kinks", "checked", "worst_index", "max_abs_err"]
+    for c in cases:
+        assert [{k: r.get(k) for k in keys} for r in there[c.id]] == [{k: r.get(k) for k in keys} for r in here[c.id]]
+    relu, dense = (({r["tensor"]: r for r in here[c.id]}) for c in cases)
+    assert relu["dx"]["status"] == "pass" and relu["dx"]["kinks"] > 0  # the element sweep ran, on fresh copies
+    assert dense["dW"]["status"] == "fail" and dense["dW"]["worst_index"] == "(0, 0)" and "/" in dense["dW"]["checked"]

@@ -223,74 +223,118 @@ def direction_probe(f: Callable[[], float], arr: np.ndarray, count: int, seed: A
                    scale, checked, directions=dirs)  # fmt: skip
 
 
+def _chunks(plan: Plan, trials: int) -> list[Plan]:
+    """``plan`` cut at entry boundaries into pieces of at most ``trials`` trials (one entry at least)."""
+    out: list[Plan] = [[]]
+    count = 0
+    for entry in plan:
+        if out[-1] and count + len(entry[2]) > trials:
+            out.append([])
+            count = 0
+        out[-1].append(entry)
+        count += len(entry[2])
+    return out if out[0] else []
+
+
 def batched(layer: Any, arr: Any, x: np.ndarray, g: np.ndarray | None, labels: np.ndarray | None) -> Any:
-    """For a layer in a sandboxed worker: ``probe``'s plan as batches of the same calls (forward on a
-    perturbed copy of x, or a write into the parameter then forward), the projection taken there. None
-    for a layer in this process (probe then calls ``f`` itself)."""
+    """For a layer in a sandboxed worker: ``probe``'s plan as sweeps (reference.sandbox.requests.sweep):
+    the same calls (forward on a perturbed copy of x, or on x after a write into the parameter), x and g
+    sent once per sweep, the projection taken there. None for a layer in this process (probe then calls
+    ``f`` itself)."""
     if not requests.sandboxed(layer):
         return None
     extra = (labels,) if labels is not None else ()
-    per_batch = max(1, (32 << 20) // max(x.nbytes, 1) // 2)  # frames of at most ~32 MB of inputs
-    param = requests.sandboxed(arr)  # a parameter of the layer (an array in the worker), else the input
+    # NOTE: <forward(x), g> is taken in the worker (the same float64 sum as here): one number comes
+    # back per trial instead of the whole output. A worker that lies about it could as well lie about
+    # the output; the comparison with the analytic gradient stays here.
+    call = requests.Call(layer, "forward", (x, *extra), None if labels is not None else g)
+    param = arr if requests.sandboxed(arr) else None  # a parameter of the layer (an array in the worker), else x
+    per_trial = x.nbytes + (g.nbytes if labels is None and g is not None else 0)  # what one call alone would send
+    per_batch = max(1, (32 << 20) // max(per_trial, 1))  # the trials of ~32 MB of calls one by one per exchange
 
-    def value(out: Any) -> float:
-        return float(out[0]) if labels is not None else float(out)
+    def many(plan: Plan) -> list[float]:
+        if param is None:  # a fresh copy of x each trial: nothing to restore
+            plan = [(e, None, trials) for e, _v, trials in plan]
+        values: list[float] = []
+        for chunk in _chunks(plan, per_batch):
+            trials = sum(len(t) for _e, _v, t in chunk)
+            got = requests.sweep([call], chunk, f"{requests.label(layer)}.forward", target=param,
+                                 item=0 if labels is not None else None, work=trials * per_trial)  # fmt: skip
+            values += _sent(got)
+        return values
 
-    def many(plan: list[tuple[tuple[int, ...], float, list[float]]]) -> list[float]:
-        # NOTE: <forward(x), g> is taken in the worker (the same float64 sum as here): one number
-        # comes back per trial instead of the whole output. A worker that lies about it could as well
-        # lie about the output; the comparison with the analytic gradient stays here.
-        dot = None if labels is not None else g
-        items: list[Any] = []
-        for e, v, trials in plan:
-            for t in trials:
-                if param:
-                    items += [requests.Write(arr, e, np.asarray(t)), requests.Call(layer, "forward", (x, *extra), dot)]
-                else:  # the input itself: a perturbed copy per trial
-                    xt = x.copy()
-                    xt[e] = t
-                    items.append(requests.Call(layer, "forward", (xt, *extra), dot))
-            if param:
-                items.append(requests.Write(arr, e, np.asarray(v)))
-        results, chunk, calls = [], [], 0
-        for item in items:
-            chunk.append(item)
-            calls += isinstance(item, requests.Call)
-            if calls >= per_batch:  # the calls run in order whatever the chunking
-                results += requests.run(chunk, f"{requests.label(layer)}.forward")
-                chunk, calls = [], 0
-        if chunk:
-            results += requests.run(chunk, f"{requests.label(layer)}.forward")
-        return [value(r) for r in results]
+    return many
+
+
+def _sent(values: list[float] | None) -> list[float]:
+    if values is None:  # the layer and its parameter in different workers: cannot happen for one layer's own
+        raise RuntimeError("a sweep whose objects are not one worker's")
+    return values
+
+
+def stacked(layer: Any, x: np.ndarray, g: np.ndarray, f: Callable[[], float]) -> Callable[[Plan], list[float]]:
+    """For a per-sample layer (``LayerKind.per_sample``): ``probe``'s element sweep of x with each
+    sample's trials stacked along the batch axis, one forward for many trials (in a worker or here).
+
+    A trial at element (n, ...) = t changes sample n's term of ``<forward(x), g>`` alone, so its value
+    is ``f() + T(t) - T(0)``, T the term ``<forward(stack)[k], g[n]>`` of its row k in a stack that
+    also holds sample n unmoved (row 0): the same differences as ``f`` on the whole batch, without the
+    other samples' rounding.
+    # NOTE: only where the layer's kind is per-sample; a forward that mixes the samples of a batch is
+    # the autograd judge's to find (its forward against torch's), not this sum's to hide.
+    """
+    per_call = max(1, (32 << 20) // max(x[0].nbytes, 1) - 1)  # trials of at most ~32 MB of stacked inputs
+
+    def rows(stack: np.ndarray, gn: np.ndarray) -> list[float]:
+        if requests.sandboxed(layer):
+            (got,) = _sent(requests.run([requests.Call(layer, "forward", (stack,), gn, rows=True)],
+                                        f"{requests.label(layer)}.forward"))  # fmt: skip
+        else:
+            product = np.asarray(layer.forward(stack), dtype=np.float64) * gn
+            got = list(product.reshape(len(product), -1).sum(axis=1))
+        if not isinstance(got, list) or len(got) != len(stack):
+            raise ValueError(f"forward of {len(stack)} samples stacked returned "
+                             f"{len(got) if isinstance(got, list) else 'no'} rows")  # fmt: skip
+        return [float(v) for v in got]
+
+    def many(plan: Plan) -> list[float]:
+        f0 = f()
+        trials = [(e, t) for e, _v, ts in plan for t in ts]
+        by_sample: dict[int, list[int]] = {}
+        for pos, (e, _t) in enumerate(trials):
+            by_sample.setdefault(int(e[0]), []).append(pos)
+        values = [0.0] * len(trials)
+        for n, positions in by_sample.items():
+            for start in range(0, len(positions), per_call):
+                part = positions[start : start + per_call]
+                stack = np.repeat(x[n : n + 1], len(part) + 1, axis=0)
+                for k, pos in enumerate(part, start=1):
+                    e, t = trials[pos]
+                    stack[(k, *e[1:])] = t
+                terms = rows(stack, g[n : n + 1])
+                for k, pos in enumerate(part, start=1):
+                    values[pos] = f0 + (terms[k] - terms[0])
+        return values
 
     return many
 
 
 def batched_network(layers: list[Any], loss_fn: Any, arr: Any, x: np.ndarray, labels: np.ndarray) -> Any:
-    """For a network in a sandboxed worker: each trial of ``probe``'s plan (a write into the
-    parameter, the forward through every layer, the loss) as items of one request, the activations
-    handed on inside the worker; only the losses come back. None for a network of this process."""
+    """For a network in a sandboxed worker: ``probe``'s plan as sweeps: per trial a write into the
+    parameter, the forward through every layer, the loss, the activations handed on inside the worker;
+    only the losses come back. None for a network of this process."""
     if not requests.same_worker(arr, *layers, loss_fn):
         return None
     per_batch = 32  # trials per exchange
+    calls = [requests.Call(layers[0], "forward", (x,))]
+    calls += [requests.Call(layer, "forward", (requests.Result(k),)) for k, layer in enumerate(layers[1:])]
+    calls.append(requests.Call(loss_fn, "forward", (requests.Result(len(layers) - 1), labels)))
 
-    def many(plan: list[tuple[tuple[int, ...], float, list[float]]]) -> list[float]:
-        trials = [(e, t, v if k == len(ts) - 1 else None) for e, v, ts in plan for k, t in enumerate(ts)]
+    def many(plan: Plan) -> list[float]:
         values: list[float] = []
-        for start in range(0, len(trials), per_batch):
-            items: list[Any] = []
-            keep = []
-            for e, t, restore in trials[start : start + per_batch]:
-                items.append(requests.Write(arr, e, np.asarray(t)))
-                flow: Any = x
-                for layer in layers:
-                    items.append(requests.Call(layer, "forward", (flow,)))
-                    flow = requests.Result(len(items) - 1)
-                items.append(requests.Call(loss_fn, "forward", (flow, labels)))
-                keep.append(len(items) - 1)
-                if restore is not None:
-                    items.append(requests.Write(arr, e, np.asarray(restore)))
-            values += [float(r[0]) for r in requests.run(items, "the network's forward", keep=keep)]
+        for chunk in _chunks(plan, per_batch):
+            values += _sent(requests.sweep(calls, chunk, "the network's forward", target=arr, item=0,
+                                           work=x.nbytes + labels.nbytes))  # fmt: skip
         return values
 
     return many
@@ -473,6 +517,8 @@ def _tensor_row(case: Case, tensor: str, arr: Any, x: np.ndarray, ran: _Ran, lab
         # one that fails or meets a kink along any of them gets the element sweep, which localises
         p = direction_probe(ran.f, arr, DIRECTIONS, [case.seed, 98, len(tensor)], ran.scale, many)
         if not p.clean(ran.grads[tensor]):
+            if tensor == declared.input_grad and declared.per_sample and g is not None:
+                many = stacked(ran.layer, x, g, ran.f)
             p = probe(ran.f, arr, elements, ran.scale, checked, many=many)
     except Exception as err:  # forward failed on a perturbed input
         return raised_row(err, judge=JUDGE, layer=case.layer, case=case.id, tensor=tensor, kind="element",
@@ -685,9 +731,14 @@ def _network_spec_rows(impl: Any, arch: str, spec: list[dict[str, Any]], case: s
         for i, layer in enumerate(layers):
             for key, arr in layer.params.items():
                 elements, checked = choose_elements(arr.shape, NETWORK_ELEMENTS, [seed, i, len(key)])
-                p = probe(loss, arr, elements, max(abs(loss0), 1.0), checked,
-                          many=batched_network(layers, loss_fn, arr, x, labels))  # fmt: skip
-                row = judge_probe(analytic[i][key].astype(np.float64), p, layer=arch, case=case, tensor=f"{i}.{key}",
+                many = batched_network(layers, loss_fn, arr, x, labels)
+                scale, want = max(abs(loss0), 1.0), analytic[i][key]
+                # NOTE: random directions first, as for a layer's own tensors: a network forward costs
+                # what all its layers cost, and a tensor found clean along them needs no element sweep
+                p = direction_probe(loss, arr, DIRECTIONS, [seed, i, len(key), 97], scale, many)
+                if not p.clean(want.astype(np.float64)):
+                    p = probe(loss, arr, elements, scale, checked, many=many)
+                row = judge_probe(want.astype(np.float64), p, layer=arch, case=case, tensor=f"{i}.{key}",
                                   **extra)  # fmt: skip
                 if row["status"] == "fail":
                     row["diagnosis"] = (f"the network's loss gradient w.r.t. {i}.{key} (layer {i}, {spec[i]['type']}) "

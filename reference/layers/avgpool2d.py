@@ -49,6 +49,7 @@ def faults(build: Any) -> list[Any]:
 
 
 KIND = LayerKind(
+    per_sample=True,
     **pooling.shared_fields(NAME, np.mean, 506, "noise", tutorial_cases),
     twin=twin,
     adjoint=True,

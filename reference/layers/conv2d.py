@@ -290,6 +290,7 @@ WEIGHT_LAYOUTS = {  # a user's conv weight layout: (theirs -> the protocol's (kh
 }
 
 KIND = LayerKind(
+    per_sample=True,
     name=NAME,
     signature=("in_ch", "out_ch", "kernel_size", "stride", "padding", "bias"),
     defaults={"stride": 1, "padding": "same", "bias": True},

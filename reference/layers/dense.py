@@ -120,6 +120,7 @@ AXES = {"x": ("m", "n_in"), "g": ("m", "n_out"), "W": ("n_in", "n_out"), "b": ("
 
 
 KIND = LayerKind(
+    per_sample=True,
     name=NAME,
     network_values="zeros",
     signature=("n_in", "n_out", "bias"),

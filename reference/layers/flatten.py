@@ -76,6 +76,7 @@ def curve_faults(build: Any) -> list[Any]:
 
 
 KIND = LayerKind(
+    per_sample=True,
     name=NAME,
     images=True,
     flattens=True,

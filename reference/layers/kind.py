@@ -43,6 +43,7 @@ layer's name. Its fields, by what reads them:
 | ``rows_in`` | its input is rows ``(m, n)``, which a column-major style gives as ``(n, m)`` (``Conventions.dense_x``) | the adapters |
 | ``weight_convention``, ``weight_layouts`` | the ``Conventions`` field that names its weight's layout (``conv_weight``, ``dense_weight``), and for each other layout (``"OIHW"``, ``"out_in"``, ...) the views (theirs -> the protocol's, the protocol's -> theirs) | the adapters |
 | ``variants`` | its classic bugs as what they compute: ``{name: (words, compute)}``; a layer's ``compute(config, inputs, ours)`` gives the tensors (float64) the bug gives on a case (``ours``: what the implementation returned, for a kind judged against its own randomness), an optimiser's ``compute(hyper, params, grads)`` the parameters after each step. A failing tensor that equals a variant's is diagnosed by its words | the diagnoses (reference.core.diagnosis.known_variant), the optimiser judge |
+| ``per_sample`` | each sample's output depends on that sample's input alone, whatever else is in the batch: an element sweep stacks its perturbed copies of one sample along the batch axis, one call for many trials | the finite-difference judge |
 | ``pointwise`` | ``out.flat[i]`` depends on ``x.flat[i]`` alone (elementwise, or a reshape): the upstream gradient is cut where the input is | the shrinker |
 """
 
@@ -141,6 +142,7 @@ class LayerKind:
     param_shapes: Callable[[Config], dict[str, Shape]] = lambda config: {}
     sliding: Callable[[Config], tuple[Pair, Pair, tuple[Pair, Pair]]] | None = None
     accepts: Callable[[Config, Shape], bool] = lambda config, shape: True
+    per_sample: bool = False
     pointwise: bool = False
     flattens: bool = False
     network_values: str = "ties"

@@ -46,6 +46,7 @@ def faults(build: Any) -> list[Any]:
 
 
 KIND = LayerKind(
+    per_sample=True,
     name=NAME,
     optional=True,
     signature=("negative_slope",),

@@ -74,6 +74,7 @@ def faults(build: Any) -> list[Any]:
 
 
 KIND = LayerKind(
+    per_sample=True,
     **pooling.shared_fields(NAME, np.max, 504, "ties", tutorial_cases),
     twin=twin,
     kink_needs=("ties", "near_ties"),

@@ -96,6 +96,7 @@ def faults(build: Any) -> list[Any]:
 
 
 KIND = LayerKind(
+    per_sample=True,
     name=NAME,
     network_values="zeros",
     twin=twin,

@@ -64,6 +64,7 @@ EXP_OVERFLOW = {"float64": float(np.log(np.finfo(np.float64).max)), "float32": f
 
 
 KIND = LayerKind(
+    per_sample=True,
     **elementwise.shared_fields(NAME, 520),
     twin=twin,
     faults=faults,

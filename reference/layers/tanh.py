@@ -46,6 +46,7 @@ def faults(build: Any) -> list[Any]:
 
 
 KIND = LayerKind(
+    per_sample=True,
     **elementwise.shared_fields(NAME, 530),
     twin=twin,
     faults=faults,

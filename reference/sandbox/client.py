@@ -267,8 +267,11 @@ class Worker:
         self.session.lost(self.scope, message, reason)
         return WorkerLost(message, reason=reason)
 
-    def request(self, header: dict[str, Any], buffers: list[memoryview], during: str, encoder: Any = None) -> Any:
-        size = sum(b.nbytes for b in buffers)
+    def request(self, header: dict[str, Any], buffers: list[memoryview], during: str, encoder: Any = None,
+                work: int | None = None) -> Any:  # fmt: skip
+        """One exchange; its time limit is calibrated by the bytes sent, or by ``work``: the bytes the
+        same calls one by one would have sent (a sweep sends its input once for many calls)."""
+        size = sum(b.nbytes for b in buffers) if work is None else work
         start = time.monotonic()
         answer, data = self._exchange(header, buffers, self.session.deadline(size), during)
         self.session.calibrate(self.scope, time.monotonic() - start, size)
@@ -344,8 +347,10 @@ class Worker:
             target = enc.value(obj) if isinstance(obj, wire.Res) else obj._id
             if kind == "call":
                 subs.append({"op": "call", "obj": target, "attr": name, "args": [enc.value(a) for a in payload]})
-                if dot:  # ("call", obj, name, args, g): the worker sends back sum(result * g), one float
+                if dot:  # ("call", obj, name, args, g[, rows]): the worker sends back sum(result * g), one float
                     subs[-1]["dot"] = enc.value(dot[0])
+                    if len(dot) > 1 and dot[1]:  # that sum per row of the result: a list
+                        subs[-1]["rows"] = True
             elif kind == "getattr":
                 subs.append({"op": "getattr", "obj": target, "attr": name})
             else:
@@ -357,6 +362,32 @@ class Worker:
         wanted = len(keep) if keep is not None else sum(k == "call" for k, *_ in items)
         if not isinstance(values, list) or len(values) != wanted:
             raise self._lose(f"the implementation's worker sent malformed data during {during} (a batch of the "
+                             "wrong length)", "malformed")  # fmt: skip
+        return values
+
+    def sweep(self, calls: list[tuple[Any, str, tuple[Any, ...]]], plan: list[tuple[Any, Any, list[Any]]],
+              during: str, *, target: Any = None, dot: np.ndarray | None = None, item: int | None = None,
+              work: int) -> list[float]:  # fmt: skip
+        """A finite-difference plan's trials in one exchange (the worker's ``sweep``): per trial, one
+        number. ``calls``: ``(obj, method, args)``, an object or argument may be ``wire.Res(k)``, call k's
+        result in the same trial; ``work``: the bytes the calls one by one would send (the time limit's
+        calibration)."""
+        enc = wire.Encoder(by_ref=_by_ref(self))
+        steps = [{"obj": enc.value(obj) if isinstance(obj, wire.Res) else obj._id, "attr": name,
+                  "args": [enc.value(a) for a in args]} for obj, name, args in calls]  # fmt: skip
+        entries = [
+            [enc.value(key), enc.value(restore), [enc.value(t) for t in trials]] for key, restore, trials in plan
+        ]
+        header: dict[str, Any] = {"op": "sweep", "calls": steps, "plan": entries}
+        if target is not None:
+            header["target"] = target._id
+        if dot is not None:
+            header["dot"] = enc.value(dot)
+        if item is not None:
+            header["item"] = item
+        values = self.request(header, enc.buffers, during, work=work)
+        if not isinstance(values, list) or len(values) != sum(len(t) for _k, _r, t in plan):
+            raise self._lose(f"the implementation's worker sent malformed data during {during} (a sweep of the "
                              "wrong length)", "malformed")  # fmt: skip
         return values
 

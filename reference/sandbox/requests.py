@@ -12,6 +12,7 @@ Besides calling the protocol's methods on them, the judges ask only these:
 | ``parallel(impl)`` | how many layers are judged at once | the session's setting | 1 |
 | ``write_params(layer, own, params, during, attr)`` | write arrays into ``layer.params[k][...]`` (or ``buffers``) and read it back, as data | one exchange | None: the caller writes itself |
 | ``read(layer, name)`` | ``getattr(layer, name)`` as data (arrays copied now) | one exchange | the attribute |
+| ``sweep(calls, plan, during, ...)`` | a finite-difference plan's trials: per value tried at an index (of a copy of the input, or of a parameter in place), the calls in order, one number back | one exchange | None: the caller runs them itself |
 | ``run(items, during)`` | a list of ``Call``, ``Write`` and ``Read`` items run in order, earlier results named by ``Result``; the results of the calls (or of ``keep``) come back as data | one exchange | None: the caller runs them itself |
 
 Every request that reaches a worker turns a worker's failure into the exceptions the judges already
@@ -32,12 +33,14 @@ from reference.sandbox.client import RemoteArray, RemoteImpl, RemoteObject
 
 @dataclass(frozen=True)
 class Call:
-    """``obj.method(*args)``; with ``dot``, only ``sum(result * dot)`` comes back (one float)."""
+    """``obj.method(*args)``; with ``dot``, only ``sum(result * dot)`` comes back (one float), with
+    ``rows`` too, that sum per row of the result (a list: ``dot`` broadcast along its first axis)."""
 
     obj: Any
     method: str
     args: tuple[Any, ...] = ()
     dot: np.ndarray | None = None
+    rows: bool = False
 
 
 @dataclass(frozen=True)
@@ -135,9 +138,27 @@ def run(items: list[Any], during: str, keep: list[int] | None = None) -> list[An
     plain = []
     for item in items:
         if isinstance(item, Call):
-            plain.append(("call", item.obj, item.method, item.args, *(() if item.dot is None else (item.dot,))))
+            dot = () if item.dot is None else (item.dot, item.rows)
+            plain.append(("call", item.obj, item.method, item.args, *dot))
         elif isinstance(item, Write):
             plain.append(("setitem", item.target, item.key, item.value))
         else:
             plain.append(("getattr", item.obj, item.name, None))
     return worker.batch(plain, during, keep=keep)
+
+
+def sweep(calls: list[Call], plan: list[tuple[Any, Any, list[Any]]], during: str, *, target: Any = None,
+          item: int | None = None, work: int = 0) -> list[float] | None:  # fmt: skip
+    """A finite-difference plan (``(index, value to restore, values to try)`` per entry) in one exchange
+    with the calls' worker: per trial, the value written at the index (of a fresh copy of the first
+    call's first argument; of ``target``, a parameter, in place, with its value restored after the
+    entry), the calls run in order (``Result(k)``: call k's result of the same trial), and one number
+    back: ``<last result, last call's dot>`` or ``float(last result[item])``. ``work``: the bytes the
+    calls one by one would send (their time limit's calibration). None when the calls' objects are
+    not one worker's."""
+    owners = [c.obj for c in calls if not isinstance(c.obj, wire.Res)] + ([target] if target is not None else [])
+    if not owners or not same_worker(*owners):
+        return None
+    dot = calls[-1].dot
+    return owners[0]._worker.sweep([(c.obj, c.method, c.args) for c in calls], plan, during, target=target,
+                                   dot=dot, item=item, work=work)  # fmt: skip

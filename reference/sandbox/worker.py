@@ -7,8 +7,8 @@ belong to the implementation (the judge keeps a capped log of them). It imports 
 judges: it builds the objects it is asked for, calls them, and sends back what they return. It
 is never told an expected answer, so there is nothing here to compare or to fake.
 
-Requests: ``call``, ``batch`` (calls and writes in order, in one exchange) (an object or one of its methods, with arguments), ``getattr``, ``getitem``,
-``setitem``, ``setattr``, ``put`` (keep an input here), ``fetch`` (an array's data), ``len``, ``keys``, ``release``, ``bye``. Answers:
+Requests: ``call``, ``batch`` (calls and writes in order, in one exchange) (an object or one of its methods, with arguments),
+``sweep`` (a finite-difference plan's trials, one number back per trial), ``getattr``, ``getitem``, ``setitem``, ``setattr``, ``put`` (keep an input here), ``fetch`` (an array's data), ``len``, ``keys``, ``release``, ``bye``. Answers:
 ``{"ok": value}`` or ``{"raised": {type, mro, message, where}}``. Objects stay here in a table and
 travel as handles; arrays travel as data when the judge asks for results (``fetch``), else as handles.
 """
@@ -105,8 +105,57 @@ class Room:
         result = self.run(fn, *[dec.value(a) for a in sub.get("args", [])])
         if "dot" in sub:  # <result, g> for a probe: one number back instead of the whole output
             g = dec.value(sub["dot"])
-            return float(np.sum(np.asarray(result, dtype=np.float64) * g)), True
+            product = np.asarray(result, dtype=np.float64) * g
+            if sub.get("rows"):  # per row (stacked trials): a number per row of the result
+                return [float(v) for v in product.reshape(len(product), -1).sum(axis=1)], True
+            return float(np.sum(product)), True
         return result, True
+
+    def sweep(self, req: dict[str, Any], dec: wire.Decoder) -> list[float]:
+        """A finite-difference plan's trials (reference.judges.finite_diff) in one exchange. Per entry
+        ``[index, restore, trials]`` of ``plan`` and per value tried there: the value written at the
+        index (of a fresh copy of the first call's first argument, or of the array ``target`` in place,
+        ``restore`` written back after the entry's trials), the ``calls`` run in order, each on fresh
+        copies of the arrays sent (an argument may name an earlier call's result of the same trial), and
+        one number kept: ``<last result, dot>`` or ``float(last result[item])``. The implementation sees
+        exactly the calls the judge would make one by one; only the copies of the input are saved."""
+        plan, calls = req.get("plan"), req.get("calls")
+        if not isinstance(plan, list) or not isinstance(calls, list) or not calls:
+            raise wire.WireError("a sweep without its plan or its calls")
+        target = self.resolve(req["target"]) if req.get("target") is not None else None
+        first = calls[0].get("args") if isinstance(calls[0], dict) else None
+        if target is None and not (isinstance(first, list) and first and isinstance(first[0], dict)
+                                   and first[0].get("t") == "nd"):  # fmt: skip
+            raise wire.WireError("a sweep of the input whose first call is not sent the input")
+        dot = dec.value(req["dot"]) if "dot" in req else None
+        item = req.get("item")
+        out: list[float] = []
+        for entry in plan:
+            if not (isinstance(entry, list) and len(entry) == 3 and isinstance(entry[2], list)):
+                raise wire.WireError("a sweep entry that is not [index, restore, trials]")
+            key = dec.value(entry[0])
+            for node in entry[2]:
+                value = dec.value(node)
+                if target is not None:
+                    self.run(operator.setitem, target, key, value)
+                results: list[tuple[Any, bool]] = []
+                dec.results = results
+                for n, call in enumerate(calls):
+                    obj = dec.value(call["obj"]) if isinstance(call["obj"], dict) else self.resolve(call["obj"])
+                    # NOTE: a forward may write into its input: every array sent is a fresh copy each trial
+                    args = [dec.value(a).copy() if isinstance(a, dict) and a.get("t") == "nd" else dec.value(a)
+                            for a in call.get("args", [])]  # fmt: skip
+                    if n == 0 and target is None:
+                        args[0][key] = value
+                    fn = self.run(getattr, obj, call["attr"])
+                    results.append((self.run(fn, *args), True))
+                last = results[-1][0]
+                out.append(float(np.sum(np.asarray(last, dtype=np.float64) * dot)) if dot is not None
+                           else float(last[item]))  # fmt: skip
+            if target is not None:
+                self.run(operator.setitem, target, key, dec.value(entry[1]))
+        dec.results = None
+        return out
 
     # --- requests ---------------------------------------------------------------------------------
 
@@ -123,6 +172,9 @@ class Room:
             keep = req.get("keep")
             chosen = [r for r, kept in results if kept] if keep is None else [results[i][0] for i in keep]
             value, out = self.encode(chosen, fetch=True)
+            return {"ok": value}, out
+        if op == "sweep":
+            value, out = self.encode(self.sweep(req, dec), fetch=True)
             return {"ok": value}, out
         if op == "call":
             target = self.resolve(req["obj"])
