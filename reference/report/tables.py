@@ -113,12 +113,14 @@ def layer_summary(df: pd.DataFrame) -> pd.DataFrame:
     return summary.reset_index()
 
 
-def case_statuses(rows: pd.DataFrame) -> pd.Series:
-    """The status of each case (the worst of its rows), indexed by case."""
+def case_statuses(rows: pd.DataFrame, sev: pd.Series | None = None) -> pd.Series:
+    """The status of each case (the worst of its rows), indexed by case; ``sev``: the rows' severities
+    (``severity(rows, ["case"])``) where the caller has them already."""
     from reference.core.verdicts import SEVERITY, severity
 
     inverse = {v: k for k, v in reversed(list(SEVERITY.items()))}
-    return rows.assign(_s=severity(rows, ["case"])).groupby("case")["_s"].min().map(inverse)
+    sev = severity(rows, ["case"]) if sev is None else sev
+    return rows.assign(_s=sev).groupby("case")["_s"].min().map(inverse)
 
 
 def telling(a: float, b: float) -> tuple[str, str]:
@@ -136,21 +138,22 @@ def telling(a: float, b: float) -> tuple[str, str]:
 def verdict_lines(df: pd.DataFrame) -> list[str]:
     """One line per layer, counted in cases (a case is as bad as its worst row), each status apart:
     PASS, or FAIL with the worst failing row spelled out."""
+    from reference.core.verdicts import SEVERITY, severity
+
     lines = []
+    # each row's severity in its (layer, case), once for every layer (a layer's cases are its own)
+    df = df.assign(_sev=severity(df, ["layer", "case"]).to_numpy()) if len(df) else df.assign(_sev=0.0)
     for layer, rows in df.groupby("layer", sort=True):
-        counts = case_statuses(rows).value_counts()
+        sev = rows["_sev"]
+        counts = case_statuses(rows, sev).value_counts()
         n = int(counts.sum())
         parts = [
             f"{int(counts[s])} {s}"
             for s in ("fail", "vacuous", "error", "timeout", "unsupported", "missing")
             if s in counts
         ]
-        from reference.core.verdicts import SEVERITY, severity
-
         # rows declared beyond the layer (a float32 of a float64-only layer) in cases otherwise judged
-        declared_rows = int(
-            (rows["status"].isin(["unsupported", "missing"]) & (severity(rows, ["case"]) == SEVERITY["pass"])).sum()
-        )
+        declared_rows = int((rows["status"].isin(["unsupported", "missing"]) & (sev == SEVERITY["pass"])).sum())
         if declared_rows > 0:
             parts.append(f"{declared_rows} rows of judged cases unsupported")
         tail = f" ({', '.join(parts)})" if parts else ""
