@@ -354,16 +354,27 @@ def test_the_graders_clock_runs_from_each_tasks_start_on_its_worker():
 
 
 def judge_processes(marker: bytes):
-    """(pid, parent pid) of every ``reference judge`` process whose argv holds ``marker``."""
-    found = []
+    """(pid, pid of its grading task's process) of every judge: a ``reference judge`` process whose
+    argv holds ``marker`` (its parent is the task's process), or a judge forked from a judge template
+    (reference.grade.template: its argv is the template's, so in a class of one it is that one's judge;
+    the task's process is the template's parent)."""
+    table = {}
     for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
         try:
             argv = (proc / "cmdline").read_bytes()
             ppid = int((proc / "stat").read_text().rpartition(")")[2].split()[1])
         except (OSError, ValueError):
             continue
+        table[int(proc.name)] = (argv, ppid)
+    found = []
+    template = b"reference.grade.template"
+    for pid, (argv, ppid) in table.items():
         if b"reference\0judge\0" in argv and marker in argv:
-            found.append((int(proc.name), ppid))
+            found.append((pid, ppid))
+        elif template in argv and ppid in table and template in table[ppid][0]:
+            found.append((pid, table[ppid][1]))
     return found
 
 

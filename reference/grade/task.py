@@ -187,13 +187,23 @@ def judge_command(entry: Path, out: Path, options: list[str], secrets_fd: int) -
 
 
 def run_judge(cmd: list[str], fd: int, cwd: Path, timeout: float) -> tuple[int, str]:
-    """(exit code, output) of the judge, killed after ``timeout`` seconds (exit code -1). This task's
-    process is the subreaper of the judge's tree: whatever the judge left (killed before it could
-    sweep its own workers) is killed before the report is read."""
+    """(exit code, output) of the judge, killed after ``timeout`` seconds (exit code -1): forked from
+    this thread's judge template where it runs (reference.grade.template: the judges' imports paid
+    once), else in a fresh process. This task's process is the subreaper of the judge's tree: whatever
+    the judge left (killed before it could sweep its own workers) is killed before the report is read."""
+    from reference.grade.template import SECRETS_FD, TemplateLost, forget, template
     from reference.sandbox.reaper import Sweep
 
+    held = template()  # NOTE: before the sweep: the template is this process's own, never a stray
     sweep = Sweep()
     try:
+        if held is not None:
+            argv = cmd[cmd.index("reference") + 1 :]
+            argv[argv.index("--secrets-fd") + 1] = SECRETS_FD  # the child's number for the same pipe
+            try:
+                return held.judge(argv, fd, cwd, timeout)
+            except TemplateLost:
+                forget(held)  # the judge never started: it runs in a fresh process below
         proc = subprocess.run(cmd, cwd=cwd, capture_output=True, timeout=timeout, pass_fds=(fd,),
                               preexec_fn=_die_with_parent)  # fmt: skip
         return proc.returncode, (proc.stdout + proc.stderr).decode(errors="replace")
@@ -278,6 +288,9 @@ def judge_submission(spec: dict[str, Any], options: list[str], timeout: float,
     """Rebuild the submission in a private copy, run ``python -m reference judge`` on it (its own
     process, killed after ``timeout`` seconds), and return the report as plain data: only what the
     judge stamped with this task's key, else no files and the reason (``stamp``)."""
+    from reference.grade.template import template
+
+    template()  # NOTE: started (once per thread) before the task's clock: no submission pays for it
     start = time.perf_counter()
     announce_start()
     clean_stale()
