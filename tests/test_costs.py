@@ -4,10 +4,12 @@ the exchanges; slow code shows as the implementation's time, not the judge's."""
 
 import textwrap
 
+import numpy as np
 import pandas as pd
 
 from reference import costs
 from reference.cli import main
+from reference.judges.runs import forget_twins
 
 
 def judged_costs(tmp_path, source, *options):
@@ -18,6 +20,7 @@ def judged_costs(tmp_path, source, *options):
 
 
 def test_judge_writes_a_row_per_judge_with_the_implementation_s_calls_counted_in_the_worker(tmp_path):
+    forget_twins()  # this process's earlier judgements of the same cases would be found in the memo
     code, table = judged_costs(tmp_path, "from scratch_cnn import *  # noqa\n", "--layers", "Dense")
     assert code == 0
     assert {"protocol", "autograd", "finite_diff", "lifecycle", "total", "(start-up)"} <= set(table.index)
@@ -64,3 +67,23 @@ def test_accounts_add_up_across_threads():
     for t in threads:
         t.join()
     assert costs.snapshot(None)["twins_cpu_s"] - before > 0
+
+
+def test_a_cases_twin_is_computed_once_per_inputs_and_handed_out_as_copies(monkeypatch):
+    from reference.cases.grid import case_inputs, grid
+    from reference.judges import runs
+
+    forget_twins()
+    computed = []
+    real = runs._twin_computed
+    monkeypatch.setattr(runs, "_twin_computed", lambda case, inputs: computed.append(case.id) or real(case, inputs))
+    case = next(c for c in grid() if c.layer == "Dense" and not c.lifecycle)
+    first = runs.twin_run(case, case_inputs(case, "float64"))
+    first["dx"][...] = 0.0  # a judge that writes into what it got
+    again = runs.twin_run(case, case_inputs(case, "float64"))  # the same numbers: the memo's copy
+    assert len(computed) == 1 and np.abs(again["dx"]).max() > 0
+    inputs = case_inputs(case, "float64")
+    doubled = runs.twin_run(case, {**inputs, "params": {k: 2 * v for k, v in inputs["params"].items()}})
+    assert len(computed) == 2 and not np.allclose(doubled["out"], again["out"])  # other inputs: computed anew
+    runs.twin_run(case, case_inputs(case, "float32"))
+    assert len(computed) == 3  # another dtype: another result

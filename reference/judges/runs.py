@@ -65,6 +65,13 @@ def twin_run(case: Case, inputs: dict[str, Any]) -> dict[str, np.ndarray]:
     return {name: value.copy() if isinstance(value, np.ndarray) else value for name, value in known.items()}
 
 
+def forget_twins() -> None:
+    """Empty the memo of ``twin_run`` (the next run of each case computes it in torch again)."""
+    with _twin_lock:
+        _twin_memo.clear()
+        _twin_held[0] = 0
+
+
 def _nbytes(result: dict[str, Any]) -> int:
     return sum(v.nbytes for v in result.values() if isinstance(v, np.ndarray))
 
