@@ -14,7 +14,7 @@ DENSE = ["--no-curves", "--parallel", "1", "--quick", "--layers", "Dense"]
 REEXPORT = "from scratch_cnn import *  # noqa\n"
 
 
-def judged(tmp_path, name, source, timeout=300):
+def judged(tmp_path, name, source, timeout=300, options=DENSE):
     path = tmp_path / name
     path.write_text(source)
     keep = tmp_path / f"{name}.report"
@@ -31,7 +31,7 @@ def judged(tmp_path, name, source, timeout=300):
     mp = pytest.MonkeyPatch()
     mp.setattr(task, "read_report", read)
     try:
-        return task.judge_submission(load_submission(path).spec(), DENSE, timeout), keep
+        return task.judge_submission(load_submission(path).spec(), options, timeout), keep
     finally:
         mp.undo()
 
@@ -103,3 +103,11 @@ def test_where_the_template_cannot_start_a_fresh_judge_runs(tmp_path, monkeypatc
     monkeypatch.setattr(template, "_local", type(template._local)())
     result, _ = judged(tmp_path, "carol.py", REEXPORT)
     assert result["stamp"] == "verified" and result["exit_code"] == 0
+
+
+def test_an_unsandboxed_judge_is_never_forked_from_the_template(tmp_path, monkeypatch):
+    # what an unsandboxed submission can reach, it could leave for every judge forked after it
+    served = forks(monkeypatch)
+    result, _ = judged(tmp_path, "dave.py", REEXPORT, options=[*DENSE, "--sandbox", "process"])
+    assert result["stamp"] == "verified" and result["exit_code"] == 0 and result["sandbox"] == "process"
+    assert not served

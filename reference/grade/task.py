@@ -194,7 +194,7 @@ def run_judge(cmd: list[str], fd: int, cwd: Path, timeout: float) -> tuple[int, 
     from reference.grade.template import SECRETS_FD, TemplateLost, forget, template
     from reference.sandbox.reaper import Sweep
 
-    held = template()  # NOTE: before the sweep: the template is this process's own, never a stray
+    held = template() if _sandboxed(cmd) else None  # NOTE: before the sweep: never a stray
     sweep = Sweep()
     try:
         if held is not None:
@@ -212,6 +212,22 @@ def run_judge(cmd: list[str], fd: int, cwd: Path, timeout: float) -> tuple[int, 
         return -1, f"error: the judge did not finish within {timeout:g} s (--submission-timeout)\n{text}"
     finally:
         sweep.kill_new()
+
+
+def _sandboxed(cmd: list[str]) -> bool:
+    """Whether the judge's workers run sandboxed (its ``--sandbox`` tier, resolved here).
+
+    # NOTE: a judge template serves sandboxed judges only. An unsandboxed submission (``grade
+    # --unsandboxed``) could reach the template as it can reach anything of this user, and every judge
+    # forked after it would start from what it left; a fresh process per judge at least starts clean.
+    """
+    from reference.sandbox.tiers import resolve_sandbox
+
+    tier = cmd[cmd.index("--sandbox") + 1] if "--sandbox" in cmd[:-1] else "auto"
+    try:
+        return resolve_sandbox(tier) != "process"
+    except Exception:  # noqa: BLE001  # a tier that cannot run here: the judge itself says so, freshly started
+        return False
 
 
 def launch(cmd_for_fd: Any, payload: bytes, cwd: Path, timeout: float) -> tuple[int, str]:
