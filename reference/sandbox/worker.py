@@ -7,8 +7,10 @@ belong to the implementation (the judge keeps a capped log of them). It imports 
 judges: it builds the objects it is asked for, calls them, and sends back what they return. It
 is never told an expected answer, so there is nothing here to compare or to fake.
 
-Requests: ``call``, ``batch`` (calls and writes in order, in one exchange) (an object or one of its methods, with arguments),
-``sweep`` (a finite-difference plan's trials, one number back per trial), ``getattr``, ``getitem``, ``setitem``, ``setattr``, ``put`` (keep an input here), ``fetch`` (an array's data), ``len``, ``keys``, ``release``, ``bye``. Answers:
+Requests: ``call`` (an object or one of its methods, with arguments), ``batch`` (calls and writes in
+order, in one exchange), ``sweep`` (a finite-difference plan's trials, one number back per trial),
+``getattr``, ``getitem``, ``setitem``, ``setattr``, ``put`` (keep an input here), ``fetch`` (an
+array's data), ``len``, ``keys``, ``release``, ``bye``. Answers:
 ``{"ok": value}`` or ``{"raised": {type, mro, message, where}}``. Objects stay here in a table and
 travel as handles; arrays travel as data when the judge asks for results (``fetch``), else as handles.
 """
