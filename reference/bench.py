@@ -238,13 +238,13 @@ def isolation_rows(impl_name: str) -> list[dict[str, Any]]:
     """The cost of the trust boundary: the layer judges (protocol, autograd, finite differences,
     lifecycle) on the quick grid, once on the module imported here and once through sandboxed
     workers (bubblewrap where it works, one layer per core), same run, same cases."""
-    from reference.cases.grid import grid, sample
+    from reference.cases.grid import QUICK, grid, sample
     from reference.judges.base import Context
     from reference.judges.finite_diff import NETWORKS
     from reference.judging import SandboxOptions, judgement
     from reference.pipeline import LAYER_JUDGES, make_judges
 
-    cases = sample(grid(), 0.25)
+    cases = sample(grid(), QUICK)
 
     def judge_all(impl: Any) -> int:
         ctx = Context(impl, impl_name, cases, quick=True, networks=NETWORKS)

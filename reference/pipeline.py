@@ -194,12 +194,12 @@ def stage_words(options: Options, n_cases: int) -> dict[str, str]:
 
 def select_cases(quick: bool, layers: str | None, case: str | None) -> tuple[list[Any], dict[str, int] | None]:
     """(cases, networks) after --quick, --layers and --case; ImplError-free ValueError on a bad filter."""
-    from reference.cases.grid import grid, sample
+    from reference.cases.grid import QUICK, grid, sample
     from reference.impl.protocol import CLASSES, REQUIRED
     from reference.judges.finite_diff import NETWORKS
 
     everything = grid()
-    cases = sample(everything, 0.25) if quick else everything
+    cases = sample(everything, QUICK) if quick else everything
     networks: dict[str, int] | None = None
     if layers:
         wanted = [s.strip() for s in layers.split(",") if s.strip()]

@@ -133,6 +133,9 @@ def _draw(seed: int, case: Case) -> float:
     return int.from_bytes(digest[:8], "little") / 2**64
 
 
+QUICK = 0.25  # the share of the grid a quick run (--quick, grade's default) samples
+
+
 def sample(cases: list[Case], fraction: float, seed: int = 0) -> list[Case]:
     """A fixed random subset, for quick runs, that still holds every (layer, value kind, family) triple.
 

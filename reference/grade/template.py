@@ -33,6 +33,7 @@ import contextlib
 import ctypes
 import json
 import os
+import runpy
 import signal
 import socket
 import subprocess
@@ -102,17 +103,15 @@ def warm() -> int:
     afterwards finds them in its copy of the memo (reference.judges.runs.twin_run) instead of computing
     them again. A secret seed's cases are never among them (the template is never told the seed).
     Returns how many results it holds."""
-    from reference.cases.grid import case_inputs, layer_cases
+    from reference.cases.grid import QUICK, case_inputs, grid, layer_cases, sample
     from reference.judges.autograd import DTYPES, dtypes_of
     from reference.judges.runs import twin_run
     from reference.layers import kind
-    from reference.pipeline import select_cases
     from reference.threads import pin_threads
 
     pin_threads()
-    cases, _networks = select_cases(True, None, None)
     done = 0
-    for case in layer_cases(cases):
+    for case in layer_cases(sample(grid(), QUICK)):  # what `judge --quick` takes of every layer
         if case.lifecycle or kind(case.layer).self_reference is not None:
             continue
         for dtype in dtypes_of(case, DTYPES):
@@ -141,9 +140,8 @@ def _child(sock: socket.socket, argv: list[str], cwd: str, secrets_fd: int, out_
         os.chdir(cwd)
         argv = [str(secrets_fd) if a == SECRETS_FD else a for a in argv]
         sys.argv = ["reference", *argv]
-        from reference.cli import main
-
-        code = main(argv)
+        # NOTE: `python -m reference` itself (reference/__main__.py), so this package imports no command line
+        runpy.run_module("reference", run_name="__main__", alter_sys=True)
     except SystemExit as exit_:
         code = exit_.code if isinstance(exit_.code, int) else 1
     except BaseException:
