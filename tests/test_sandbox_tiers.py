@@ -166,6 +166,35 @@ def test_a_forged_report_and_a_file_in_the_way_of_the_swap_never_survive(tmp_pat
     assert stamped(out)["exit_code"] == 1
 
 
+@pytest.mark.parametrize("tier", SANDBOXED)
+def test_forked_workers_reach_neither_their_server_nor_each_other_and_draw_their_own_random_numbers(tmp_path, tier):
+    world = World(tmp_path)
+    code, out = judge(tmp_path, H.SIBLINGS + H.WRONG_DENSE, "--case", DENSE, "--sandbox", tier)
+    run = stamped(out)
+    assert run["sandbox_detail"]["workers"].startswith("forked from a server"), run["sandbox_detail"]
+    log = "\n".join(p.read_text() for p in (out / "worker-logs").glob("*.log"))
+    lines = log.splitlines()
+    draws = [line for line in lines if line.startswith("DRAW ")]
+    assert len(draws) >= 2 and len(set(draws)) == len(draws), draws  # siblings, each with its own random state
+    assert [line for line in lines if line.startswith("BREACH ")] == [], log[:2000]
+    assert sum(line.startswith("HELD ") for line in lines) == 5 * len(draws)
+    assert code == 1 and verdict(out) == "FAIL"
+    world.assert_unchanged()
+
+
+@pytest.mark.parametrize("switch", ["process tier", "switched off"])
+def test_workers_are_fresh_interpreters_in_the_process_tier_and_when_switched_off(tmp_path, monkeypatch, switch):
+    if switch == "switched off":
+        monkeypatch.setenv(tiers.FORKSERVER_OFF_ENV, "1")
+    tier = "process" if switch == "process tier" or not SANDBOXED else SANDBOXED[0]
+    code, out = judge(tmp_path, H.WRONG_DENSE, "--case", DENSE, "--sandbox", tier)
+    workers = stamped(out)["sandbox_detail"]["workers"]
+    assert workers.startswith("fresh interpreters: ") and (tiers.FORKSERVER_OFF_ENV in workers) == (
+        switch != "process tier"
+    )
+    assert code == 1 and verdict(out) == "FAIL"
+
+
 def test_a_signed_report_verifies_and_any_change_to_it_is_no_result(tmp_path):
     key = os.urandom(32)
     r, w = os.pipe()

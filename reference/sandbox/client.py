@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 from numpy.lib.mixins import NDArrayOperatorsMixin
 
-from reference.sandbox import tiers, wire
+from reference.sandbox import forkserver, tiers, wire
 from reference.sandbox.reaper import Sweep
 from reference.sandbox.target import Target
 from reference.sandbox.tiers import SANDBOXES, SandboxUnavailable, bwrap_works, resolve_sandbox  # noqa: F401 (the API)
@@ -134,23 +134,15 @@ class Worker:
         for fd in (self.to_worker, self.from_worker):
             with contextlib.suppress(OSError):  # 1 MB pipes (Linux): a 6 MB activation in 6 writes, not 100
                 fcntl.fcntl(fd, 1031, 1 << 20)  # F_SETPIPE_SZ
-        argv = [sys.executable, "-I", "-B", "-m", "reference.sandbox.worker", str(to_worker_r), str(from_worker_w)]
-        if session.sandbox == "bwrap":
-            conf = session.confinement
-            argv = tiers.bwrap_argv(self.dir, conf.read + conf.read_exec) + argv
-        env = worker_env(self.dir)
-        # NOTE: started from the session's one long-lived spawner thread, never from a judge's pool
-        # thread: bubblewrap's --die-with-parent is PR_SET_PDEATHSIG, which fires when the *thread*
-        # that forked it exits, so a worker started by a finished pool thread would be killed.
-        self.proc = session.spawn(lambda: subprocess.Popen(
-            argv, cwd=self.dir, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            pass_fds=(to_worker_r, from_worker_w), start_new_session=True,
-            **tiers.popen_identity(session.identity)))  # fmt: skip
-        os.close(to_worker_r)
-        os.close(from_worker_w)
+        try:
+            self.proc, stream = session.start_process(self.dir, to_worker_r, from_worker_w)
+        finally:
+            os.close(to_worker_r)
+            os.close(from_worker_w)
+        self.via_bwrap = session.sandbox == "bwrap" and isinstance(self.proc, subprocess.Popen)
         for fd in (self.to_worker, self.from_worker):
             os.set_blocking(fd, False)
-        self.log = Log(self.proc.stdout, session.limits.log_bytes, f"worker for {scope}")
+        self.log = Log(stream, session.limits.log_bytes, f"worker for {scope}")
         session.logs.append((scope, self.log))
         deadline = time.monotonic() + session.limits.startup_seconds
         hello = {"impl": session.target.spec(), "names": list(session.names),
@@ -243,7 +235,7 @@ class Worker:
             code = self.proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             return f"the implementation closed the judge's pipe during {during}"
-        if self.session.sandbox == "bwrap" and 128 < code < 128 + 65:
+        if self.via_bwrap and 128 < code < 128 + 65:
             code = 128 - code  # bubblewrap reports its child's death by signal N as status 128 + N
         said = ""
         if during == "import of the implementation":  # NOTE: only then: elsewhere a module could print into a verdict
@@ -398,10 +390,11 @@ class Worker:
 
     def kill(self) -> None:
         if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
+            if isinstance(self.proc, subprocess.Popen):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
             with contextlib.suppress(ProcessLookupError):
-                self.proc.kill()
+                self.proc.kill()  # a forked worker: its server kills it and its process group
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=10)
 
@@ -663,6 +656,8 @@ class Session:
         from concurrent.futures import ThreadPoolExecutor
 
         self.spawner = ThreadPoolExecutor(1, thread_name_prefix="scratch-cnn-spawner")
+        self.server: forkserver.ForkServer | None = None
+        self.forking = tiers.forking_problem(self.confinement)  # '' while workers are forked from the server
 
     def costs(self) -> dict[str, float]:
         """What this session's workers have cost so far, summed (reference/costs.py): workers started,
@@ -670,9 +665,10 @@ class Session:
         after start-up, the implementation's share of it and its calls, exchanges and their wall time."""
         with self.lock:
             workers = list(self.every_worker)
+        server = self.server.cpu if self.server is not None else 0.0  # its imports: every forked worker's start
         return {"workers": float(len(workers)),
                 "startup_wall_s": sum(w.startup[0] for w in workers),
-                "startup_cpu_s": sum(w.startup[1] for w in workers),
+                "startup_cpu_s": server + sum(w.startup[1] for w in workers),
                 "import_cpu_s": sum(w.startup[2] for w in workers),
                 "worker_cpu_s": sum(w.cost[1] - w.startup[1] for w in workers),
                 "impl_cpu_s": sum(w.cost[0] - w.startup[2] for w in workers),
@@ -685,7 +681,9 @@ class Session:
         conf = self.confinement
         return {"tier": self.sandbox, "identity": self.identity.describe(), "landlock": conf.landlock,
                 "no_new_privs": True, "capabilities": "none" if conf.drop_caps or self.identity.uid is not None else "the user's",
-                "rlimits": conf.rlimits, "subreaper": True}  # fmt: skip
+                "rlimits": conf.rlimits, "subreaper": True,
+                "workers": f"fresh interpreters: {self.forking}" if self.forking
+                else "forked from a server that imported NumPy once (each in its own Landlock domain)"}  # fmt: skip
 
     def worker_logs(self) -> list[tuple[str, bytes]]:
         """(file name, captured output) of every worker this session started, in order."""
@@ -694,6 +692,57 @@ class Session:
             name = "".join(c if c.isalnum() or c in "-_." else "_" for c in scope) + ".log"
             out[name] = out.get(name, b"") + log.text()
         return list(out.items())
+
+    def start_process(self, folder: str, to_worker_r: int, from_worker_w: int) -> tuple[Any, Any]:
+        """(process, its output stream) of a new worker in ``folder`` that reads requests from
+        ``to_worker_r`` and answers on ``from_worker_w``: forked from the session's server where the
+        tier allows it (reference.sandbox.forkserver), else a fresh interpreter; the caller closes
+        both descriptors."""
+        env = worker_env(folder)
+        server = self._server()
+        if server is not None:
+            log_r, log_w = os.pipe()
+            try:
+                proc = server.fork(folder, env, (to_worker_r, from_worker_w, log_w),
+                                   time.monotonic() + self.limits.startup_seconds)  # fmt: skip
+                return proc, os.fdopen(log_r, "rb")
+            except forkserver.ServerLost as err:
+                os.close(log_r)
+                with self.lock:
+                    self.forking = f"the worker server was lost ({err}): fresh workers from then on"
+            finally:
+                os.close(log_w)
+        argv = [sys.executable, "-I", "-B", "-m", "reference.sandbox.worker", str(to_worker_r), str(from_worker_w)]
+        if self.sandbox == "bwrap":
+            argv = tiers.bwrap_argv(folder, self.confinement.read + self.confinement.read_exec) + argv
+        # NOTE: started from the session's one long-lived spawner thread, never from a judge's pool
+        # thread: bubblewrap's --die-with-parent is PR_SET_PDEATHSIG, which fires when the *thread*
+        # that forked it exits, so a worker started by a finished pool thread would be killed.
+        proc = self.spawn(lambda: subprocess.Popen(
+            argv, cwd=folder, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            pass_fds=(to_worker_r, from_worker_w), start_new_session=True,
+            **tiers.popen_identity(self.identity)))  # fmt: skip
+        return proc, proc.stdout
+
+    def _server(self) -> forkserver.ForkServer | None:
+        """The session's worker server, started on first use; None where workers are fresh interpreters."""
+        with self.lock:
+            if self.forking:
+                return None
+            if self.server is None or self.server.lost:
+                if self.server is not None:
+                    self.forking = f"the worker server was lost ({self.server.lost}): fresh workers from then on"
+                    return None
+                prefix = []
+                if self.sandbox == "bwrap":
+                    prefix = tiers.bwrap_argv(self.root, self.confinement.read + self.confinement.read_exec)
+                try:
+                    self.server = forkserver.ForkServer(prefix, worker_env(self.root), self.root, self.spawn,
+                                                        tiers.popen_identity(self.identity), self.limits.startup_seconds)  # fmt: skip
+                except (forkserver.ServerLost, OSError) as err:
+                    self.forking = f"the worker server did not start ({err}): fresh workers"
+                    return None
+            return self.server
 
     def spawn(self, start: Any) -> subprocess.Popen[bytes]:
         """Run ``start`` (a Popen) on the session's spawner thread, which lives until close."""
@@ -808,6 +857,8 @@ class Session:
         for w in self.workers.values():
             w.close()
         self.workers.clear()
+        if self.server is not None:
+            self.server.close()
         self.spawner.shutdown(wait=True)
         self.sweep.kill_new()
         for _, log in self.logs:

@@ -108,6 +108,23 @@ def resolve_sandbox(choice: str) -> str:
     return "process"
 
 
+FORKSERVER_OFF_ENV = "SCRATCH_CNN_NO_FORKSERVER"  # set: every worker a fresh interpreter (the bench's comparison)
+FORKING_ABI = 6  # Landlock's signal and abstract-socket scoping: what keeps forked workers apart
+
+
+def forking_problem(conf: Confinement) -> str:
+    """'' where a session's workers may be forked from one server (reference.sandbox.forkserver);
+    else why each worker is a fresh interpreter: a tier without Landlock, a Landlock without signal
+    scoping (a forked worker could signal the server and its siblings), or the switch set."""
+    if os.environ.get(FORKSERVER_OFF_ENV):
+        return f"{FORKSERVER_OFF_ENV} is set"
+    if conf.tier not in ("bwrap", "landlock") or not conf.landlock:
+        return f"the {conf.tier} tier has no Landlock to keep forked workers apart"
+    if landlock.abi_version() < FORKING_ABI:
+        return f"Landlock ABI {landlock.abi_version()} has no signal scoping (ABI >= {FORKING_ABI})"
+    return ""
+
+
 def no_tier_warning() -> str:
     """The first line a judge prints where no sandbox tier exists."""
     return ("WARNING: no sandbox here (no usable bubblewrap, no Landlock: " + landlock_problem() + "); the judged "

@@ -215,3 +215,59 @@ for folder in ("/tmp", "/dev/shm"):  # files left where a worker may write when 
     except OSError:
         pass
 """
+
+# Every worker of a submission (forked from one server where Landlock scopes signals, see
+# reference/sandbox/forkserver.py) goes after the server and its siblings at import: signals, their
+# memory, their folders. It prints its global random draw too: a forked worker's must be its own.
+SIBLINGS = """
+import os
+
+import numpy as np
+
+RESULTS = {}
+me, parent = os.getpid(), os.getppid()
+print("DRAW", np.random.random(), flush=True)
+
+
+def attempt(name, fn):
+    try:
+        fn()
+        RESULTS[name] = True
+    except OSError:
+        RESULTS[name] = False
+
+
+def _signal(pid):
+    try:
+        os.kill(pid, 0)
+        return True
+    except OSError:
+        return False
+
+
+def peek(pid):
+    with open("/proc/%d/mem" % pid, "rb") as f:
+        f.seek(0x400000)
+        f.read(16)
+
+
+def plant_beside():
+    parent_dir = os.path.dirname(os.getcwd())
+    for name in os.listdir(parent_dir):
+        path = os.path.join(parent_dir, name)
+        if path != os.getcwd():
+            open(os.path.join(path, "planted.py"), "w").close()
+    open(os.path.join(parent_dir, "planted.py"), "w").close()
+
+
+attempt("signal the worker's parent", lambda: os.kill(parent, 0))
+attempt("read the parent's memory", lambda: peek(parent))
+attempt("read the parent's environment", lambda: open("/proc/%d/environ" % parent, "rb").read())
+attempt("write beside its own folder", plant_beside)
+# /proc cannot be listed under Landlock: the siblings' pids are guessed, they are close to its own
+reached = [p for p in range(max(2, me - 3000), me + 3000) if p != me and _signal(p)]
+RESULTS["signal another process of the sandbox"] = bool(reached)
+for name, got in RESULTS.items():
+    print(("BREACH " if got else "HELD ") + name, flush=True)
+BREACHED = any(RESULTS.values())
+"""
