@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import numpy
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -373,3 +374,27 @@ def test_what_a_killed_judge_left_is_removed_by_the_next_run(tmp_path):
     code, _ = judge(tmp_path, "from scratch_cnn import *  # noqa\n", "--case", DENSE)
     assert code == 0 and not stale.parent.exists()
     assert not [p for p in base.iterdir() if p.name.startswith(f"{os.getpid()}-")]  # and this run's own are gone
+
+
+@pytest.mark.skipif(not SANDBOXED or tiers.forking_problem(tiers.confinement(SANDBOXED[0], tiers.worker_identity(), [], 0)) != "",
+                    reason="no tier here forks its workers")  # fmt: skip
+def test_a_lost_worker_server_costs_the_workers_it_held_and_the_next_ones_start_fresh():
+    from reference.sandbox.client import WorkerLost, open_session
+    from reference.sandbox.target import find_target
+
+    session = open_session(find_target("scratch_cnn"), ["ReLU", "Dense"], sandbox=SANDBOXED[0])
+    try:
+        with session.case("ReLU"):
+            relu = session.impl.ReLU()
+            assert np.array_equal(relu.forward(np.array([-1.0, 2.0])), [0.0, 2.0])
+        assert session.describe()["workers"].startswith("forked")
+        session.server.proc.kill()  # the server and, with it, every worker it forked
+        session.server.proc.wait(timeout=10)
+        with session.case("ReLU"), pytest.raises(WorkerLost, match="killed by signal SIGKILL"):
+            relu.forward(np.array([1.0]))
+        with session.case("Dense"):  # a fresh interpreter takes the next scope
+            dense = session.impl.Dense(2, 1, bias=False, rng=np.random.default_rng(0), dtype=np.float64)
+            assert dense.forward(np.ones((1, 2))).shape == (1, 1)
+        assert session.describe()["workers"].startswith("fresh interpreters: the worker server was lost")
+    finally:
+        session.close()
