@@ -54,6 +54,7 @@ from reference.core.tolerances import ADJOINT_RTOL, FD_RTOL, FD_SAFETY, Toleranc
 from reference.impl.protocol import (
     DEFAULT_IMPL,
     available,
+    backward_and_grads,
     build_case_layer,
     construct,
     load_impl,
@@ -478,8 +479,8 @@ def _layer_backward(layer: Any, case: Case, inputs: dict[str, Any], x: np.ndarra
                     g: np.ndarray) -> _Ran:  # fmt: skip
     """A layer after its forward gave ``out``: its backward of ``g`` and its parameters' gradients, and
     the projection ``<forward(x), g>`` to probe, of x and of each parameter."""
-    grads = {"dx": np.array(layer.backward(g.copy()), dtype=np.float64)}
-    own = read_grads(layer, case.layer, list(inputs["params"]))
+    dx, own = backward_and_grads(layer, case.layer, g.copy(), list(inputs["params"]))
+    grads = {"dx": np.array(dx, dtype=np.float64)}
     grads.update({f"d{k}": v.astype(np.float64) for k, v in own.items()})
     # a copy each time: a forward that writes into its input must not corrupt the probe
     f = lambda: float(np.sum(layer.forward(x.copy()) * g))  # noqa: E731

@@ -18,7 +18,7 @@ import torch
 from reference import costs
 from reference.cases import twins
 from reference.cases.grid import Case, _as_pair, upstream_gradient
-from reference.impl.protocol import ProtocolViolation, build_case_layer, read_grads
+from reference.impl.protocol import ProtocolViolation, backward_and_grads, build_case_layer
 from reference.layers import kind, layout
 from reference.sandbox import requests
 
@@ -119,8 +119,8 @@ def impl_run(layer: Any, case: Case, inputs: dict[str, Any], g: np.ndarray | Non
     if g is None:
         return result
     try:
-        result["dx"] = layer.backward(g.copy())
-        for key, value in read_grads(layer, case.layer, list(inputs["params"])).items():
+        result["dx"], grads = backward_and_grads(layer, case.layer, g.copy(), list(inputs["params"]))
+        for key, value in grads.items():
             result[f"d{key}"] = value
     except Exception as err:
         result["!backward"] = err

@@ -260,9 +260,10 @@ class Worker:
         return WorkerLost(message, reason=reason)
 
     def request(self, header: dict[str, Any], buffers: list[memoryview], during: str, encoder: Any = None,
-                work: int | None = None) -> Any:  # fmt: skip
+                work: int | None = None, partial: bool = False) -> Any:  # fmt: skip
         """One exchange; its time limit is calibrated by the bytes sent, or by ``work``: the bytes the
-        same calls one by one would have sent (a sweep sends its input once for many calls)."""
+        same calls one by one would have sent (a sweep sends its input once for many calls). With
+        ``partial`` (a batch that says what failed): (value, None or (item index, what it raised))."""
         size = sum(b.nbytes for b in buffers) if work is None else work
         start = time.monotonic()
         answer, data = self._exchange(header, buffers, self.session.deadline(size), during)
@@ -278,7 +279,16 @@ class Worker:
             value = dec.value(answer["ok"])
             if encoder is not None and encoder.rngs:
                 self._sync_rngs(encoder.rngs, answer.get("rngs"))
-            return value
+            if not partial:
+                return value
+            failed = answer.get("failed")
+            if failed is None:
+                return value, None
+            if not (
+                isinstance(failed, dict) and type(failed.get("at")) is int and isinstance(failed.get("raised"), dict)
+            ):
+                raise wire.WireError("a failed item without its index and exception")
+            return value, (failed["at"], failed["raised"])
         except wire.WireError as err:
             raise self._lose(
                 f"the implementation's worker sent malformed data during {during} ({err})", "malformed"
@@ -327,18 +337,31 @@ class Worker:
         }
         return self.request(header, enc.buffers, during)
 
-    def batch(self, items: list[tuple[Any, ...]], during: str, keep: list[int] | None = None) -> list[Any]:
-        """Run ``("call", obj, method, args[, g])``, ``("getattr", obj, name, None)`` and ``("setitem", obj,
+    def class_handle(self, name: str) -> Any:
+        """The handle of the implementation's class ``name`` in this worker (read once)."""
+        cls = self.classes.get(name)
+        if cls is None:
+            cls = self.classes[name] = self.simple("getattr", 0, f"{name} (the class)", attr=name)
+        return cls
+
+    def batch(self, items: list[tuple[Any, ...]], during: str, keep: list[int] | None = None,
+              partial: bool = False) -> Any:  # fmt: skip
+        """Run ``("call", obj, method, args, kwargs[, g])`` (``method`` '': ``obj`` itself is called),
+        ``("getattr", obj, name, None)`` and ``("setitem", obj,
         key, value)`` items in order in one exchange; an object or argument may be ``wire.Res(k)``, the
-        result of item k. Returns the results of items ``keep`` (default: every call) as data, or
-        raises the first exception. The worker does exactly what the same requests one by one would;
-        only the round trips are saved."""
+        result of item k. Returns the results of items ``keep`` (default: every call) as data, each
+        as it was when its item ended, or raises the first exception; with ``partial``, (the results
+        of the items that ran, None or (index, what the item that stopped it raised)). The worker does
+        exactly what the same requests one by one would; only the round trips are saved."""
         enc = wire.Encoder(by_ref=_by_ref(self))
         subs = []
-        for kind, obj, name, payload, *dot in items:
+        for kind, obj, name, payload, *rest in items:
             target = enc.value(obj) if isinstance(obj, wire.Res) else obj._id
             if kind == "call":
+                kwargs, *dot = rest
                 subs.append({"op": "call", "obj": target, "attr": name, "args": [enc.value(a) for a in payload]})
+                if kwargs:
+                    subs[-1]["kwargs"] = {k: enc.value(v) for k, v in kwargs.items()}
                 if dot:  # ("call", obj, name, args, g[, rows]): the worker sends back sum(result * g), one float
                     subs[-1]["dot"] = enc.value(dot[0])
                     if len(dot) > 1 and dot[1]:  # that sum per row of the result: a list
@@ -350,12 +373,17 @@ class Worker:
         header: dict[str, Any] = {"op": "batch", "items": subs}
         if keep is not None:
             header["keep"] = keep
-        values = self.request(header, enc.buffers, during)
-        wanted = len(keep) if keep is not None else sum(k == "call" for k, *_ in items)
-        if not isinstance(values, list) or len(values) != wanted:
+        if partial:
+            header["partial"] = True
+            values, failed = self.request(header, enc.buffers, during, partial=True)
+        else:
+            values, failed = self.request(header, enc.buffers, during), None
+        ran = len(items) if failed is None else failed[0]
+        order = keep if keep is not None else [i for i, (k, *_) in enumerate(items) if k == "call"]
+        if not isinstance(values, list) or len(values) != sum(i < ran for i in order) or not 0 <= ran <= len(items):
             raise self._lose(f"the implementation's worker sent malformed data during {during} (a batch of the "
                              "wrong length)", "malformed")  # fmt: skip
-        return values
+        return (values, failed) if partial else values
 
     def sweep(self, calls: list[tuple[Any, str, tuple[Any, ...]]], plan: list[tuple[Any, Any, list[Any]]],
               during: str, *, target: Any = None, dot: np.ndarray | None = None, item: int | None = None,
@@ -591,9 +619,7 @@ class RemoteClass:
 
     def __call__(self, *args: Any, **kwargs: Any) -> RemoteObject:
         worker = self.session.worker()
-        cls = worker.classes.get(self.name)
-        if cls is None:
-            cls = worker.classes[self.name] = worker.simple("getattr", 0, f"{self.name} (the class)", attr=self.name)
+        cls = worker.class_handle(self.name)
         obj = worker.call(cls._id, None, args, kwargs, fetch=False, during=f"{self.name}()")
         if isinstance(obj, RemoteObject):
             obj.__dict__.update(_label=self.name, _lazy=self.session.lazy)

@@ -11,6 +11,8 @@ Besides calling the protocol's methods on them, the judges ask only these:
 | ``keep(impl, array)`` | the array as the implementation holds it (to see whether a call writes into its input) | a copy kept in the worker | a copy |
 | ``parallel(impl)`` | how many layers are judged at once | the session's setting | 1 |
 | ``write_params(layer, own, params, during, attr)`` | write arrays into ``layer.params[k][...]`` (or ``buffers``) and read it back, as data | one exchange | None: the caller writes itself |
+| ``build(impl, name, kwargs, params, during)`` | construct a layer, write its params in place and read them back, as data | one exchange | None: the caller builds it itself |
+| ``call_then_read(obj, method, args, name)`` | a call, then an attribute read, as data (a backward and its grads) | one exchange | None: the caller does both |
 | ``read(layer, name)`` | ``getattr(layer, name)`` as data (arrays copied now) | one exchange | the attribute |
 | ``sweep(calls, plan, during, ...)`` | a finite-difference plan's trials: per value tried at an index (of a copy of the input, or of a parameter in place), the calls in order, one number back | one exchange | None: the caller runs them itself |
 | ``run(items, during)`` | a list of ``Call``, ``Write`` and ``Read`` items run in order, earlier results named by ``Result``; the results of the calls (or of ``keep``) come back as data | one exchange | None: the caller runs them itself |
@@ -41,6 +43,7 @@ class Call:
     args: tuple[Any, ...] = ()
     dot: np.ndarray | None = None
     rows: bool = False
+    kwargs: tuple[tuple[str, Any], ...] = ()  # (name, value) pairs; method '': obj itself is called
 
 
 @dataclass(frozen=True)
@@ -108,6 +111,29 @@ def write_params(layer: Any, own: dict[str, Any], params: dict[str, np.ndarray],
     return back
 
 
+def build(
+    impl: Any, name: str, kwargs: dict[str, Any], params: dict[str, np.ndarray], during: str
+) -> tuple[Any, Any] | None:
+    """In a sandbox: ``impl.<name>(**kwargs)``, every ``params[k]`` written into the new layer's
+    ``params[k][...]`` and its ``params`` read back as data, in one exchange: (the layer's handle,
+    what was read back). None for an implementation of this process. Raises what the worker raised
+    (an entry that is missing or no array: the implementation's KeyError or TypeError)."""
+    if not isinstance(impl, RemoteImpl) or not impl._session.names.get(name):
+        return None
+    session = impl._session
+    cls = session.worker().class_handle(name)
+    items: list[Any] = [Call(cls, "", (), kwargs=tuple(kwargs.items())), Read(Result(0), "params")]
+    items += [Write(Result(1, key), Ellipsis, value) for key, value in params.items()]
+    items.append(Read(Result(0), "params"))
+    got = run(items, during, keep=[0, len(items) - 1])
+    if got is None:
+        return None
+    layer, back = got
+    if isinstance(layer, RemoteObject):
+        layer.__dict__.update(_label=name, _lazy=session.lazy)
+    return layer, back
+
+
 def read(layer: Any, name: str) -> Any:
     """``getattr(layer, name)`` with its arrays as data, read now."""
     return layer._fetched(name) if isinstance(layer, RemoteObject) else getattr(layer, name)
@@ -127,9 +153,11 @@ def same_worker(*objs: Any) -> bool:
     )
 
 
-def run(items: list[Any], during: str, keep: list[int] | None = None) -> list[Any] | None:
+def run(items: list[Any], during: str, keep: list[int] | None = None, partial: bool = False) -> Any:
     """Run ``items`` (``Call``, ``Write``, ``Read``) in one exchange with their worker; the results of the
-    calls (or of the items ``keep``) as data. None when the items' objects are not one worker's."""
+    calls (or of the items ``keep``) as data, each as it was when its item ended. With ``partial``:
+    (those of the items that ran, None or (index, the exception report of the item that raised)).
+    None when the items' objects are not one worker's."""
     handles = [i.obj if isinstance(i, (Call, Read)) else i.target for i in items]
     owners = [h for h in handles if not isinstance(h, wire.Res)]
     if not owners or not same_worker(*owners):
@@ -139,12 +167,30 @@ def run(items: list[Any], during: str, keep: list[int] | None = None) -> list[An
     for item in items:
         if isinstance(item, Call):
             dot = () if item.dot is None else (item.dot, item.rows)
-            plain.append(("call", item.obj, item.method, item.args, *dot))
+            plain.append(("call", item.obj, item.method, item.args, dict(item.kwargs), *dot))
         elif isinstance(item, Write):
             plain.append(("setitem", item.target, item.key, item.value))
         else:
             plain.append(("getattr", item.obj, item.name, None))
-    return worker.batch(plain, during, keep=keep)
+    return worker.batch(plain, during, keep=keep, partial=partial)
+
+
+def call_then_read(obj: Any, method: str, args: tuple[Any, ...], name: str) -> tuple[Any, Any, Any] | None:
+    """In a sandbox: ``obj.method(*args)``, then ``getattr(obj, name)``, in one exchange, both as data:
+    (the call's result, the attribute or None, None or the attribute read's RemoteError). The call's
+    own exception is raised, as the call alone would raise it. None for an object of this process or
+    one whose results stay handles (a lazy scope)."""
+    if not isinstance(obj, RemoteObject) or obj.__dict__.get("_lazy"):
+        return None
+    from reference.sandbox.client import RemoteError
+
+    who = label(obj)
+    values, failed = run([Call(obj, method, args), Read(obj, name)], f"{who}.{method}", keep=[0, 1], partial=True)
+    if failed is not None and failed[0] == 0:
+        raise RemoteError(failed[1], f"{who}.{method}")
+    if failed is not None:
+        return values[0], None, RemoteError(failed[1], f"{who}.{name}")
+    return values[0], values[1], None
 
 
 def sweep(calls: list[Call], plan: list[tuple[Any, Any, list[Any]]], during: str, *, target: Any = None,

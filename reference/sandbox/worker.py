@@ -104,7 +104,12 @@ class Room:
         if sub.get("op") == "getattr":
             return self.run(getattr, target, sub["attr"]), True
         fn = self.run(getattr, target, sub["attr"]) if sub.get("attr") else target
-        result = self.run(fn, *[dec.value(a) for a in sub.get("args", [])])
+        kwargs = sub.get("kwargs", {})
+        if not isinstance(kwargs, dict):
+            raise wire.WireError("a call's keyword arguments that are not an object")
+        result = self.run(
+            fn, *[dec.value(a) for a in sub.get("args", [])], **{k: dec.value(v) for k, v in kwargs.items()}
+        )
         if "dot" in sub:  # <result, g> for a probe: one number back instead of the whole output
             g = dec.value(sub["dot"])
             product = np.asarray(result, dtype=np.float64) * g
@@ -161,20 +166,38 @@ class Room:
 
     # --- requests ---------------------------------------------------------------------------------
 
+    def batch(self, req: dict[str, Any], dec: wire.Decoder) -> tuple[dict[str, Any], list[memoryview]]:
+        """A batch's items in order; the results asked for (``keep``, default every call and read), each
+        as it was when its item ended. With ``partial``, an item that raises stops the batch and the
+        answer says which it was (``failed``), beside the results so far; else the batch raises."""
+        results: list[Any] = []
+        dec.results = results
+        keep = req.get("keep")
+        wanted = set(keep) if isinstance(keep, list) else None
+        sent: dict[int, Any] = {}  # NOTE: what a result was when its item ended (a later item may change it)
+        failed = None
+        for i, sub in enumerate(req.get("items", [])):
+            try:
+                value, kept = self.perform(sub, dec)
+            except BaseException as err:  # SystemExit too: the implementation's
+                if not req.get("partial"):
+                    raise
+                failed = {"at": i, "raised": raised(err)}
+                break
+            results.append((value, kept))
+            if (wanted is None and kept) or (wanted is not None and i in wanted):
+                sent[i] = snapshot(value)
+        order = [i for i in range(len(results)) if results[i][1]] if keep is None else keep
+        value, out = self.encode([sent[i] for i in order if i in sent], fetch=True)
+        return ({"ok": value} if failed is None else {"ok": value, "failed": failed}), out
+
     def handle(self, req: dict[str, Any], buffers: list[memoryview]) -> tuple[dict[str, Any], list[memoryview]]:
         op = req.get("op")
         for ref_id in req.get("release", ()):
             self.table.pop(ref_id, None)
         dec = wire.Decoder(buffers, resolve=self.resolve)
         if op == "batch":  # several calls and writes in order, one exchange; stops at the first that raises
-            results: list[Any] = []
-            dec.results = results
-            for sub in req.get("items", []):
-                results.append(self.perform(sub, dec))
-            keep = req.get("keep")
-            chosen = [r for r, kept in results if kept] if keep is None else [results[i][0] for i in keep]
-            value, out = self.encode(chosen, fetch=True)
-            return {"ok": value}, out
+            return self.batch(req, dec)
         if op == "sweep":
             value, out = self.encode(self.sweep(req, dec), fetch=True)
             return {"ok": value}, out
@@ -278,6 +301,17 @@ def _lookup(names: dict[str, Any], dotted: str) -> Any:
         if value is None:
             return None
         value = getattr(value, "__dict__", {}).get(attr)
+    return value
+
+
+def snapshot(value: Any) -> Any:
+    """``value`` as it is now: arrays copied (in a dict, list or tuple too), anything else itself."""
+    if isinstance(value, np.ndarray):
+        return value.copy()
+    if type(value) is dict:
+        return {k: v.copy() if isinstance(v, np.ndarray) else v for k, v in value.items()}
+    if type(value) in (list, tuple):
+        return type(value)(v.copy() if isinstance(v, np.ndarray) else v for v in value)
     return value
 
 
