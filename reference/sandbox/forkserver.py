@@ -98,9 +98,10 @@ def serve(fd: int) -> None:
                 os.close(f)
             _say(sock, {"refused": str(err)})
             continue
+        server = os.getpid()
         pid = os.fork()
         if pid == 0:
-            _child(sock, wake_r, wake_w, folder, env, *fds)
+            _child(server, sock, folder, env, *fds)
         children.add(pid)
         for f in fds:
             os.close(f)
@@ -142,14 +143,14 @@ def _end(children: set[int]) -> None:
     os._exit(0)
 
 
-def _child(sock: socket.socket, wake_r: int, wake_w: int, folder: str, env: dict[str, str], fd_in: int, fd_out: int,
+def _child(server: int, sock: socket.socket, folder: str, env: dict[str, str], fd_in: int, fd_out: int,
            fd_log: int) -> None:  # fmt: skip
     """The worker: its own session, its own folder and environment, its output into the log pipe,
     no descriptor of the server's; then reference.sandbox.worker.main, which confines it. Never returns."""
     code = 1
     try:
         os.setsid()
-        _die_with_parent(os.getppid())
+        _die_with_parent(server)  # NOTE: a server that ended between the fork and here: this child ends too
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         sock.close()
