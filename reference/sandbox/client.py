@@ -732,10 +732,11 @@ class Session:
                 proc = server.fork(folder, env, (to_worker_r, from_worker_w, log_w),
                                    time.monotonic() + self.limits.startup_seconds)  # fmt: skip
                 return proc, os.fdopen(log_r, "rb")
-            except forkserver.ServerLost as err:
+            except forkserver.ServerLost as err:  # refused (it could not fork: this one starts fresh), or lost
                 os.close(log_r)
-                with self.lock:
-                    self.forking = f"the worker server was lost ({err}): fresh workers from then on"
+                if server.lost:
+                    with self.lock:
+                        self.forking = f"the worker server was lost ({err}): fresh workers from then on"
             finally:
                 os.close(log_w)
         argv = [sys.executable, "-I", "-B", "-m", "reference.sandbox.worker", str(to_worker_r), str(from_worker_w)]

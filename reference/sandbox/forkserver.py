@@ -99,13 +99,18 @@ def serve(fd: int) -> None:
             _say(sock, {"refused": str(err)})
             continue
         server = os.getpid()
-        pid = os.fork()
-        if pid == 0:
-            _child(server, sock, folder, env, *fds)
-        children.add(pid)
+        try:
+            pid = os.fork()
+        except OSError as err:  # NOTE: the uid's process limit, spent by a worker's children: refused, not ended
+            pid, refused = 0, f"fork: {err}"
+        else:
+            refused = ""
+            if pid == 0:
+                _child(server, sock, folder, env, *fds)
+            children.add(pid)
         for f in fds:
             os.close(f)
-        _say(sock, {"pid": pid, "cpu": time.process_time()})
+        _say(sock, {"refused": refused} if refused else {"pid": pid, "cpu": time.process_time()})
 
 
 def _say(sock: socket.socket, value: dict[str, Any]) -> None:
@@ -290,8 +295,10 @@ class ForkServer:
         with self.changed:
             while not self.replies:
                 left = deadline - time.monotonic()
-                if self.lost or left <= 0:
-                    raise ServerLost(self.lost or "the worker server did not answer in time")
+                if not self.lost and left <= 0:
+                    self.lost = "the worker server did not answer in time"
+                if self.lost:
+                    raise ServerLost(self.lost)
                 self.changed.wait(timeout=left)
             reply = self.replies.pop(0)
         if key not in reply:
