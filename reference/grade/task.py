@@ -19,13 +19,11 @@ separate 0o700 folder. Folders left by a killed task are removed by the next tas
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import hashlib
 import json
 import os
 import secrets
 import shutil
-import signal
 import stat
 import subprocess
 import sys
@@ -35,6 +33,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path, PurePosixPath
 from typing import Any
+
+from reference.sandbox.reaper import die_with_parent
 
 MAX_OUTPUT = 20_000  # characters of the judge's own terminal output kept per submission
 MAX_REPORT_BYTES = 256 << 20  # a report folder larger than this is no result (the judge's are a few MB)
@@ -62,12 +62,6 @@ def judge_version() -> str:
     except PackageNotFoundError:
         base = "0"
     return f"{base}+{h.hexdigest()[:12]}"
-
-
-def _die_with_parent() -> None:
-    """The judge dies with the task's process (a Dask worker killed mid-task leaves no judge behind)."""
-    with contextlib.suppress(Exception):
-        ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
 
 
 def safe_path(root: Path, name: str) -> Path:
@@ -204,8 +198,9 @@ def run_judge(cmd: list[str], fd: int, cwd: Path, timeout: float) -> tuple[int, 
                 return held.judge(argv, fd, cwd, timeout)
             except TemplateLost:
                 forget(held)  # the judge never started: it runs in a fresh process below
+        # the judge dies with the task's process: a Dask worker killed mid-task leaves no judge behind
         proc = subprocess.run(cmd, cwd=cwd, capture_output=True, timeout=timeout, pass_fds=(fd,),
-                              preexec_fn=_die_with_parent)  # fmt: skip
+                              preexec_fn=die_with_parent)  # fmt: skip
         return proc.returncode, (proc.stdout + proc.stderr).decode(errors="replace")
     except subprocess.TimeoutExpired as err:
         text = ((err.stdout or b"") + (err.stderr or b"")).decode(errors="replace")

@@ -30,7 +30,6 @@ once its imports are done. An empty message ends it.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
 import runpy
@@ -44,14 +43,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from reference.sandbox.reaper import die_with_parent
+
 SECRETS_FD = "{secrets_fd}"  # in a request's argv: the number the secrets' descriptor has in the child
 START_SECONDS = 120.0  # the template's imports (about 4 s alone; far more on a loaded machine)
 MAX_REQUEST = 1 << 16
-
-
-def _die_with_parent() -> None:
-    with contextlib.suppress(Exception):
-        ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
 
 
 # --- the template's side -----------------------------------------------------------------------------
@@ -132,7 +128,7 @@ def _child(sock: socket.socket, argv: list[str], cwd: str, secrets_fd: int, out_
     code = 1
     try:
         os.setsid()
-        _die_with_parent()
+        die_with_parent()
         sock.close()
         os.dup2(out_fd, 1)
         os.dup2(out_fd, 2)
@@ -171,7 +167,7 @@ class Template:
         self.sock = mine
         self.proc = subprocess.Popen([sys.executable, "-I", "-m", "reference.grade.template", str(theirs.fileno())],
                                      pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL, preexec_fn=_die_with_parent)  # fmt: skip
+                                     stderr=subprocess.DEVNULL, preexec_fn=die_with_parent)  # fmt: skip
         theirs.close()
         self.buffer = b""
         try:

@@ -29,7 +29,6 @@ has ended (code: its status, -signal when killed).
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
 import select
@@ -41,15 +40,9 @@ import threading
 import time
 from typing import Any
 
+from reference.sandbox.reaper import die_with_parent
+
 MAX_MESSAGE = 1 << 16
-PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent(parent: int) -> None:
-    """SIGKILL when the parent ends (and now, if it has ended already)."""
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    if os.getppid() != parent:
-        os._exit(1)
 
 
 # --- the server's side ---------------------------------------------------------------------------------
@@ -57,7 +50,7 @@ def _die_with_parent(parent: int) -> None:
 
 def serve(fd: int) -> None:
     """The server: import the worker's room, say so, then fork a worker per request until told to end."""
-    _die_with_parent(os.getppid())
+    die_with_parent(os.getppid())
     import numpy  # noqa: F401  # what every worker imports first: once here
 
     import reference.sandbox.worker  # noqa: F401
@@ -155,7 +148,7 @@ def _child(server: int, sock: socket.socket, folder: str, env: dict[str, str], f
     code = 1
     try:
         os.setsid()
-        _die_with_parent(server)  # NOTE: a server that ended between the fork and here: this child ends too
+        die_with_parent(server)  # NOTE: a server that ended between the fork and here: this child ends too
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         sock.close()

@@ -19,7 +19,17 @@ import time
 from pathlib import Path
 
 PR_SET_CHILD_SUBREAPER = 36
+PR_SET_PDEATHSIG = 1
 _subreaper = False
+
+
+def die_with_parent(parent: int | None = None) -> None:
+    """SIGKILL this process when the thread that started it ends (``PR_SET_PDEATHSIG``; usable as a
+    Popen ``preexec_fn``). With ``parent``: end now if that is no longer the parent (it ended first)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if parent is not None and os.getppid() != parent:
+        os._exit(1)
 
 
 def become_subreaper() -> bool:
