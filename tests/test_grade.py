@@ -272,7 +272,10 @@ def test_a_real_ctrl_c_keeps_every_finished_result_and_the_rerun_judges_only_the
         (klass / f"s{i}.py").write_text(f"from scratch_cnn import *  # noqa  student {i}\n")
     out = tmp_path / "grades"
     cmd = [sys.executable, "-m", "reference", "grade", str(klass), "--out", str(out), *LAYERS, "--workers", "1"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # NOTE: Ctrl-C as a terminal delivers it: SIGINT at its default, whatever this process inherited (a CI
+    # job started in the background ignores SIGINT, and Python then keeps ignoring it: no KeyboardInterrupt)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
     deadline = time.monotonic() + 400  # generous: the machine may be loaded; the judging is what is timed
     while len(list(out.glob("*/grade.json"))) < 2 and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.5)
