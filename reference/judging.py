@@ -109,13 +109,14 @@ def sandbox_words(detail: dict[str, Any]) -> str:
 
 
 @contextmanager
-def judgement(impl: str, sandbox: SandboxOptions | None = None) -> Iterator[Judgement]:
+def judgement(impl: str, sandbox: SandboxOptions | None = None, *, training: bool = True) -> Iterator[Judgement]:
     """A session on ``impl`` (a module name or a file) in the tier and under the limits of ``sandbox``,
     closed on the way out. Raises TargetError / ImportFailed (the implementation cannot be judged) or
     ValueError (an option).
 
-    Every module the judges will use is imported first (``preload``): nothing the judge imports
-    after a worker has started comes from a file that worker could have touched."""
+    Every module the judges will use is imported first (``preload``; ``training``: the curve judge may
+    run, and torch.optim's ``_dynamo`` with it): nothing the judge imports after a worker has started
+    comes from a file that worker could have touched."""
     sandbox = sandbox or SandboxOptions()
     check_limits(sandbox.limits)
     target = find_target(impl)
@@ -124,7 +125,7 @@ def judgement(impl: str, sandbox: SandboxOptions | None = None) -> Iterator[Judg
         if sandbox.require:
             raise SandboxUnavailable(f"--require-sandbox: {no_tier_warning()}")
         print(no_tier_warning(), file=sys.stderr, flush=True)
-    preload()
+    preload(training=training)
     j = None
     try:
         if sandbox.parallel is not None and sandbox.parallel < 1:
@@ -141,11 +142,20 @@ def judgement(impl: str, sandbox: SandboxOptions | None = None) -> Iterator[Judg
 _PRELOADED: list[str] = []
 
 
-def preload() -> list[str]:
-    """Import every module of the judges, and the libraries they import lazily, now (once)."""
+def preload(*, training: bool = True) -> list[str]:
+    """Import every module of the judges, and the libraries they import lazily, now (once); with
+    ``training``, what the curve judge's torch.optim.SGD imports on its first step too (torch._dynamo:
+    1 s of CPU; no other judge uses a torch.optim class: tests/test_optimizer_twins.py)."""
+    import importlib
+
+    if training:
+        import torch
+
+        w = torch.zeros(1, requires_grad=True)
+        w.grad = torch.zeros(1)
+        torch.optim.SGD([w], lr=0.1, momentum=0.9).step()
     if _PRELOADED:
         return _PRELOADED
-    import importlib
     import pkgutil
 
     here = [str(Path(__file__).resolve().parent)]  # the package's folder (not `import reference`: no import cycle)

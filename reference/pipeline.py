@@ -148,7 +148,7 @@ def run(options: Options) -> Outcome:
     if stages is not None:
         with stages.stage("data", "MNIST (cached after the first fetch, SHA-256 verified)"):
             load()
-    with judgement(options.impl, options.sandbox) as j:
+    with judgement(options.impl, options.sandbox, training="curves" in options.judges) as j:
         header = {"judge": "judging", "verify": "[verify] judging"}.get(options.command)
         if header:
             print(f"{header} {options.impl} in sandboxed workers ({j.session.sandbox}; run {j.session.run_id})")

@@ -3,8 +3,8 @@ class in minutes).
 
 A fresh ``python -m reference judge`` spends about 3 s of CPU on imports before it judges anything
 (torch alone 2.2 s; the judges import everything before their first worker starts, so that nothing
-they import later comes from a file a worker could have touched), and its optimiser judge 1 s more
-on torch's ``_dynamo`` (imported by the first ``torch.optim`` optimiser). ``grade`` pays that once
+they import later comes from a file a worker could have touched), and a curve judge 1 s more on
+torch's ``_dynamo`` (imported by its ``torch.optim.SGD``). ``grade`` pays that once
 per Dask worker thread instead: the template (``python -I -m reference.grade.template FD``) imports
 what the judges import, then forks one child per submission; the child is the judge, exactly the
 ``judge`` command line it is given, and exits.
@@ -57,11 +57,10 @@ def serve(fd: int) -> None:
     """The template: import what the judges import, say so, then fork a judge per request."""
     from reference.judging import preload
 
-    preload()
-    import torch
-
-    # NOTE: the first torch.optim optimiser imports torch._dynamo (1 s): once here, not in every judge
-    torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+    # NOTE: with training: the first torch.optim step imports torch._dynamo (1 s): once here, not in
+    # every judge that judges curves (their twin trains with torch.optim.SGD; the optimiser judge's
+    # twins do not use the classes: reference.layers.optimizer.FunctionalTwin)
+    preload(training=True)
     warm()
 
     sock = socket.socket(fileno=fd)

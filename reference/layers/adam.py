@@ -18,9 +18,21 @@ CONFIGS = [{"lr": 1e-3}, {"lr": 0.05, "betas": (0.8, 0.95), "eps": 1e-6}, {"lr":
 
 
 def twin(config: Config) -> Any:
-    import torch
+    """``make(groups, **hyper)``: torch.optim.Adam's update (``optimizer.FunctionalTwin``)."""
 
-    return lambda groups, **hyper: torch.optim.Adam(groups, **hyper)
+    def make(groups: list[dict[str, Any]], *, lr: float, betas: tuple[float, float], eps: float) -> Any:
+        from torch.optim.adam import adam
+
+        def update(group: dict[str, Any], state: dict[str, list[Any]]) -> None:
+            params = group["params"]
+            adam(params, [p.grad for p in params], state["exp_avg"], state["exp_avg_sq"], [], state["step"],
+                 foreach=None, capturable=False, differentiable=False, fused=None, has_complex=False,
+                 decoupled_weight_decay=False, amsgrad=False, beta1=betas[0], beta2=betas[1], lr=lr,
+                 weight_decay=group["weight_decay"], eps=eps, maximize=False)  # fmt: skip
+
+        return optimizer.FunctionalTwin(groups, ("exp_avg", "exp_avg_sq"), update)
+
+    return make
 
 
 class _FlawedAdam(scratch_cnn.Adam):

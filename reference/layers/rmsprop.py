@@ -18,9 +18,23 @@ CONFIGS = [{"lr": 1e-2}, {"lr": 0.01, "alpha": 0.9, "momentum": 0.5}, {"lr": 0.0
 
 
 def twin(config: Config) -> Any:
-    import torch
+    """``make(groups, **hyper)``: torch.optim.RMSprop's update (``optimizer.FunctionalTwin``; not
+    centered, as scratch_cnn's)."""
 
-    return lambda groups, **hyper: torch.optim.RMSprop(groups, **hyper)
+    def make(groups: list[dict[str, Any]], *, lr: float, alpha: float, eps: float, momentum: float) -> Any:
+        from torch.optim.rmsprop import rmsprop
+
+        def update(group: dict[str, Any], state: dict[str, list[Any]]) -> None:
+            params = group["params"]
+            buffers = state["momentum_buffer"] if momentum > 0 else []  # NOTE: as RMSprop keeps one: momentum > 0
+            rmsprop(params, [p.grad for p in params], state["square_avg"], [], buffers, state["step"],
+                    foreach=None, maximize=False, differentiable=False, capturable=False, has_complex=False,
+                    lr=lr, alpha=alpha, eps=eps, weight_decay=group["weight_decay"], momentum=momentum,
+                    centered=False)  # fmt: skip
+
+        return optimizer.FunctionalTwin(groups, ("square_avg", "momentum_buffer"), update)
+
+    return make
 
 
 class RMSpropNoMomentumBuffer(scratch_cnn.RMSprop):

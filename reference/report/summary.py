@@ -231,7 +231,8 @@ def worst_failures(rows: pd.DataFrame) -> pd.DataFrame:
 def write_summary(run_dir: Path, verdict: str, title: str, impl_name: str = "scratch_cnn", stamp: str = "") -> None:
     """summary.md and index.html; ``stamp``: the run's id, time, judged files' SHA-256 and sandbox."""
     parts = [f"# {title}", ""]
-    for name, body in sections(run_dir, verdict, impl_name, stamp):
+    shown = sections(run_dir, verdict, impl_name, stamp)  # once, for both pages
+    for name, body in shown:
         if isinstance(body, Figure):
             parts += [f"## {name}", "", f"![{body.file}]({body.file})", "", body.caption, ""]
             continue
@@ -240,7 +241,7 @@ def write_summary(run_dir: Path, verdict: str, title: str, impl_name: str = "scr
     if plots:
         parts += ["## Plots", "", *(f"![{p.stem}]({p.name})" for p in plots), ""]
     write_atomic(run_dir / "summary.md", "\n".join(parts))
-    write_atomic(run_dir / "index.html", html_page(run_dir, verdict, title, impl_name, stamp))
+    write_atomic(run_dir / "index.html", html_page(run_dir, title, shown))
 
 
 def plain_plots(run_dir: Path) -> list[Path]:
@@ -376,11 +377,12 @@ def _img(path: Path, alt: str) -> str:
     return f"<img alt='{html.escape(alt, quote=True)}' src='data:image/png;base64,{data}'>"
 
 
-def html_page(run_dir: Path, verdict: str, title: str, impl_name: str = "scratch_cnn", stamp: str = "") -> str:
+def html_page(run_dir: Path, title: str, shown: list[tuple[str, Any]]) -> str:
+    """index.html: ``shown`` (``sections``' titles and bodies) as one page, the PNGs inlined."""
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
              "<meta name='viewport' content='width=device-width, initial-scale=1'>",
              f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>"]  # fmt: skip
-    for name, body in sections(run_dir, verdict, impl_name, stamp):
+    for name, body in shown:
         parts.append(f"<h2>{html.escape(name)}</h2>")
         if isinstance(body, Figure):
             if (run_dir / body.file).is_file():
