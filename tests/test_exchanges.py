@@ -168,3 +168,84 @@ def test_a_partial_batch_returns_what_ran_and_names_the_item_that_raised(session
         )
     assert len(values) == 1 and np.array_equal(values[0], [0.0, 0.0])
     assert failed[0] == 1 and failed[1]["type"] == "ValueError"
+
+
+# --- an optimiser's case: constructed, stepped and read after every step in one exchange ---------------
+
+OPTIMISERS = """
+import numpy as np
+
+
+class Adam:  # right (a student's, moments in dicts)
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+        self.params, self.lr, self.betas, self.eps, self.wd = params, lr, betas, eps, weight_decay
+        self.m = {k: np.zeros_like(v) for k, v in params.items()}
+        self.v = {k: np.zeros_like(v) for k, v in params.items()}
+        self.t = 0
+
+    def step(self, grads):
+        self.t += 1
+        b1, b2 = self.betas
+        for k, p in self.params.items():
+            g = grads[k] + (self.wd * p if k.endswith("W") else 0)
+            self.m[k] = b1 * self.m[k] + (1 - b1) * g
+            self.v[k] = b2 * self.v[k] + (1 - b2) * g * g
+            m_hat, v_hat = self.m[k] / (1 - b1**self.t), self.v[k] / (1 - b2**self.t)
+            p -= self.lr * m_hat / (np.sqrt(v_hat) + self.eps)
+
+
+class RMSprop(Adam):  # bias corrections tabled for the first two steps only: IndexError at step 3
+    def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, momentum=0.0, weight_decay=0.0):
+        super().__init__(params, lr, (0.9, alpha), eps, weight_decay)
+        self.c = [1 - alpha, 1 - alpha**2]
+
+    def step(self, grads):
+        self.t += 1
+        for k, p in self.params.items():
+            self.v[k] = self.betas[1] * self.v[k] + (1 - self.betas[1]) * grads[k] ** 2
+            p -= self.lr * grads[k] / (np.sqrt(self.v[k] / self.c[self.t - 1]) + self.eps)
+"""
+
+REBINDING = OPTIMISERS.replace(
+    "            p -= self.lr * m_hat / (np.sqrt(v_hat) + self.eps)",
+    "            self.params = [self.params[q] for q in self.params]  # a list from step 1 on\n            break",
+)
+
+
+def optimiser_rows(tmp_path, source, one_by_one, monkeypatch):
+    from reference.cases.grid import grid
+    from reference.judges.base import Context
+    from reference.judges.optimizers import OptimizerJudge
+
+    (tmp_path / str(one_by_one)).mkdir()
+    path = tmp_path / str(one_by_one) / "optimisers.py"  # one name: the rows' notes quote it
+    path.write_text(textwrap.dedent(source))
+    if one_by_one:
+        monkeypatch.setattr(requests, "construct_then", lambda *a, **k: None)
+    s = open_session(find_target(str(path)), ["Adam", "RMSprop"], sandbox="auto")
+    try:
+        cases = [c for c in grid() if c.layer in ("Adam", "RMSprop")]
+        rows = OptimizerJudge().run(Context(s.impl, "student", cases)).rows
+        spent = {scope: w.exchanges for scope, w in s.workers.items()}
+    finally:
+        s.close()
+        monkeypatch.undo()
+    return rows.drop(columns=[c for c in rows.columns if c.endswith("_s")]), spent
+
+
+@pytest.mark.parametrize("source", [OPTIMISERS, REBINDING], ids=["right and IndexError at step 3", "params rebound"])
+def test_an_optimiser_case_is_one_exchange_and_judged_as_step_by_step(tmp_path, source, monkeypatch):
+    fused, fused_spent = optimiser_rows(tmp_path, source, False, monkeypatch)
+    steps, steps_spent = optimiser_rows(tmp_path, source, True, monkeypatch)
+    pd = pytest.importorskip("pandas")
+    pd.testing.assert_frame_equal(fused, steps)
+    for layer in ("Adam", "RMSprop"):  # its class read once, then one exchange per case and dtype
+        assert fused_spent[layer] == 1 + fused[fused["layer"] == layer][["case", "dtype"]].drop_duplicates().shape[0]
+    if source is OPTIMISERS:  # 25 steps each, one by one: a step and a read of the params per step
+        assert sum(fused_spent.values()) * 5 < sum(steps_spent.values())
+    if source is OPTIMISERS:
+        adam, rms = fused[fused["layer"] == "Adam"], fused[fused["layer"] == "RMSprop"]
+        assert len(adam) and (adam["status"] == "pass").all(), adam[["status", "note"]]
+        assert len(rms) and rms["note"].str.contains("IndexError").all(), rms["note"].tolist()
+    else:
+        assert fused.loc[fused["layer"] == "Adam", "note"].str.contains("after step 1 is list").all()

@@ -214,11 +214,12 @@ def direction_probe(f: Callable[[], float], arr: np.ndarray, count: int, seed: A
     """Central/one-sided differences of ``f`` along ``count`` random directions moving every element
     of ``arr`` at once (gradcheck's fast mode): slopes per unit of each displacement, which the
     analytic gradient predicts as its projection on it (``Probe.values``)."""
-    f0 = f()
     base = np.array(arr, dtype=np.float64)
     dirs = directions(base, count, seed)
-    plan = [(Ellipsis, base, [base + mult * d for mult in (1, -1, 2, -2)]) for d in dirs]
-    flat = evaluate(f, arr, plan, many)
+    # NOTE: f unmoved is the plan's first trial (base written over itself): the same forward as f()
+    # alone, in the same exchange as the directions' trials
+    plan = [(Ellipsis, base, [base])] + [(Ellipsis, base, [base + mult * d for mult in (1, -1, 2, -2)]) for d in dirs]
+    f0, *flat = evaluate(f, arr, plan, many)
     checked = f"{count} random directions over all {base.size} elements"
     return _slopes([("direction", k) for k in range(count)], np.array(flat).reshape(-1, 4), f0, np.ones(count),
                    scale, checked, directions=dirs)  # fmt: skip

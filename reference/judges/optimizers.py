@@ -37,17 +37,34 @@ def hyper_of(case: Case) -> dict[str, Any]:
 def trajectory(impl: Any, case: Case, params: dict[str, np.ndarray], grads: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:  # fmt: skip
     """The implementation's parameters after each step (copies). Raises what the implementation raised,
     its message prefixed by the step (``ProtocolViolation`` for params it does not keep as a dict)."""
-    opt = getattr(impl, case.layer)({k: v.copy() for k, v in params.items()}, **hyper_of(case))
+    start = ({k: v.copy() for k, v in params.items()},)
+    # NOTE: in a sandbox the construction and every step with its params read after it are one
+    # exchange, under the case's time limit calibrated by what the steps one by one would send
+    then = [item for g in grads for item in (requests.Call(requests.Result(0), "step", (g,)),
+                                             requests.Read(requests.Result(0), "params"))]  # fmt: skip
+    work = sum(v.nbytes for v in params.values()) + sum(v.nbytes for g in grads for v in g.values())
+    batched = requests.construct_then(impl, case.layer, start, hyper_of(case), then, work)
+    if batched is None:
+        opt = getattr(impl, case.layer)(*start, **hyper_of(case))
+        read: Any = (_stepped(opt, g) for g in grads)  # one step at a time, each checked before the next
+    else:
+        read = batched[0][1::2]  # each step's result, then the params after it (those that ran)
     after = []
-    for step, g in enumerate(grads, start=1):
-        opt.step({k: v.copy() for k, v in g.items()})
-        now = requests.read(opt, "params")
+    for step, now in enumerate(read, start=1):
         if not isinstance(now, dict) or set(now) != set(params):
             raise ProtocolViolation(f"{case.layer}.params after step {step} is "
                                     f"{sorted(now) if isinstance(now, dict) else type(now).__name__}, not the dict "
                                     f"it was given (keys {sorted(params)}), updated in place")  # fmt: skip
         after.append({k: np.array(v, copy=True) for k, v in now.items()})
+    if batched is not None and batched[1] is not None:
+        raise batched[1]
     return after
+
+
+def _stepped(opt: Any, g: dict[str, np.ndarray]) -> Any:
+    """``opt.step`` of a copy of ``g``, then ``opt.params`` as it is now."""
+    opt.step({k: v.copy() for k, v in g.items()})
+    return requests.read(opt, "params")
 
 
 def first_step_off(ours: np.ndarray, ref: np.ndarray, dtype: str) -> int:

@@ -345,14 +345,15 @@ class Worker:
         return cls
 
     def batch(self, items: list[tuple[Any, ...]], during: str, keep: list[int] | None = None,
-              partial: bool = False) -> Any:  # fmt: skip
+              partial: bool = False, work: int | None = None) -> Any:  # fmt: skip
         """Run ``("call", obj, method, args, kwargs[, g])`` (``method`` '': ``obj`` itself is called),
         ``("getattr", obj, name, None)`` and ``("setitem", obj,
         key, value)`` items in order in one exchange; an object or argument may be ``wire.Res(k)``, the
         result of item k. Returns the results of items ``keep`` (default: every call) as data, each
         as it was when its item ended, or raises the first exception; with ``partial``, (the results
-        of the items that ran, None or (index, what the item that stopped it raised)). The worker does
-        exactly what the same requests one by one would; only the round trips are saved."""
+        of the items that ran, None or (index, what the item that stopped it raised)). ``work``: the
+        bytes the same requests one by one would send (the time limit's calibration, as a sweep's).
+        The worker does exactly what the same requests one by one would; only the round trips are saved."""
         enc = wire.Encoder(by_ref=_by_ref(self))
         subs = []
         for kind, obj, name, payload, *rest in items:
@@ -375,9 +376,9 @@ class Worker:
             header["keep"] = keep
         if partial:
             header["partial"] = True
-            values, failed = self.request(header, enc.buffers, during, partial=True)
+            values, failed = self.request(header, enc.buffers, during, work=work, partial=True)
         else:
-            values, failed = self.request(header, enc.buffers, during), None
+            values, failed = self.request(header, enc.buffers, during, work=work), None
         ran = len(items) if failed is None else failed[0]
         order = keep if keep is not None else [i for i, (k, *_) in enumerate(items) if k == "call"]
         if not isinstance(values, list) or len(values) != sum(i < ran for i in order) or not 0 <= ran <= len(items):

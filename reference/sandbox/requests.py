@@ -12,6 +12,7 @@ Besides calling the protocol's methods on them, the judges ask only these:
 | ``parallel(impl)`` | how many layers are judged at once | the session's setting | 1 |
 | ``write_params(layer, own, params, during, attr)`` | write arrays into ``layer.params[k][...]`` (or ``buffers``) and read it back, as data | one exchange | None: the caller writes itself |
 | ``build(impl, name, kwargs, params, during)`` | construct a layer, write its params in place and read them back, as data | one exchange | None: the caller builds it itself |
+| ``construct_then(impl, name, args, kwargs, then, work)`` | construct an object, then run ``then`` on it (an optimiser's steps and its params after each), results as data | one exchange | None: the caller does each itself |
 | ``call_then_read(obj, method, args, name)`` | a call, then an attribute read, as data (a backward and its grads) | one exchange | None: the caller does both |
 | ``read(layer, name)`` | ``getattr(layer, name)`` as data (arrays copied now) | one exchange | the attribute |
 | ``sweep(calls, plan, during, ...)`` | a finite-difference plan's trials: per value tried at an index (of a copy of the input, or of a parameter in place), the calls in order, one number back | one exchange | None: the caller runs them itself |
@@ -153,11 +154,13 @@ def same_worker(*objs: Any) -> bool:
     )
 
 
-def run(items: list[Any], during: str, keep: list[int] | None = None, partial: bool = False) -> Any:
+def run(items: list[Any], during: str, keep: list[int] | None = None, partial: bool = False,
+        work: int | None = None) -> Any:  # fmt: skip
     """Run ``items`` (``Call``, ``Write``, ``Read``) in one exchange with their worker; the results of the
     calls (or of the items ``keep``) as data, each as it was when its item ended. With ``partial``:
     (those of the items that ran, None or (index, the exception report of the item that raised)).
-    None when the items' objects are not one worker's."""
+    ``work``: the bytes the items one by one would send (their time limit's calibration). None when
+    the items' objects are not one worker's."""
     handles = [i.obj if isinstance(i, (Call, Read)) else i.target for i in items]
     owners = [h for h in handles if not isinstance(h, wire.Res)]
     if not owners or not same_worker(*owners):
@@ -172,7 +175,37 @@ def run(items: list[Any], during: str, keep: list[int] | None = None, partial: b
             plain.append(("setitem", item.target, item.key, item.value))
         else:
             plain.append(("getattr", item.obj, item.name, None))
-    return worker.batch(plain, during, keep=keep, partial=partial)
+    return worker.batch(plain, during, keep=keep, partial=partial, work=work)
+
+
+def construct_then(impl: Any, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], then: list[Any],
+                   work: int) -> tuple[list[Any], Any] | None:  # fmt: skip
+    """In a sandbox: ``impl.<name>(*args, **kwargs)``, then the items ``then`` (``Call``, ``Read``,
+    ``Write``; ``Result(0)`` is the new object, ``Result(k)`` the k-th item of ``then``) in order, in one
+    exchange under the time limit of ``work`` bytes sent one by one: (the results of the calls and
+    reads of ``then`` that ran, as data, each as it was when its item ended; None, or the exception
+    the item that stopped the rest raised: a RemoteError named as that request alone names it). None
+    for an implementation of this process or a lazy scope."""
+    if not isinstance(impl, RemoteImpl) or not impl._session.names.get(name) or impl._session.lazy:
+        return None
+    from reference.sandbox.client import RemoteError
+
+    cls = impl._session.worker().class_handle(name)
+    items = [Call(cls, "", args, kwargs=tuple(kwargs.items())), *then]
+    keep = [i for i, item in enumerate(items) if i and not isinstance(item, Write)]
+    values, failed = run(items, f"{name}()", keep=keep, partial=True, work=work)
+    if failed is None:
+        return values, None
+    stopped = items[failed[0]]
+    if failed[0] == 0:
+        during = f"{name}()"
+    elif isinstance(stopped, Call):
+        during = f"{name}.{stopped.method}"
+    elif isinstance(stopped, Read):
+        during = f"{name}.{stopped.name}"
+    else:
+        during = f"writing into {name}"
+    return values, RemoteError(failed[1], during)
 
 
 def call_then_read(obj: Any, method: str, args: tuple[Any, ...], name: str) -> tuple[Any, Any, Any] | None:
