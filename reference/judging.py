@@ -126,7 +126,10 @@ def judgement(impl: str, sandbox: SandboxOptions | None = None, *, training: boo
         if sandbox.require:
             raise SandboxUnavailable(f"--require-sandbox: {no_tier_warning()}")
         print(no_tier_warning(), file=sys.stderr, flush=True)
-    preload(training=training)
+    # NOTE: matplotlib (0.5 s of CPU) draws only curves and a failing layer's heat maps: imported
+    # first where curves will run or where nothing keeps a worker from writing site-packages (the
+    # process tier); in bubblewrap and Landlock no worker can (tests/test_sandbox_tiers.py)
+    preload(training=training, drawing=training or tier == "process")
     j = None
     try:
         if sandbox.parallel is not None and sandbox.parallel < 1:
@@ -143,11 +146,18 @@ def judgement(impl: str, sandbox: SandboxOptions | None = None, *, training: boo
 _PRELOADED: list[str] = []
 
 
-def preload(*, training: bool = True) -> list[str]:
+def preload(*, training: bool = True, drawing: bool = True) -> list[str]:
     """Import every module of the judges, and the libraries they import lazily, now (once); with
     ``training``, what the curve judge's torch.optim.SGD imports on its first step too (torch._dynamo:
-    1 s of CPU; no other judge uses a torch.optim class: tests/test_optimizer_twins.py)."""
+    1 s of CPU; no other judge uses a torch.optim class: tests/test_optimizer_twins.py); with
+    ``drawing``, matplotlib and its pyplot (the curves' and heat maps' plots)."""
     import importlib
+
+    if drawing:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        importlib.import_module("matplotlib.pyplot")
 
     if training:
         import torch
@@ -161,12 +171,8 @@ def preload(*, training: bool = True) -> list[str]:
 
     here = [str(Path(__file__).resolve().parent)]  # the package's folder (not `import reference`: no import cycle)
     names = [m.name for m in pkgutil.walk_packages(here, "reference.") if not m.name.endswith("__main__")]
-    for name in [*names, "torch", "pandas", "matplotlib", "tabulate", "threadpoolctl"]:
+    for name in [*names, "torch", "pandas", "tabulate", "threadpoolctl"]:
         importlib.import_module(name)
-    import matplotlib
-
-    matplotlib.use("Agg")
-    importlib.import_module("matplotlib.pyplot")
     _PRELOADED.extend(names)
     # NOTE: what the imports made (about 240,000 objects) lives as long as the process: out of the
     # cyclic collector's sight, so no full collection walks it again and, in grade's template, no

@@ -249,3 +249,21 @@ def test_an_optimiser_case_is_one_exchange_and_judged_as_step_by_step(tmp_path, 
         assert len(rms) and rms["note"].str.contains("IndexError").all(), rms["note"].tolist()
     else:
         assert fused.loc[fused["layer"] == "Adam", "note"].str.contains("after step 1 is list").all()
+
+
+def test_a_backward_its_grads_and_the_params_after_it_come_back_in_one_exchange(session):
+    from reference.impl.protocol import backward_grads_and_params
+
+    with session.case("Dense"):
+        layer = build_case_layer(session.impl, "Dense", {"n_in": 3, "n_out": 2, "bias": True}, PARAMS, "float64")
+        layer.forward(np.ones((4, 3)))
+        before = exchanges(session, "Dense")
+        dx, grads, now = backward_grads_and_params(layer, "Dense", np.ones((4, 2)), ["W", "b"])
+        assert exchanges(session, "Dense") - before == 1
+        assert np.array_equal(grads["W"], np.full((3, 2), 4.0)) and set(now) == {"W", "b"}
+        assert all(np.array_equal(now[k], PARAMS[k]) for k in PARAMS)
+    with session.case("Tanh"):  # its backward raises: as the requests one by one raise it
+        tanh = session.impl.Tanh()
+        tanh.forward(np.ones(3))
+        with pytest.raises(RemoteError, match="backward not written yet"):
+            backward_grads_and_params(tanh, "Tanh", np.ones(3), ["W"])

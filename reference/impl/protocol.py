@@ -224,6 +224,26 @@ def backward_and_grads(
     return dx, checked_grads(_no_attribute(failed) if failed is not None else grads, layer_type, keys)
 
 
+def backward_grads_and_params(layer: Any, layer_type: str, g: np.ndarray, keys: list[str]
+                              ) -> tuple[Any, dict[str, np.ndarray], dict[str, np.ndarray] | None]:  # fmt: skip
+    """``backward_and_grads``, and the values of ``layer.params[k]`` for each key as they are after
+    it: for a sandboxed layer all three in one exchange (the params read where the requests one by one
+    read them next). The params are None where they were not read so (a layer of this process, no
+    keys, a read that raised or no dict of arrays): the caller reads them itself, as before."""
+    got = requests.call_then_reads(layer, "backward", (g,), ["grads", "params"]) if keys else None
+    if got is None:
+        dx, grads = backward_and_grads(layer, layer_type, g, keys)
+        return dx, grads, None
+    dx, reads, failed = got
+    if failed is not None and failed[0] == 0:  # the grads' read raised: as read_grads takes it
+        return dx, checked_grads(_no_attribute(failed[1]), layer_type, keys), None
+    grads = checked_grads(reads[0], layer_type, keys)
+    now = reads[1] if failed is None else None
+    if not isinstance(now, dict) or not all(isinstance(now.get(k), np.ndarray) for k in keys):
+        return dx, grads, None
+    return dx, grads, {k: now[k] for k in keys}
+
+
 def _no_attribute(err: BaseException) -> None:
     """None for an AttributeError (here or in a worker): no such attribute; any other exception raised."""
     if isinstance(err, AttributeError) or "AttributeError" in getattr(err, "mro", ()):

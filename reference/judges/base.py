@@ -60,6 +60,9 @@ class Result:
     extra: dict[str, tuple[str, pd.DataFrame]] = field(default_factory=dict)
     ok: bool | None = None
     figures: Any = None  # pictures drawn into the run's folder by write: an object with write(out) (report.heatmap)
+    verdict_lines: tuple[pd.DataFrame, list[str]] | None = (
+        None  # (rows, Judge.lines of them): made once, shown, written
+    )
 
 
 class Judge:
@@ -70,13 +73,16 @@ class Judge:
         raise NotImplementedError
 
     def write(self, result: Result, out: Path, impl_name: str) -> None:
-        write_table(result.rows, out, self.name, f"{self.title}: {impl_name}", extra=result.extra)
+        write_table(result.rows, out, self.name, f"{self.title}: {impl_name}", extra=result.extra,
+                    lines=Judge.lines(self, result))  # fmt: skip
         if result.figures is not None:
             result.figures.write(out)
 
     def lines(self, result: Result) -> list[str]:
-        """What the terminal shows of the result: one verdict line per layer."""
-        return verdict_lines(result.rows)
+        """What the terminal shows of the result: one verdict line per layer (made once per result)."""
+        if result.verdict_lines is None or result.verdict_lines[0] is not result.rows:  # rows replaced: made again
+            result.verdict_lines = (result.rows, verdict_lines(result.rows))
+        return result.verdict_lines[1]
 
 
 def judged_in(impl: Any, scope: str, **kw: Any) -> contextlib.AbstractContextManager[None]:

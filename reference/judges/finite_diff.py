@@ -29,7 +29,7 @@ convention is the autograd judge's to hold.)
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -54,7 +54,7 @@ from reference.core.tolerances import ADJOINT_RTOL, FD_RTOL, FD_SAFETY, Toleranc
 from reference.impl.protocol import (
     DEFAULT_IMPL,
     available,
-    backward_and_grads,
+    backward_grads_and_params,
     build_case_layer,
     construct,
     load_impl,
@@ -125,9 +125,16 @@ def choose_elements(shape: tuple[int, ...], limit: int, seed: Any) -> tuple[list
     """Every element, or a fixed random subset of ``limit`` (recorded as 'n/N seed=...')."""
     size = int(np.prod(shape))
     if size <= limit:
-        return [tuple(int(i) for i in np.unravel_index(k, shape)) for k in range(size)], f"{size}/{size}"
+        return _indices(np.arange(size), shape), f"{size}/{size}"
     flat = np.sort(np.random.default_rng(seed).choice(size, limit, replace=False))
-    return [tuple(int(i) for i in np.unravel_index(k, shape)) for k in flat], f"{limit}/{size} seed={seed}"
+    return _indices(flat, shape), f"{limit}/{size} seed={seed}"
+
+
+def _indices(flat: np.ndarray, shape: tuple[int, ...]) -> list[tuple[int, ...]]:
+    """The index tuple of each flat position (C order), as Python ints."""
+    if not shape or not len(flat):  # a 0-d tensor's one element: ()
+        return [() for _ in flat]
+    return [tuple(row) for row in np.stack(np.unravel_index(flat, shape), axis=-1).tolist()]
 
 
 def probe(
@@ -137,12 +144,14 @@ def probe(
     scale: float,
     checked: str,
     many: Callable[[list[tuple[tuple[int, ...], float, list[float]]]], list[float]] | None = None,
+    known: np.ndarray | None = None,
 ) -> Probe:
     """Central/one-sided differences of ``f`` w.r.t. ``arr[e]`` for each element e (arr is modified
     in place and restored). ``many(plan)``, where given, evaluates the same plan (per element: the
-    values to try, then the original back) in fewer exchanges with a sandboxed worker."""
+    values to try, then the original back) in fewer exchanges with a sandboxed worker; ``known``,
+    where given, is ``arr``'s values as they are now (read already: not fetched again)."""
     f0 = f()
-    base = np.array(arr, dtype=np.float64)
+    base = np.array(arr if known is None else known, dtype=np.float64)
     steps = []
     for e in elements:
         v = float(base[e])
@@ -210,11 +219,11 @@ def directions(base: np.ndarray, count: int, seed: Any) -> list[np.ndarray]:
 
 
 def direction_probe(f: Callable[[], float], arr: np.ndarray, count: int, seed: Any, scale: float,
-                    many: Callable[[Plan], list[float]] | None = None) -> Probe:  # fmt: skip
+                    many: Callable[[Plan], list[float]] | None = None, known: np.ndarray | None = None) -> Probe:  # fmt: skip
     """Central/one-sided differences of ``f`` along ``count`` random directions moving every element
     of ``arr`` at once (gradcheck's fast mode): slopes per unit of each displacement, which the
-    analytic gradient predicts as its projection on it (``Probe.values``)."""
-    base = np.array(arr, dtype=np.float64)
+    analytic gradient predicts as its projection on it (``Probe.values``); ``known`` as ``probe``'s."""
+    base = np.array(arr if known is None else known, dtype=np.float64)
     dirs = directions(base, count, seed)
     # NOTE: f unmoved is the plan's first trial (base written over itself): the same forward as f()
     # alone, in the same exchange as the directions' trials
@@ -430,6 +439,7 @@ class _Ran:
     g: np.ndarray | None  # the upstream gradient (None for a loss)
     tensors: dict[str, Any]  # the arrays probed, by the name of their gradient
     forward: dict[str, np.ndarray]  # what the forward returned (for the attribution)
+    values: dict[str, np.ndarray] = field(default_factory=dict)  # a probed parameter's values, read with its grads
 
 
 def run_case(impl: Any, case: Case, attribution: bool = True) -> list[dict[str, Any]]:
@@ -480,14 +490,18 @@ def _layer_backward(layer: Any, case: Case, inputs: dict[str, Any], x: np.ndarra
                     g: np.ndarray) -> _Ran:  # fmt: skip
     """A layer after its forward gave ``out``: its backward of ``g`` and its parameters' gradients, and
     the projection ``<forward(x), g>`` to probe, of x and of each parameter."""
-    dx, own = backward_and_grads(layer, case.layer, g.copy(), list(inputs["params"]))
+    dx, own, now = backward_grads_and_params(layer, case.layer, g.copy(), list(inputs["params"]))
     grads = {"dx": np.array(dx, dtype=np.float64)}
     grads.update({f"d{k}": v.astype(np.float64) for k, v in own.items()})
     # a copy each time: a forward that writes into its input must not corrupt the probe
     f = lambda: float(np.sum(layer.forward(x.copy()) * g))  # noqa: E731
     scale = max(float(np.sum(np.abs(out) * np.abs(g))), 1e-300)
-    tensors = {"dx": x, **{f"d{k}": layer.params[k] for k in inputs["params"]}}
-    return _Ran(layer, grads, f, scale, g, tensors, {"out": out})
+    held = layer.params if inputs["params"] else {}  # read once (in a sandbox: one exchange, its arrays as handles)
+    tensors = {"dx": x, **{f"d{k}": held[k] for k in inputs["params"]}}
+    # NOTE: in a sandbox the parameters' values came back with the grads (as the requests one by one
+    # read them next): their probes need not fetch them again, one exchange each
+    values = {f"d{k}": v for k, v in (now or {}).items() if np.shape(v) == np.shape(held[k])}
+    return _Ran(layer, grads, f, scale, g, tensors, {"out": out}, values)
 
 
 def _element_rows(case: Case, inputs: dict[str, Any], x: np.ndarray, ran: _Ran,
@@ -512,16 +526,17 @@ def _tensor_row(case: Case, tensor: str, arr: Any, x: np.ndarray, ran: _Ran, lab
     if ran.grads[tensor].shape != arr.shape:
         return error_row(judge=JUDGE, layer=case.layer, case=case.id, tensor=tensor, kind="element",
                          message=f"gradient shape {ran.grads[tensor].shape}, expected {arr.shape}", **extra), None  # fmt: skip
-    elements, checked = choose_elements(arr.shape, limit, [case.seed, 99, len(tensor)])
     many = batched(ran.layer, arr, x, g, labels)
     try:
         # NOTE: the random directions first (DIRECTIONS): a tensor they find clean is judged on them;
         # one that fails or meets a kink along any of them gets the element sweep, which localises
-        p = direction_probe(ran.f, arr, DIRECTIONS, [case.seed, 98, len(tensor)], ran.scale, many)
+        known = ran.values.get(tensor)
+        p = direction_probe(ran.f, arr, DIRECTIONS, [case.seed, 98, len(tensor)], ran.scale, many, known)
         if not p.clean(ran.grads[tensor]):
             if tensor == declared.input_grad and declared.per_sample and g is not None:
                 many = stacked(ran.layer, x, g, ran.f)
-            p = probe(ran.f, arr, elements, ran.scale, checked, many=many)
+            elements, checked = choose_elements(arr.shape, limit, [case.seed, 99, len(tensor)])
+            p = probe(ran.f, arr, elements, ran.scale, checked, many=many, known=known)
     except Exception as err:  # forward failed on a perturbed input
         return raised_row(err, judge=JUDGE, layer=case.layer, case=case.id, tensor=tensor, kind="element",
                           prefix="while probing: ", **extra), None  # fmt: skip

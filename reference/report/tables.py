@@ -85,14 +85,17 @@ def markdown(df: pd.DataFrame, max_rows: int | None = None) -> str:
 
 
 def write_table(df: pd.DataFrame, out: Path, stem: str, title: str,
-                extra: dict[str, tuple[str, pd.DataFrame]] | None = None) -> tuple[Path, Path]:  # fmt: skip
+                extra: dict[str, tuple[str, pd.DataFrame]] | None = None,
+                lines: list[str] | None = None) -> tuple[Path, Path]:  # fmt: skip
     """Write ``out/stem.csv`` (every row) and ``out/stem.md`` (verdicts, a per-layer summary, the
-    failing rows); each ``extra`` {suffix: (title, table)} goes into the Markdown and ``out/stem_suffix.csv``."""
+    failing rows); each ``extra`` {suffix: (title, table)} goes into the Markdown and ``out/stem_suffix.csv``.
+    ``lines``: ``verdict_lines(df)`` where the caller has them already."""
     df = ordered(df)
     csv_path, md_path = out / f"{stem}.csv", out / f"{stem}.md"
     write_atomic(csv_path, df.to_csv(index=False))
     bad = df[~df["status"].isin(PASSING)]
-    body = [f"# {title}", "", *verdict_lines(df), "", "## Per layer", "", markdown(layer_summary(df)), ""]
+    verdicts = verdict_lines(df) if lines is None else lines
+    body = [f"# {title}", "", *verdicts, "", "## Per layer", "", markdown(layer_summary(df)), ""]
     body += ["## Rows that did not pass", "", markdown(bad, 200) if len(bad) else "_none_", ""]
     for suffix, (name, table) in (extra or {}).items():
         body += [f"## {name}", "", markdown(table), ""]

@@ -14,6 +14,7 @@ Besides calling the protocol's methods on them, the judges ask only these:
 | ``build(impl, name, kwargs, params, during)`` | construct a layer, write its params in place and read them back, as data | one exchange | None: the caller builds it itself |
 | ``construct_then(impl, name, args, kwargs, then, work)`` | construct an object, then run ``then`` on it (an optimiser's steps and its params after each), results as data | one exchange | None: the caller does each itself |
 | ``call_then_read(obj, method, args, name)`` | a call, then an attribute read, as data (a backward and its grads) | one exchange | None: the caller does both |
+| ``call_then_reads(obj, method, args, names)`` | a call, then several attribute reads, as data (a backward, its grads and its params) | one exchange | None: the caller does each |
 | ``read(layer, name)`` | ``getattr(layer, name)`` as data (arrays copied now) | one exchange | the attribute |
 | ``sweep(calls, plan, during, ...)`` | a finite-difference plan's trials: per value tried at an index (of a copy of the input, or of a parameter in place), the calls in order, one number back | one exchange | None: the caller runs them itself |
 | ``run(items, during)`` | a list of ``Call``, ``Write`` and ``Read`` items run in order, earlier results named by ``Result``; the results of the calls (or of ``keep``) come back as data | one exchange | None: the caller runs them itself |
@@ -224,6 +225,26 @@ def call_then_read(obj: Any, method: str, args: tuple[Any, ...], name: str) -> t
     if failed is not None:
         return values[0], None, RemoteError(failed[1], f"{who}.{name}")
     return values[0], values[1], None
+
+
+def call_then_reads(obj: Any, method: str, args: tuple[Any, ...], names: list[str]
+                    ) -> tuple[Any, list[Any], tuple[int, Any] | None] | None:  # fmt: skip
+    """``call_then_read`` with several attribute reads after the call, in order: (the call's result,
+    the values of the reads that ran, None or (the index in ``names`` of the read that raised, its
+    RemoteError)). The call's own exception is raised. None for an object of this process or a lazy
+    scope's."""
+    if not isinstance(obj, RemoteObject) or obj.__dict__.get("_lazy"):
+        return None
+    from reference.sandbox.client import RemoteError
+
+    who = label(obj)
+    values, failed = run([Call(obj, method, args), *(Read(obj, n) for n in names)], f"{who}.{method}",
+                         keep=list(range(len(names) + 1)), partial=True)  # fmt: skip
+    if failed is not None and failed[0] == 0:
+        raise RemoteError(failed[1], f"{who}.{method}")
+    if failed is not None:
+        return values[0], values[1:], (failed[0] - 1, RemoteError(failed[1], f"{who}.{names[failed[0] - 1]}"))
+    return values[0], values[1:], None
 
 
 def sweep(calls: list[Call], plan: list[tuple[Any, Any, list[Any]]], during: str, *, target: Any = None,
