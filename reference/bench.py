@@ -278,7 +278,7 @@ def isolation_rows(impl_name: str) -> list[dict[str, Any]]:
 
 def run(impl_name: str = DEFAULT_IMPL, out: Path = Path("reports/latest/bench"), repeats: int = 30,
         thread_counts: tuple[int, ...] = (1, 2), judgement_modes: tuple[str, ...] = ("quick", "full", "check"),
-        ) -> dict[str, pd.DataFrame]:  # fmt: skip
+        judgement_repeats: int = 3) -> dict[str, pd.DataFrame]:  # fmt: skip
     impl = load_impl(impl_name)
     steps, layers = [], []
     for threads in thread_counts:
@@ -297,7 +297,8 @@ def run(impl_name: str = DEFAULT_IMPL, out: Path = Path("reports/latest/bench"),
     if judgement_modes:
         from reference.bench_judgement import LOOP_IMPL, judgement_tables
 
-        tables["judgement"], tables["judgement_by_judge"] = judgement_tables([impl_name, LOOP_IMPL], judgement_modes)
+        tables["judgement"], tables["judgement_by_judge"] = judgement_tables([impl_name, LOOP_IMPL], judgement_modes,
+                                                                            judgement_repeats)  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     for name, df in tables.items():
         write_atomic(out / f"{name}.csv", df.to_csv(index=False))
@@ -346,6 +347,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--judgement", default="quick,full,check",
                     help="the judgement's cost on these grids (quick, full) and of a student's check() (check); "
                     "'' for none: judgement.csv")  # fmt: skip
+    ap.add_argument("--judgement-repeats", type=int, default=3,
+                    help="runs of each judgement of --impl (its row: the run of median CPU, the least and most beside)")  # fmt: skip
     args = ap.parse_args(argv)
     modes = tuple(m for m in args.judgement.split(",") if m)
     from reference.bench_judgement import CHOICES
@@ -356,7 +359,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.repeats < 3:
         print("error: --repeats must be >= 3", file=sys.stderr)
         return 2
-    run(args.impl, args.out, args.repeats, judgement_modes=modes)
+    if args.judgement_repeats < 1:
+        print("error: --judgement-repeats must be >= 1", file=sys.stderr)
+        return 2
+    run(args.impl, args.out, args.repeats, judgement_modes=modes, judgement_repeats=args.judgement_repeats)
     return 0
 
 
