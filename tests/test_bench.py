@@ -60,3 +60,29 @@ def test_the_class_figures_on_paper_scale_from_the_one_worker_cost_and_never_bea
     assert "212 submissions/hour with 2 workers: a class of 300 in 85 min" in lines[1]
     assert "a class of 300 in 2.3 min" in lines[2]  # 300 x 30 s / 64 cores
     assert "a class of 300 in 0.5 min" in lines[3]  # 300 x 30 s / 640 would be 14 s: one submission's 30 s is the floor
+
+
+def test_a_judgement_of_the_fast_implementation_is_its_median_run_of_three_and_the_loop_code_runs_once(monkeypatch):
+    import pandas as pd
+
+    import reference.bench_judgement as bj
+
+    spent = iter([12.0, 9.0, 10.0, 70.0])  # three runs of scratch_cnn, then one of the loop code
+    calls = []
+
+    def judge_once(impl, mode, root):
+        cpu = next(spent)
+        calls.append(impl)
+        costs = pd.DataFrame([{"judge": "(start-up)", "judge_cpu_s": 1.0},
+                              {"judge": "total", "cases": 5, "impl_cpu_s": cpu / 10, "twins_cpu_s": 0.0,
+                               "judge_own_cpu_s": 1.0, "startup_cpu_s": 0.1, "worker_cpu_s": cpu / 5,
+                               "workers": 2, "impl_calls": 50, "exchanges": 20}])  # fmt: skip
+        return {"impl": impl, "mode": mode, "exit": 0, "wall_s": cpu, "cpu_s": cpu}, costs
+
+    monkeypatch.setattr(bj, "judge_once", judge_once)
+    table, _ = bj.judgement_tables(["scratch_cnn", bj.LOOP_IMPL], ["quick"], repeats=3)
+    assert calls == ["scratch_cnn"] * 3 + [bj.LOOP_IMPL]
+    fast, loop = table.iloc[0], table.iloc[1]
+    assert (fast["cpu_s"], fast["cpu_s_min"], fast["cpu_s_max"], fast["runs"]) == (10.0, 9.0, 12.0, 3)
+    assert fast["implementation_s"] == 1.0  # the median run's own split, not a mix of runs
+    assert (loop["cpu_s"], loop["runs"]) == (70.0, 1)
