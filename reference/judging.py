@@ -8,7 +8,6 @@ lives in memory until then, so nothing the judged code did while it ran can touc
 
 from __future__ import annotations
 
-import gc
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -174,10 +173,6 @@ def preload(*, training: bool = True, drawing: bool = True) -> list[str]:
     for name in [*names, "torch", "pandas", "tabulate", "threadpoolctl"]:
         importlib.import_module(name)
     _PRELOADED.extend(names)
-    # NOTE: what the imports made (about 240,000 objects) lives as long as the process: out of the
-    # cyclic collector's sight, so no full collection walks it again and, in grade's template, no
-    # collection in a judge forked from it writes (and so copies) the pages that hold it
-    gc.freeze()
     return _PRELOADED
 
 
