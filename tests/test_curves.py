@@ -50,3 +50,21 @@ def test_side_by_side_curves_record_both_runs_and_the_checks_hold_bounds(tmp_pat
     paths = plot_curves(curves, run_lockstep(load_impl(), DATA, steps=3), tmp_path)
     assert [p.name for p in paths] == ["curves_lenet.png", "lockstep.png"]
     assert all(p.stat().st_size > 1000 for p in paths)
+
+
+def test_lenet_bn_s_accuracy_gap_has_its_own_bound_and_lenet_keeps_the_tight_one():
+    from reference.core.tolerances import MAX_ACCURACY_GAP, MAX_ACCURACY_GAP_BN
+
+    def epochs(arch, ours, twin):
+        return pd.DataFrame([{"arch": arch, "run": run, "kind": "epoch", "epoch": 1, "test_acc": acc, "test_loss": 0.07}
+                             for run, acc in (("impl", ours), ("torch", twin))])  # fmt: skip
+
+    gap = (MAX_ACCURACY_GAP + MAX_ACCURACY_GAP_BN) / 2  # rounding's size for lenet-bn's one epoch, not lenet's three
+    bn = curve_checks(epochs("lenet-bn", 0.979, 0.979 - gap), min_accuracy=0.97, arch="lenet-bn",
+                      max_gap=MAX_ACCURACY_GAP_BN).set_index("check")  # fmt: skip
+    lenet = curve_checks(epochs("lenet", 0.99, 0.99 - gap)).set_index("check")
+    assert bn.loc["lenet-bn: final test accuracy gap |ours - twin|", "status"] == "pass"
+    assert lenet.loc["final test accuracy gap |ours - twin|", "status"] == "fail"
+    far = curve_checks(epochs("lenet-bn", 0.979, 0.979 - 1.5 * MAX_ACCURACY_GAP_BN), min_accuracy=0.97,
+                       arch="lenet-bn", max_gap=MAX_ACCURACY_GAP_BN).set_index("check")  # fmt: skip
+    assert far.loc["lenet-bn: final test accuracy gap |ours - twin|", "status"] == "fail"

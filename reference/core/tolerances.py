@@ -60,9 +60,16 @@ LOCKSTEP_BOUND = 1e-6
 # Bounds of the float32 curves (the gate holds them; the reasons are in reports/README.md too).
 MIN_TEST_ACCURACY = 0.988  # lenet after the default epochs; measured ~0.99, see README
 # lenet-bn (batch norm, dropout) after 1 epoch, dropout in eval mode on both sides so the pair computes
-# one function (dropout's randomness is judged by its own binomial test). Measured (seed 0, this
-# machine): ours 0.9772, the torch twin 0.9779. The bound sits 0.7 points below: it convicts a network
-# that does not learn; the gap to the twin (MAX_ACCURACY_GAP) is the tight check
+# one function (dropout's randomness is judged by its own binomial test). Measured (2026-12-04, seeds
+# 0-4, this machine): ours 0.9725-0.9820, the torch twin 0.9744-0.9850. The bound sits below them all:
+# it convicts a network that does not learn; the gap to the twin (MAX_ACCURACY_GAP_BN) is the tight check
 MIN_TEST_ACCURACY_BN = 0.97
-MAX_ACCURACY_GAP = 0.003  # 0.3 points: two float32 runs from the same start drift apart only by rounding
+MAX_ACCURACY_GAP = 0.003  # 0.3 points: two float32 lenet runs from the same start drift apart only by rounding
+# NOTE: lenet-bn's pair parts further in its one float32 epoch: the float64 lockstep holds it to the
+# same function (relative difference 1.2e-13 over 60 steps), yet rounding alone moves the final test
+# accuracies apart by a random amount of either sign. Measured 2026-12-04 (seeds 0-4; the same code
+# and the code of 631c5e1 give the same figures): ours - twin = +0.31, -0.30, -0.19, +0.42, +0.39
+# points; mean +0.13 +- 0.15 (no side favoured), RMS 0.33. 0.3 points (MAX_ACCURACY_GAP) failed seeds
+# 0, 3 and 4; the bound is 3 RMS, about 1 point (a gap of that size by rounding alone: ~0.3% of runs)
+MAX_ACCURACY_GAP_BN = 0.01
 MAX_TEST_LOSS_GAP = 0.02  # test losses of lenet runs with different seeds differ by ~0.005 at 2-3 epochs
