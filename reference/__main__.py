@@ -1,3 +1,3 @@
-from reference.cli import main
+from reference.cli import module_main
 
-raise SystemExit(main())
+module_main()

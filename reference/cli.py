@@ -11,7 +11,7 @@ import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from reference.grade.submissions import SubmissionError
 from reference.impl.protocol import DEFAULT_IMPL, ImplError
@@ -386,9 +386,35 @@ def internal_error(err: BaseException) -> int:
     return 2
 
 
-def judge_main() -> int:
+def exit_promptly(code: int) -> NoReturn:
+    """End this process with ``code`` once what it says is out: stdout and stderr flushed, the atexit
+    hooks run, then ``os._exit``: no teardown of the interpreter's modules and objects, which for torch's
+    and pandas' costs ~0.5 s of CPU (measured here: a twentieth of a quick judgement). Only after
+    ``judge``: its reports are written whole and swapped into place and its workers are gone before
+    ``main`` returns, so nothing is left to finish (a file it writes is closed where it is written)."""
+    import atexit
+    import os
+
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # NOTE: a reader that went away (| head): nothing more to say to it
+            pass
+    atexit._run_exitfuncs()
+    os._exit(code)
+
+
+def module_main() -> NoReturn:
+    """``python -m reference ...``: ``main``'s exit code; after ``judge``, promptly (exit_promptly)."""
+    code = main()
+    if sys.argv[1:2] == ["judge"]:
+        exit_promptly(code)
+    raise SystemExit(code)
+
+
+def judge_main() -> NoReturn:
     """The ``scratch-cnn-judge`` console script: ``python -m reference judge`` under a name on PATH."""
-    return main(["judge", *sys.argv[1:]])
+    exit_promptly(main(["judge", *sys.argv[1:]]))
 
 
 def grade_main() -> int:

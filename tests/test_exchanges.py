@@ -267,3 +267,121 @@ def test_a_backward_its_grads_and_the_params_after_it_come_back_in_one_exchange(
         tanh.forward(np.ones(3))
         with pytest.raises(RemoteError, match="backward not written yet"):
             backward_grads_and_params(tanh, "Tanh", np.ones(3), ["W"])
+
+
+# --- the adjoint identity in one exchange; a layer's declared conventions read with its construction ----
+
+DENSES = {
+    "right": "",
+    "backward raises": "    def backward(self, dout):\n        raise ValueError('backward not written yet')\n",
+    "dW doubled": (
+        "    def backward(self, dout):\n        self.grads = {'W': 2 * self.x.T @ dout, 'b': dout.sum(axis=0)}\n"
+        "        return dout @ self.params['W'].T\n"
+    ),
+    "no grads": ("    def backward(self, dout):\n        del self.grads\n        return dout @ self.params['W'].T\n"),
+}
+
+
+def _judged_twice(tmp_path, monkeypatch, source, layers, judge, fuse_off):
+    """The rows of ``judge(impl)`` with the fused exchanges, then with ``fuse_off`` applied (the
+    requests one by one), each in a fresh sandboxed session; and the exchanges each spent."""
+    out = []
+    for one_by_one in (False, True):
+        (tmp_path / str(one_by_one)).mkdir()
+        path = tmp_path / str(one_by_one) / "layers.py"  # one name: the rows' notes quote it
+        path.write_text(textwrap.dedent(source))
+        if one_by_one:
+            fuse_off(monkeypatch)
+        s = open_session(find_target(str(path)), layers, sandbox="auto")
+        try:
+            rows = judge(s.impl)
+            spent = sum(w.exchanges for w in s.workers.values())
+        finally:
+            s.close()
+            monkeypatch.undo()
+        out.append((rows.drop(columns=[c for c in rows.columns if c.endswith("_s")]), spent))
+    return out
+
+
+@pytest.mark.parametrize("variant", list(DENSES))
+def test_the_adjoint_identity_is_one_exchange_after_the_build_and_judged_as_one_by_one(tmp_path, monkeypatch,
+                                                                                     variant):  # fmt: skip
+    import pandas as pd
+
+    from reference.cases.grid import grid
+    from reference.judges import finite_diff
+
+    source = LAYERS.replace("        return dout @ self.params[\"W\"].T\n", '        return dout @ self.params["W"].T\n'
+                            + ("\n" + DENSES[variant] if DENSES[variant] else ""), 1)  # fmt: skip
+    cases = [c for c in grid() if c.layer == "Dense" and not c.lifecycle][:3]
+
+    def judge(impl):
+        with requests.scope(impl, "Dense"):
+            return pd.DataFrame([r for c in cases for r in finite_diff.adjoint_rows(impl, c)])
+
+    def one_by_one(mp):
+        mp.setattr(finite_diff, "forward_backward_reads", lambda *a, **k: None)
+
+    (fused, fused_spent), (steps, steps_spent) = _judged_twice(tmp_path, monkeypatch, source, ["Dense"], judge,
+                                                               one_by_one)  # fmt: skip
+    pd.testing.assert_frame_equal(fused, steps)
+    statuses = set(fused["status"])
+    assert statuses == {"right": {"pass"}, "backward raises": {"error"}, "dW doubled": {"pass", "fail"},
+                        "no grads": {"error"}}[variant], fused[["tensor", "status", "note"]]  # fmt: skip
+    if variant == "right":  # per case: the class once, then a build and one exchange (was: build and five)
+        assert fused_spent == 1 + 2 * len(cases) and steps_spent == 1 + 6 * len(cases)
+    if variant == "no grads":
+        assert fused["note"].str.contains("Dense.grads is NoneType").all()
+
+
+RELUS = {
+    "declared": "    kink_conventions = {'relu_grad_at_zero': 1.0}\n",
+    "undeclared": "",
+    "declaration raises": "    @property\n    def kink_conventions(self):\n        raise ValueError('not yet')\n",
+    "outside the subdifferential": "    kink_conventions = {'relu_grad_at_zero': 2.0}\n",
+}
+
+
+@pytest.mark.parametrize("variant", list(RELUS))
+def test_declared_conventions_are_read_with_the_layer_and_judged_as_one_by_one(tmp_path, monkeypatch, variant):
+    from reference.cases.grid import grid
+    from reference.judges import conventions
+    from reference.judges.autograd import AutogradJudge
+    from reference.judges.base import Context
+
+    relu = f"""
+import numpy as np
+
+
+class ReLU:  # ReLU'(0) = 1: the mask is x >= 0
+{RELUS[variant]}    params, grads = {{}}, {{}}
+
+    def forward(self, x):
+        self.mask = x >= 0
+        return np.maximum(x, 0)
+
+    def backward(self, dout):
+        return dout * self.mask
+"""
+    cases = [c for c in grid() if c.layer == "ReLU"][:6]
+
+    def judge(impl):
+        return AutogradJudge().run(Context(impl, "student", cases)).rows
+
+    def one_by_one(mp):
+        mp.setattr(conventions, "reads", lambda layer_type: ())
+
+    (fused, fused_spent), (steps, steps_spent) = _judged_twice(tmp_path, monkeypatch, relu, ["ReLU"], judge,
+                                                               one_by_one)  # fmt: skip
+    import pandas as pd
+
+    pd.testing.assert_frame_equal(fused, steps)
+    verdicts = set(fused["status"])
+    if variant == "declared":
+        assert verdicts == {"pass"} and fused["convention"].notna().all()
+        assert fused_spent < steps_spent  # the declaration's read rode with each build
+    elif variant == "outside the subdifferential":
+        assert verdicts == {"error"} and fused["note"].str.contains(r"ReLU'\(0\) = 2.0 is not a sub").all()
+    else:  # nothing declared (or a declaration that raises: nothing): ReLU'(0) = 1 is a wrong gradient
+        assert "fail" in verdicts
+        assert "convention" not in fused or fused["convention"].isna().all()

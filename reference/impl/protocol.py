@@ -133,7 +133,7 @@ def constructor_kwargs(layer_type: str, config: dict[str, Any], *, rng: np.rando
 
 
 def built_at_once(impl: Any, layer_type: str, config: dict[str, Any], params: dict[str, np.ndarray],
-                  dtype: Any) -> Any:  # fmt: skip
+                  dtype: Any, reads: tuple[str, ...] = ()) -> Any:  # fmt: skip
     """A sandboxed layer constructed with ``params`` written and read back in one exchange
     (requests.build) instead of three; None where that does not apply (in this process, a mode to set)
     or where anything in it did not go as the protocol says: the caller then builds it step by step,
@@ -144,7 +144,7 @@ def built_at_once(impl: Any, layer_type: str, config: dict[str, Any], params: di
         return None
     try:
         got = requests.build(impl, layer_type, constructor_kwargs(layer_type, config, dtype=np.dtype(dtype)), params,
-                             f"{layer_type}() with its params written")  # fmt: skip
+                             f"{layer_type}() with its params written", reads)  # fmt: skip
     except WorkerLost as err:
         if err.reason in ("timeout", "budget"):
             raise
@@ -244,6 +244,36 @@ def backward_grads_and_params(layer: Any, layer_type: str, g: np.ndarray, keys: 
     return dx, grads, {k: now[k] for k in keys}
 
 
+def forward_backward_reads(layer: Any, layer_type: str, x: np.ndarray, g: np.ndarray, keys: list[str]
+                           ) -> tuple[Any, Any, dict[str, Any], dict[str, np.ndarray]] | None:  # fmt: skip
+    """For a sandboxed layer, in one exchange: ``layer.forward(x)``, ``layer.backward(g)``, then (with
+    ``keys``) ``layer.params`` and ``read_grads``, as data: (out, dx, params, grads). Raises what the
+    four one after the other raise (a grads read that raises AttributeError: no grads, as read_grads
+    takes it). None for a layer of this process or a lazy scope's: the caller makes the calls itself."""
+    from reference.sandbox.client import RemoteError
+
+    if not requests.fusable(layer):
+        return None
+    who = requests.label(layer)
+    items: list[Any] = [requests.Call(layer, "forward", (x,)), requests.Call(layer, "backward", (g,))]
+    if keys:
+        items += [requests.Read(layer, "params"), requests.Read(layer, "grads")]
+    values, failed = requests.run(items, f"{who}.forward and .backward", keep=list(range(len(items))), partial=True,
+                                  calls=2)  # fmt: skip
+    if failed is not None:
+        stopped = ["forward", "backward", "params", "grads"][failed[0]]
+        err = RemoteError(failed[1], f"{who}.{stopped}")
+        if stopped != "grads":
+            raise err
+        checked_grads(_no_attribute(err), layer_type, keys)  # raises: no dict of grads
+    if not keys:
+        return values[0], values[1], {}, {}
+    params = values[2]
+    if not isinstance(params, dict) or not all(k in params for k in keys):
+        raise ProtocolViolation(f"{layer_type}.params lacks {', '.join(map(repr, keys))} after backward")
+    return values[0], values[1], params, checked_grads(values[3], layer_type, keys)
+
+
 def _no_attribute(err: BaseException) -> None:
     """None for an AttributeError (here or in a worker): no such attribute; any other exception raised."""
     if isinstance(err, AttributeError) or "AttributeError" in getattr(err, "mro", ()):
@@ -263,11 +293,13 @@ def checked_grads(grads: Any, layer_type: str, keys: list[str]) -> dict[str, np.
 
 
 def build_case_layer(impl: Any, layer_type: str, config: dict[str, Any], params: dict[str, np.ndarray],
-                     dtype: Any, buffers: dict[str, np.ndarray] | None = None) -> Any:  # fmt: skip
-    """Construct the implementation's layer and write ``params`` (and ``buffers``) into it in place (checked)."""
+                     dtype: Any, buffers: dict[str, np.ndarray] | None = None,
+                     reads: tuple[str, ...] = ()) -> Any:  # fmt: skip
+    """Construct the implementation's layer and write ``params`` (and ``buffers``) into it in place
+    (checked); ``reads``: attributes a sandbox reads in the same exchange (requests.read_at_build)."""
     if KINDS[layer_type].loss:  # a loss takes no configuration and has no parameters
         return getattr(impl, layer_type)()
-    if not buffers and (layer := built_at_once(impl, layer_type, config, params, dtype)) is not None:
+    if not buffers and (layer := built_at_once(impl, layer_type, config, params, dtype, reads)) is not None:
         return layer
     layer = construct(impl, layer_type, config, dtype=np.dtype(dtype))
     write_params(layer, layer_type, params)

@@ -39,7 +39,8 @@ def run_case(impl: Any, case: Case, dtype: str) -> list[dict[str, Any]]:
     own_randomness = kind(case.layer).self_reference
     ref = twin_run(case, inputs) if own_randomness is None else {"g": upstream_gradient(inputs, case.input_shape)}
     try:
-        layer = build_case_layer(impl, case.layer, case.config, inputs["params"], dtype, buffers=inputs["buffers"])
+        layer = build_case_layer(impl, case.layer, case.config, inputs["params"], dtype, buffers=inputs["buffers"],
+                                 reads=conventions.reads(case.layer))  # fmt: skip
         declared = conventions.declared(layer, case.layer)  # another valid subgradient at the kinks, said so
     except Exception as err:  # the implementation raised: one row (error / unsupported), the run goes on
         return [raised_row(err, judge=JUDGE, layer=case.layer, case=case.id, tensor="*", **extra)]

@@ -27,6 +27,16 @@ import numpy as np
 from reference.cases.grid import Case
 from reference.impl.protocol import ProtocolViolation
 from reference.layers import KINDS, kind
+from reference.sandbox import requests
+
+READ = "kink_conventions"  # the attribute a layer declares its conventions in
+
+
+def reads(layer_type: str) -> tuple[str, ...]:
+    """What ``declared`` reads of a layer of this kind, for build_case_layer to read with its
+    construction (in a sandbox: the same exchange); () where the kind has no conventions to declare."""
+    return (READ,) if layer_type in KINDS and KINDS[layer_type].conventions else ()
+
 
 PROTOCOL_WORDS = "the protocol's: ReLU'(0) = 0, ties to the first maximum, the unbiased running variance"
 
@@ -38,10 +48,12 @@ def declared(layer: Any, layer_type: str) -> dict[str, Any]:
     known = KINDS[layer_type].conventions if layer_type in KINDS else ()
     if not known:
         return {}
-    try:
-        got = getattr(layer, "kink_conventions", None)
-    except Exception:  # an attribute that raises declares nothing
-        return {}
+    got = requests.read_at_build(layer, READ)  # in a sandbox, read with the layer's construction
+    if got is requests.NOT_READ:
+        try:
+            got = getattr(layer, READ, None)
+        except Exception:  # an attribute that raises declares nothing
+            return {}
     if not isinstance(got, dict):
         return {}
     out: dict[str, Any] = {}

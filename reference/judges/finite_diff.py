@@ -57,6 +57,7 @@ from reference.impl.protocol import (
     backward_grads_and_params,
     build_case_layer,
     construct,
+    forward_backward_reads,
     load_impl,
     missing_layers,
     read_grads,  # fmt: skip
@@ -415,9 +416,9 @@ def maxpool_kink_interval(x: np.ndarray, g: np.ndarray, kernel: tuple[int, int],
             for j in range(max(0, (c - kw) // sw), min(Wo, c // sw + 1)):
                 if not (i * sh <= r < i * sh + kh and j * sw <= c < j * sw + kw):
                     continue
-                win = x[m, i * sh : i * sh + kh, j * sw : j * sw + kw, ch]
-                others = np.delete(win.reshape(-1), (r - i * sh) * kw + (c - j * sw))
-                gap = x[m, r, c, ch] - (others.max() if others.size else -np.inf)
+                others = x[m, i * sh : i * sh + kh, j * sw : j * sw + kw, ch].ravel().tolist()  # Python floats: exact
+                del others[(r - i * sh) * kw + (c - j * sw)]
+                gap = float(x[m, r, c, ch]) - (max(others) if others else -np.inf)
                 if gap > 2 * p.h[k]:
                     fixed += g[m, i, j, ch]
                 elif gap >= -2 * p.h[k]:
@@ -638,12 +639,18 @@ def adjoint_rows(impl: Any, case: Case) -> list[dict[str, Any]]:
     extra = {"dtype": "float64", "values": case.values, "kind": "adjoint"}
     try:
         layer = build_case_layer(impl, case.layer, case.config, params, "float64")
-        out = layer.forward(x.copy())
         y = upstream_gradient(inputs, expected_output_shape(case))
-        dx = layer.backward(y.copy())
-        pairs = {"x": (x, dx)}
-        if "W" in params:
-            pairs["W"] = (layer.params["W"], read_grads(layer, case.layer, ["W"])["W"])
+        keys = ["W"] if "W" in params else []
+        # NOTE: in a sandbox the four requests below in one exchange (a limit's floor for each call)
+        got = forward_backward_reads(layer, case.layer, x.copy(), y.copy(), keys)
+        if got is None:
+            out = layer.forward(x.copy())
+            dx = layer.backward(y.copy())
+            now = {k: layer.params[k] for k in keys}
+            grads = read_grads(layer, case.layer, keys) if keys else {}
+        else:
+            out, dx, now, grads = got
+        pairs = {"x": (x, dx), **{k: (now[k], grads[k]) for k in keys}}
     except Exception as err:
         return [raised_row(err, judge=JUDGE, layer=case.layer, case=case.id, tensor="adjoint", **extra)]
     out, pairs = np.asarray(out), {name: (np.asarray(v), np.asarray(adj)) for name, (v, adj) in pairs.items()}

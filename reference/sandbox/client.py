@@ -260,13 +260,15 @@ class Worker:
         return WorkerLost(message, reason=reason)
 
     def request(self, header: dict[str, Any], buffers: list[memoryview], during: str, encoder: Any = None,
-                work: int | None = None, partial: bool = False) -> Any:  # fmt: skip
+                work: int | None = None, partial: bool = False, calls: int = 1) -> Any:  # fmt: skip
         """One exchange; its time limit is calibrated by the bytes sent, or by ``work``: the bytes the
-        same calls one by one would have sent (a sweep sends its input once for many calls). With
-        ``partial`` (a batch that says what failed): (value, None or (item index, what it raised))."""
+        same calls one by one would have sent (a sweep sends its input once for many calls); ``calls``:
+        how many calls into the implementation it holds that would each have had a limit of their own
+        (each brings its floor, --case-timeout). With ``partial`` (a batch that says what failed):
+        (value, None or (item index, what it raised))."""
         size = sum(b.nbytes for b in buffers) if work is None else work
         start = time.monotonic()
-        answer, data = self._exchange(header, buffers, self.session.deadline(size), during)
+        answer, data = self._exchange(header, buffers, self.session.deadline(size, calls), during)
         self.session.calibrate(self.scope, time.monotonic() - start, size)
         try:
             if "raised" in answer:
@@ -345,14 +347,15 @@ class Worker:
         return cls
 
     def batch(self, items: list[tuple[Any, ...]], during: str, keep: list[int] | None = None,
-              partial: bool = False, work: int | None = None) -> Any:  # fmt: skip
+              partial: bool = False, work: int | None = None, calls: int = 1) -> Any:  # fmt: skip
         """Run ``("call", obj, method, args, kwargs[, g])`` (``method`` '': ``obj`` itself is called),
-        ``("getattr", obj, name, None)`` and ``("setitem", obj,
+        ``("getattr", obj, name, or_none)`` (``or_none``: None where it has no such attribute) and ``("setitem", obj,
         key, value)`` items in order in one exchange; an object or argument may be ``wire.Res(k)``, the
         result of item k. Returns the results of items ``keep`` (default: every call) as data, each
         as it was when its item ended, or raises the first exception; with ``partial``, (the results
         of the items that ran, None or (index, what the item that stopped it raised)). ``work``: the
-        bytes the same requests one by one would send (the time limit's calibration, as a sweep's).
+        bytes the same requests one by one would send (the time limit's calibration, as a sweep's);
+        ``calls``: the calls among them that would each have had a limit (Worker.request).
         The worker does exactly what the same requests one by one would; only the round trips are saved."""
         enc = wire.Encoder(by_ref=_by_ref(self))
         subs = []
@@ -368,7 +371,7 @@ class Worker:
                     if len(dot) > 1 and dot[1]:  # that sum per row of the result: a list
                         subs[-1]["rows"] = True
             elif kind == "getattr":
-                subs.append({"op": "getattr", "obj": target, "attr": name})
+                subs.append({"op": "getattr", "obj": target, "attr": name, **({"default": True} if payload else {})})
             else:
                 subs.append({"op": "setitem", "obj": target, "key": enc.value(name), "value": enc.value(payload)})
         header: dict[str, Any] = {"op": "batch", "items": subs}
@@ -376,9 +379,9 @@ class Worker:
             header["keep"] = keep
         if partial:
             header["partial"] = True
-            values, failed = self.request(header, enc.buffers, during, work=work, partial=True)
+            values, failed = self.request(header, enc.buffers, during, work=work, partial=True, calls=calls)
         else:
-            values, failed = self.request(header, enc.buffers, during, work=work), None
+            values, failed = self.request(header, enc.buffers, during, work=work, calls=calls), None
         ran = len(items) if failed is None else failed[0]
         order = keep if keep is not None else [i for i, (k, *_) in enumerate(items) if k == "call"]
         if not isinstance(values, list) or len(values) != sum(i < ran for i in order) or not 0 <= ran <= len(items):
@@ -819,13 +822,14 @@ class Session:
             self.cost[scope] = max(self.cost.get(scope, 0.0), per_byte)
             self.slowest[scope] = max(self.slowest.get(scope, 0.0), seconds)
 
-    def call_limit(self, size: int) -> float:
-        """Seconds the next call of the current scope may take, sending ``size`` bytes."""
+    def call_limit(self, size: int, calls: int = 1) -> float:
+        """Seconds the next call of the current scope may take, sending ``size`` bytes; ``calls`` calls
+        in one exchange (a batch) may take the floor once for each."""
         calibrated = self.SLOW_FACTOR * self.cost.get(self.scope, 0.0) * max(size, self.MIN_BYTES)
-        return max(self.limits.case_seconds, calibrated)
+        return max(self.limits.case_seconds * calls, calibrated)
 
-    def deadline(self, size: int = 0) -> float:
-        self.local.call_limit = self.call_limit(size)
+    def deadline(self, size: int = 0, calls: int = 1) -> float:
+        self.local.call_limit = self.call_limit(size, calls)
         ends = [self.started + self.limits.run_seconds, time.monotonic() + self.local.call_limit]
         if self.case_deadline is not None:
             ends.append(self.case_deadline)

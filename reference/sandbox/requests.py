@@ -11,7 +11,8 @@ Besides calling the protocol's methods on them, the judges ask only these:
 | ``keep(impl, array)`` | the array as the implementation holds it (to see whether a call writes into its input) | a copy kept in the worker | a copy |
 | ``parallel(impl)`` | how many layers are judged at once | the session's setting | 1 |
 | ``write_params(layer, own, params, during, attr)`` | write arrays into ``layer.params[k][...]`` (or ``buffers``) and read it back, as data | one exchange | None: the caller writes itself |
-| ``build(impl, name, kwargs, params, during)`` | construct a layer, write its params in place and read them back, as data | one exchange | None: the caller builds it itself |
+| ``build(impl, name, kwargs, params, during, reads)`` | construct a layer, write its params in place and read them back, as data, then read the attributes ``reads`` (``read_at_build`` gives them) | one exchange | None: the caller builds it itself |
+| ``fusable(obj)`` | whether a ``run`` of ``obj``'s calls and reads can stand for them one by one | a handle outside a lazy scope | False |
 | ``construct_then(impl, name, args, kwargs, then, work)`` | construct an object, then run ``then`` on it (an optimiser's steps and its params after each), results as data | one exchange | None: the caller does each itself |
 | ``call_then_read(obj, method, args, name)`` | a call, then an attribute read, as data (a backward and its grads) | one exchange | None: the caller does both |
 | ``call_then_reads(obj, method, args, names)`` | a call, then several attribute reads, as data (a backward, its grads and its params) | one exchange | None: the caller does each |
@@ -59,10 +60,11 @@ class Write:
 
 @dataclass(frozen=True)
 class Read:
-    """``getattr(obj, name)``."""
+    """``getattr(obj, name)``; with ``or_none``, ``getattr(obj, name, None)``."""
 
     obj: Any
     name: str
+    or_none: bool = False
 
 
 def Result(index: int, key: Any = None) -> Any:  # noqa: N802  (a value that stands for an earlier result)
@@ -114,12 +116,18 @@ def write_params(layer: Any, own: dict[str, Any], params: dict[str, np.ndarray],
 
 
 def build(
-    impl: Any, name: str, kwargs: dict[str, Any], params: dict[str, np.ndarray], during: str
+    impl: Any,
+    name: str,
+    kwargs: dict[str, Any],
+    params: dict[str, np.ndarray],
+    during: str,
+    reads: tuple[str, ...] = (),
 ) -> tuple[Any, Any] | None:
     """In a sandbox: ``impl.<name>(**kwargs)``, every ``params[k]`` written into the new layer's
-    ``params[k][...]`` and its ``params`` read back as data, in one exchange: (the layer's handle,
-    what was read back). None for an implementation of this process. Raises what the worker raised
-    (an entry that is missing or no array: the implementation's KeyError or TypeError)."""
+    ``params[k][...]`` and its ``params`` read back as data, then each attribute of ``reads`` read
+    (``getattr(layer, name, None)``, as data; ``read_at_build`` gives it), in one exchange: (the layer's
+    handle, what was read back). None for an implementation of this process. Raises what the worker
+    raised (an entry that is missing or no array: the implementation's KeyError or TypeError)."""
     if not isinstance(impl, RemoteImpl) or not impl._session.names.get(name):
         return None
     session = impl._session
@@ -127,13 +135,23 @@ def build(
     items: list[Any] = [Call(cls, "", (), kwargs=tuple(kwargs.items())), Read(Result(0), "params")]
     items += [Write(Result(1, key), Ellipsis, value) for key, value in params.items()]
     items.append(Read(Result(0), "params"))
-    got = run(items, during, keep=[0, len(items) - 1])
+    items += [Read(Result(0), attr, or_none=True) for attr in reads]
+    got = run(items, during, keep=[0, *range(len(items) - 1 - len(reads), len(items))])
     if got is None:
         return None
-    layer, back = got
+    layer, back, *read = got
     if isinstance(layer, RemoteObject):
-        layer.__dict__.update(_label=name, _lazy=session.lazy)
+        layer.__dict__.update(_label=name, _lazy=session.lazy, _read=dict(zip(reads, read, strict=True)))
     return layer, back
+
+
+NOT_READ = object()  # read_at_build's answer for an attribute not read with the layer's construction
+
+
+def read_at_build(layer: Any, name: str) -> Any:
+    """``getattr(layer, name, None)`` as ``build`` read it right after the layer's construction (its
+    ``reads``), or NOT_READ where it was not read so: the caller reads it itself."""
+    return layer.__dict__.get("_read", {}).get(name, NOT_READ) if isinstance(layer, RemoteObject) else NOT_READ
 
 
 def read(layer: Any, name: str) -> Any:
@@ -146,6 +164,12 @@ def label(obj: Any) -> str:
     return str(obj.__dict__.get("_label", type(obj).__name__)) if isinstance(obj, RemoteObject) else type(obj).__name__
 
 
+def fusable(obj: Any) -> bool:
+    """Whether ``obj`` stands for an object in a worker whose results come back as data (not in a
+    lazy scope, where results stay handles): what a ``run`` of its calls and reads can stand for."""
+    return isinstance(obj, RemoteObject) and not obj.__dict__.get("_lazy")
+
+
 def same_worker(*objs: Any) -> bool:
     """Whether every handle stands for an object of one and the same worker (so a ``run`` can chain them)."""
     return (
@@ -156,12 +180,13 @@ def same_worker(*objs: Any) -> bool:
 
 
 def run(items: list[Any], during: str, keep: list[int] | None = None, partial: bool = False,
-        work: int | None = None) -> Any:  # fmt: skip
+        work: int | None = None, calls: int = 1) -> Any:  # fmt: skip
     """Run ``items`` (``Call``, ``Write``, ``Read``) in one exchange with their worker; the results of the
     calls (or of the items ``keep``) as data, each as it was when its item ended. With ``partial``:
     (those of the items that ran, None or (index, the exception report of the item that raised)).
-    ``work``: the bytes the items one by one would send (their time limit's calibration). None when
-    the items' objects are not one worker's."""
+    ``work``: the bytes the items one by one would send (their time limit's calibration); ``calls``: the
+    calls among them that would each have had a time limit of their own (the limit's floor, once each).
+    None when the items' objects are not one worker's."""
     handles = [i.obj if isinstance(i, (Call, Read)) else i.target for i in items]
     owners = [h for h in handles if not isinstance(h, wire.Res)]
     if not owners or not same_worker(*owners):
@@ -175,8 +200,8 @@ def run(items: list[Any], during: str, keep: list[int] | None = None, partial: b
         elif isinstance(item, Write):
             plain.append(("setitem", item.target, item.key, item.value))
         else:
-            plain.append(("getattr", item.obj, item.name, None))
-    return worker.batch(plain, during, keep=keep, partial=partial, work=work)
+            plain.append(("getattr", item.obj, item.name, item.or_none))
+    return worker.batch(plain, during, keep=keep, partial=partial, work=work, calls=calls)
 
 
 def construct_then(impl: Any, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], then: list[Any],

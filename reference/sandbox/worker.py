@@ -101,8 +101,8 @@ class Room:
         if sub.get("op") == "setitem":
             self.run(operator.setitem, target, dec.value(sub["key"]), dec.value(sub["value"]))
             return None, False
-        if sub.get("op") == "getattr":
-            return self.run(getattr, target, sub["attr"]), True
+        if sub.get("op") == "getattr":  # with "default": getattr(target, attr, None)
+            return self.run(getattr, target, sub["attr"], *((None,) if sub.get("default") else ())), True
         fn = self.run(getattr, target, sub["attr"]) if sub.get("attr") else target
         kwargs = sub.get("kwargs", {})
         if not isinstance(kwargs, dict):
