@@ -157,6 +157,10 @@ def run(options: Options) -> Outcome:
                       search=options.search, fail_fast=options.fail_fast,
                       explain=options.explain)  # fmt: skip
         judges, untrained = chosen_judges(options, j.impl)
+        if {"autograd", "finite_diff"} <= {judge.name for judge in judges}:
+            from reference.judges.runs import Handoffs
+
+            ctx.handoffs = Handoffs()  # the autograd judge's float64 runs, the finite-difference judge's start
         words = stage_words(options, len(cases)) if stages is not None else None
         results = run_judges(judges, ctx, stages, words, ledger=(j.session, j.costs))
         print_incidents(j)

@@ -385,3 +385,45 @@ class ReLU:  # ReLU'(0) = 1: the mask is x >= 0
     else:  # nothing declared (or a declaration that raises: nothing): ReLU'(0) = 1 is a wrong gradient
         assert "fail" in verdicts
         assert "convention" not in fused or fused["convention"].isna().all()
+
+
+# --- the finite-difference judge starts from the autograd judge's float64 run of each case ----------------
+
+
+def _fd_after_autograd(tmp_path, handoffs):
+    import pandas as pd
+
+    from reference.cases.grid import grid
+    from reference.judges.autograd import AutogradJudge
+    from reference.judges.base import Context
+    from reference.judges.finite_diff import FiniteDiffJudge
+    from reference.judges.runs import Handoffs
+
+    (tmp_path / str(handoffs)).mkdir()
+    path = tmp_path / str(handoffs) / "layers.py"  # one name: the rows' notes quote it
+    path.write_text(textwrap.dedent(LAYERS))
+    layers = ["ReLU", "Dense", "Sigmoid", "Tanh"]
+    s = open_session(find_target(str(path)), layers, sandbox="auto")
+    try:
+        cases = [c for layer in layers for c in [c for c in grid() if c.layer == layer and not c.lifecycle][:3]]
+        ctx = Context(s.impl, "student", cases, networks={}, handoffs=Handoffs() if handoffs else None)
+        AutogradJudge().run(ctx)
+        before = sum(w.exchanges for w in s.workers.values())
+        rows = FiniteDiffJudge(crosscheck=False).run(ctx).rows
+        spent = sum(w.exchanges for w in s.workers.values()) - before
+    finally:
+        s.close()
+    return rows.drop(columns=[c for c in rows.columns if c.endswith("_s")]).reset_index(drop=True), spent, pd
+
+
+def test_the_finite_difference_judge_starts_from_the_autograd_run_and_judges_as_on_its_own(tmp_path):
+    handed, handed_spent, pd = _fd_after_autograd(tmp_path, True)
+    own, own_spent = _fd_after_autograd(tmp_path, False)[:2]
+    pd.testing.assert_frame_equal(handed, own)
+    status = handed.groupby("layer")["status"].agg(set).to_dict()
+    # the right Dense and the ReLU whose backward writes its mask into its forward's output: judged and
+    # passing from the handed run; Sigmoid (no grads) and Tanh (backward raises): no run handed, their own
+    assert status["Dense"] == {"pass"} and status["ReLU"] == {"pass"}, status
+    assert status["Sigmoid"] == {"error"} and status["Tanh"] == {"error"}, status
+    # a handed case saves its build, forward and backward-with-reads: three exchanges each (3 ReLU, 3 Dense)
+    assert own_spent - handed_spent == 3 * 6

@@ -19,7 +19,7 @@ from reference.core.tolerances import autograd_tolerance
 from reference.impl.protocol import DEFAULT_IMPL, build_case_layer, load_impl
 from reference.judges import conventions, shrink
 from reference.judges.base import Context, Judge, Result, case_rows
-from reference.judges.runs import alternative_run, impl_run, loss_on, twin_run
+from reference.judges.runs import Handoffs, alternative_run, handed, impl_run, loss_on, twin_run
 from reference.layers import kind
 from reference.report import heatmap
 
@@ -30,9 +30,11 @@ DTYPES = ("float64", "float32")
 FORWARD_TENSORS = ("out", "loss", "probs")
 
 
-def run_case(impl: Any, case: Case, dtype: str) -> list[dict[str, Any]]:
+def run_case(impl: Any, case: Case, dtype: str, handoffs: Handoffs | None = None) -> list[dict[str, Any]]:
     """Every discrepancy row of one case in one dtype: the forward's tensors and the backward's,
-    each judged even when the other raised."""
+    each judged even when the other raised. With ``handoffs``, a float64 run of a layer (not a loss,
+    not one judged against its own randomness) that went through is kept there for the
+    finite-difference judge (reference.judges.runs.Handoffs)."""
     inputs = case_inputs(case, dtype)
     extra = {"dtype": dtype, "values": case.values, **input_stats(case, inputs["x"])}
     tol = autograd_tolerance(dtype)
@@ -47,7 +49,10 @@ def run_case(impl: Any, case: Case, dtype: str) -> list[dict[str, Any]]:
     if declared:
         ref = conventions.apply(ref, case, inputs, declared)
         extra["convention"] = conventions.describe(declared, case.layer)
-    ours = impl_run(layer, case, inputs, ref.get("g"))
+    hand_on = handoffs is not None and dtype == "float64" and own_randomness is None and not kind(case.layer).loss
+    ours = impl_run(layer, case, inputs, ref.get("g"), with_params=hand_on)
+    if hand_on and (run := handed(layer, ours)) is not None:
+        handoffs.put(case, inputs, run)
     if "!forward" in ours:  # nothing of this case ran: one row, its status the exception's (a declared limit too)
         return [raised_row(ours["!forward"], judge=JUDGE, layer=case.layer, case=case.id, tensor="*", **extra)]
     rows = []
@@ -120,7 +125,7 @@ class AutogradJudge(Judge):
 
     def run(self, ctx: Context) -> Result:
         cases = [c for c in layer_cases(ctx.cases) if not c.lifecycle]
-        run_one = lambda c: [r for d in dtypes_of(c, self.dtypes) for r in run_case(ctx.impl, c, d)]  # noqa: E731
+        run_one = lambda c: [r for d in dtypes_of(c, self.dtypes) for r in run_case(ctx.impl, c, d, ctx.handoffs)]  # noqa: E731
         if not ctx.explain:  # only the exit code is wanted: no pictures
             return Result(self.name, case_rows(ctx, JUDGE, cases, run_one, "autograd"))
         figures = heatmap.Collector()  # the worst failing case of each layer, drawn by write (heatmap-<layer>.png)

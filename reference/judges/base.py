@@ -44,6 +44,7 @@ class Context:
     search: bool = False  # look for supported cases of layers that refuse most of ``cases`` (reference.judges.reach)
     fail_fast: bool = False  # stop each judge at each layer's own first failing case
     explain: bool = True  # draw and shrink each failing layer's worst case (the mutation run: only the exit code)
+    handoffs: Any = None  # the autograd judge's float64 runs for the finite-difference judge (runs.Handoffs), or None
 
     def tick(self, desc: str, done: int, total: int) -> None:
         if self.progress:

@@ -63,7 +63,7 @@ from reference.impl.protocol import (
     read_grads,  # fmt: skip
 )
 from reference.judges.base import Context, Judge, Result, case_rows, in_parallel, judged_in, skip_reason
-from reference.judges.runs import loss_outputs
+from reference.judges.runs import Handed, Handoffs, loss_outputs
 from reference.layers import KINDS, kind
 from reference.layers import NETWORK_LOSS as LOSS
 from reference.report.tables import failures_first
@@ -443,27 +443,31 @@ class _Ran:
     values: dict[str, np.ndarray] = field(default_factory=dict)  # a probed parameter's values, read with its grads
 
 
-def run_case(impl: Any, case: Case, attribution: bool = True) -> list[dict[str, Any]]:
-    """Element rows (x and every parameter) of one case, float64."""
+def run_case(impl: Any, case: Case, attribution: bool = True, handoffs: Handoffs | None = None) -> list[dict[str, Any]]:
+    """Element rows (x and every parameter) of one case, float64. With ``handoffs``, the autograd
+    judge's float64 run of the same case and inputs, where it went through, is the start: its layer,
+    forward and backward (runs.Handoffs), instead of the same calls made again."""
     inputs = case_inputs(case, "float64")
     x = inputs["x"].copy()
     extra = {"dtype": "float64", "values": case.values, **input_stats(case, x)}
     stage, declared = "forward", kind(case.layer)
+    start = handoffs.take(case, inputs) if handoffs is not None and not declared.loss else None
     try:
-        layer = build_case_layer(impl, case.layer, case.config, inputs["params"], "float64", buffers=inputs["buffers"])
+        layer = start.layer if start is not None else build_case_layer(
+            impl, case.layer, case.config, inputs["params"], "float64", buffers=inputs["buffers"])  # fmt: skip
         if declared.loss:
             labels = inputs["labels"]
             loss0 = float(loss_outputs(declared, layer.forward(x, labels), np.float64)["loss"])
             stage = "backward"
             ran = _loss_backward(layer, declared, x, labels, loss0)
         else:
-            out = np.array(layer.forward(x.copy()))
+            out = np.array(layer.forward(x.copy()) if start is None else start.out)
             if out.shape != (want := expected_output_shape(case)):  # no probe means anything against it
                 return [error_row(judge=JUDGE, layer=case.layer, case=case.id, tensor="out", kind="element",
                                   message=f"forward returned shape {out.shape}, expected {want}", **extra)]  # fmt: skip
             g = upstream_gradient(inputs, out.shape)
             stage = "backward"
-            ran = _layer_backward(layer, case, inputs, x, out, g)
+            ran = _layer_backward(layer, case, inputs, x, out, g, start)
     except Exception as err:  # the implementation raised: error, or unsupported for a declared limit
         if stage == "forward":  # nothing ran: one row
             return [raised_row(err, judge=JUDGE, layer=case.layer, case=case.id, tensor="*", kind="element", **extra)]
@@ -488,10 +492,14 @@ def _loss_backward(layer: Any, declared: Any, x: np.ndarray, labels: Any, loss0:
 
 
 def _layer_backward(layer: Any, case: Case, inputs: dict[str, Any], x: np.ndarray, out: np.ndarray,
-                    g: np.ndarray) -> _Ran:  # fmt: skip
-    """A layer after its forward gave ``out``: its backward of ``g`` and its parameters' gradients, and
-    the projection ``<forward(x), g>`` to probe, of x and of each parameter."""
-    dx, own, now = backward_grads_and_params(layer, case.layer, g.copy(), list(inputs["params"]))
+                    g: np.ndarray, start: Handed | None = None) -> _Ran:  # fmt: skip
+    """A layer after its forward gave ``out``: its backward of ``g`` and its parameters' gradients (the
+    autograd judge's, where it ran them: ``start``), and the projection ``<forward(x), g>`` to probe,
+    of x and of each parameter."""
+    if start is None:
+        dx, own, now = backward_grads_and_params(layer, case.layer, g.copy(), list(inputs["params"]))
+    else:
+        dx, own, now = start.dx, start.grads, start.params
     grads = {"dx": np.array(dx, dtype=np.float64)}
     grads.update({f"d{k}": v.astype(np.float64) for k, v in own.items()})
     # a copy each time: a forward that writes into its input must not corrupt the probe
@@ -830,10 +838,11 @@ def gradcheck_cases(cases: list[Case]) -> list[Case]:
     return chosen
 
 
-def case_and_adjoint_rows(impl: Any, case: Case, attribution: bool = True) -> list[dict[str, Any]]:
+def case_and_adjoint_rows(impl: Any, case: Case, attribution: bool = True,
+                          handoffs: Handoffs | None = None) -> list[dict[str, Any]]:  # fmt: skip
     """Element rows of a case, and its adjoint rows when the layer is linear and the case ran at all
     (an implementation that raised on the case is counted once, not once per row kind)."""
-    rows = run_case(impl, case, attribution)
+    rows = run_case(impl, case, attribution, handoffs)
     ran = any(r["tensor"] != "*" for r in rows)
     if ran and case.layer in ADJOINT_LAYERS:
         rows += adjoint_rows(impl, case)
@@ -865,8 +874,10 @@ class FiniteDiffJudge(Judge):
     def rows(self, ctx: Context) -> pd.DataFrame:
         cases = [c for c in layer_cases(ctx.cases) if not c.lifecycle and repeatable(c)]
         networks = NETWORKS if ctx.networks is None else ctx.networks
-        df = case_rows(ctx, JUDGE, cases, lambda c: case_and_adjoint_rows(ctx.impl, c, self.attribution),
+        df = case_rows(ctx, JUDGE, cases, lambda c: case_and_adjoint_rows(ctx.impl, c, self.attribution, ctx.handoffs),
                        "finite differences")  # fmt: skip
+        if ctx.handoffs is not None:
+            ctx.handoffs.clear()  # the runs not taken (cases this judge skips) hold their layers no longer
         jobs = [lambda a=arch, n=n: network_rows(ctx.impl, a, n) for arch, n in networks.items()]
         net = [r for rows in in_parallel(ctx.impl, jobs) for r in rows]
         return failures_first(pd.concat([df, pd.DataFrame(net)], ignore_index=True)) if net else df

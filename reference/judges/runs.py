@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -18,7 +19,7 @@ import torch
 from reference import costs
 from reference.cases import twins
 from reference.cases.grid import Case, _as_pair, upstream_gradient
-from reference.impl.protocol import ProtocolViolation, backward_and_grads, build_case_layer
+from reference.impl.protocol import ProtocolViolation, backward_and_grads, backward_grads_and_params, build_case_layer
 from reference.layers import kind, layout
 from reference.sandbox import requests
 
@@ -45,13 +46,18 @@ def _digest(value: Any, h: Any) -> None:
         h.update(repr(value).encode())
 
 
+def case_key(case: Case, inputs: dict[str, Any]) -> str:
+    """A digest of a case and its inputs: equal only for the same case on the same arrays."""
+    h = hashlib.sha256(f"{case.layer}|{case.id}|{sorted(case.config.items())!r}".encode())
+    _digest(inputs, h)
+    return h.hexdigest()
+
+
 def twin_run(case: Case, inputs: dict[str, Any]) -> dict[str, np.ndarray]:
     """The torch side: out, dx and param grads (a loss: its outputs and the gradient of its input), all
     in the protocol's layout. Computed once per case and inputs in a run (the autograd judge's
     float64 run is the finite-difference judge's attribution): later calls get copies."""
-    h = hashlib.sha256(f"{case.layer}|{case.id}|{sorted(case.config.items())!r}".encode())
-    _digest(inputs, h)
-    key = h.hexdigest()
+    key = case_key(case, inputs)
     with _twin_lock:
         known = _twin_memo.get(key)
     if known is None:
@@ -113,11 +119,14 @@ def backward_with(out: torch.Tensor, g: torch.Tensor) -> None:
     (out * g).sum().backward()
 
 
-def impl_run(layer: Any, case: Case, inputs: dict[str, Any], g: np.ndarray | None) -> dict[str, Any]:
+def impl_run(layer: Any, case: Case, inputs: dict[str, Any], g: np.ndarray | None,
+             with_params: bool = False) -> dict[str, Any]:  # fmt: skip
     """The implementation's side, in the same names as twin_run. Forward and backward are run apart:
     an exception in one is kept (under ``"!forward"`` / ``"!backward"``) and the other's tensors are
     still there to judge. Backward gets the reference's upstream gradient, of the shape a right
-    forward returns, whatever shape this forward returned."""
+    forward returns, whatever shape this forward returned. ``with_params``: the parameters' values
+    after the backward too, under ``"params"`` where they were read with it (in a sandbox, in the
+    backward's exchange: protocol.backward_grads_and_params)."""
     if kind(case.layer).loss:
         return _loss_run(layer, case, inputs)
     result: dict[str, Any] = {}
@@ -130,12 +139,65 @@ def impl_run(layer: Any, case: Case, inputs: dict[str, Any], g: np.ndarray | Non
     if g is None:
         return result
     try:
-        result["dx"], grads = backward_and_grads(layer, case.layer, g.copy(), list(inputs["params"]))
+        if with_params:
+            result["dx"], grads, now = backward_grads_and_params(layer, case.layer, g.copy(), list(inputs["params"]))
+            if now is not None:
+                result["params"] = now
+        else:
+            result["dx"], grads = backward_and_grads(layer, case.layer, g.copy(), list(inputs["params"]))
         for key, value in grads.items():
             result[f"d{key}"] = value
     except Exception as err:
         result["!backward"] = err
     return result
+
+
+@dataclass
+class Handed:
+    """A case's float64 run by the autograd judge, where it went through (forward and backward returned),
+    for the finite-difference judge to start from instead of building, running forward and backward
+    again: the layer as that run left it, and what it returned."""
+
+    layer: Any
+    out: Any  # what its forward returned
+    dx: Any  # what its backward returned
+    grads: dict[str, np.ndarray]  # its parameters' gradients, by key
+    params: dict[str, np.ndarray] | None  # its parameters' values after the backward (None: not read so)
+
+
+class Handoffs:
+    """The autograd judge's float64 runs, by case and inputs (``case_key``), each taken once by the
+    finite-difference judge. A run whose layer is gone (its worker lost since) is not handed on.
+
+    # NOTE: the same calls on the same inputs, in the same worker, in the same order as the
+    # finite-difference judge's own run (build, forward of a copy of x, backward of a copy of g, the
+    # grads and params read after it): only the second build, forward and backward are saved."""
+
+    def __init__(self) -> None:
+        self._runs: dict[str, Handed] = {}
+        self._lock = threading.Lock()
+
+    def put(self, case: Case, inputs: dict[str, Any], handed: Handed) -> None:
+        with self._lock:
+            self._runs[case_key(case, inputs)] = handed
+
+    def take(self, case: Case, inputs: dict[str, Any]) -> Handed | None:
+        with self._lock:
+            handed = self._runs.pop(case_key(case, inputs), None)
+        return handed if handed is not None and requests.alive(handed.layer) else None
+
+    def clear(self) -> None:
+        with self._lock:
+            self._runs.clear()
+
+
+def handed(layer: Any, ours: dict[str, Any]) -> Handed | None:
+    """What the finite-difference judge can start from after ``impl_run(..., with_params=True)`` of a
+    float64 case: None where the forward or the backward raised."""
+    if any(k.startswith("!") for k in ours) or "out" not in ours or "dx" not in ours:
+        return None
+    grads = {k[1:]: v for k, v in ours.items() if k.startswith("d") and k != "dx"}
+    return Handed(layer, ours["out"], ours["dx"], grads, ours.get("params"))
 
 
 def read_buffers(layer: Any, layer_type: str) -> dict[str, np.ndarray]:

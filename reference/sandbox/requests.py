@@ -12,6 +12,7 @@ Besides calling the protocol's methods on them, the judges ask only these:
 | ``parallel(impl)`` | how many layers are judged at once | the session's setting | 1 |
 | ``write_params(layer, own, params, during, attr)`` | write arrays into ``layer.params[k][...]`` (or ``buffers``) and read it back, as data | one exchange | None: the caller writes itself |
 | ``build(impl, name, kwargs, params, during, reads)`` | construct a layer, write its params in place and read them back, as data, then read the attributes ``reads`` (``read_at_build`` gives them) | one exchange | None: the caller builds it itself |
+| ``alive(obj)`` | whether a handle's object is still there (its worker not lost or replaced) | the session's record | True |
 | ``fusable(obj)`` | whether a ``run`` of ``obj``'s calls and reads can stand for them one by one | a handle outside a lazy scope | False |
 | ``construct_then(impl, name, args, kwargs, then, work)`` | construct an object, then run ``then`` on it (an optimiser's steps and its params after each), results as data | one exchange | None: the caller does each itself |
 | ``call_then_read(obj, method, args, name)`` | a call, then an attribute read, as data (a backward and its grads) | one exchange | None: the caller does both |
@@ -162,6 +163,16 @@ def read(layer: Any, name: str) -> Any:
 def label(obj: Any) -> str:
     """What a handle stands for, in words (``Dense``), for the messages of a request's failure."""
     return str(obj.__dict__.get("_label", type(obj).__name__)) if isinstance(obj, RemoteObject) else type(obj).__name__
+
+
+def alive(obj: Any) -> bool:
+    """Whether the object a handle stands for is still there to use: its worker not lost, and still its
+    scope's worker (one started after a loss holds none of the old objects). True for an object of this
+    process."""
+    if not isinstance(obj, (RemoteObject, RemoteArray)):
+        return True
+    worker = obj._worker
+    return not worker.dead and worker.session.workers.get(worker.scope) is worker
 
 
 def fusable(obj: Any) -> bool:

@@ -28,6 +28,9 @@ MAGIC = b"SCNN"
 PREFIX = struct.Struct("<4sIQ")
 MAX_HEADER = 16 << 20  # a JSON header of 16 MB is already far beyond any honest message
 MAX_DEPTH = 32  # nesting of a value tree (tuples of dicts of arrays need 4)
+# NOTE: values of exactly these types stand for themselves on the wire (``Encoder.value`` and
+# ``Decoder.value`` give them back unchanged): a sequence of nothing else is sent and read in one step
+PLAIN = frozenset({type(None), bool, int, float, str})
 NUMERIC_KINDS = "biufc"  # bool, signed, unsigned, float, complex: plain numbers, nothing that holds objects
 
 
@@ -135,8 +138,10 @@ class Encoder:
             self.rngs.append(v)
             return {"t": "rng", "state": _jsonable_state(v.bit_generator.state), "slot": len(self.rngs) - 1}
         if isinstance(v, (tuple, list)):
-            return {"t": type(v).__name__ if type(v) in (tuple, list) else "list",
-                    "v": [self.value(x, depth + 1) for x in v]}  # fmt: skip
+            tag = type(v).__name__ if type(v) in (tuple, list) else "list"
+            if depth < MAX_DEPTH and all(type(x) in PLAIN for x in v):  # a sweep's numbers, say
+                return {"t": tag, "v": list(v)}
+            return {"t": tag, "v": [self.value(x, depth + 1) for x in v]}
         if type(v) is dict and all(isinstance(k, (str, int)) and not isinstance(k, bool) for k in v):
             return {"t": "dict", "k": list(v), "v": [self.value(x, depth + 1) for x in v.values()]}
         if self.by_ref is not None:
@@ -204,7 +209,10 @@ class Decoder:
         items = node.get("v")
         if not isinstance(items, list):
             raise WireError(f"a {t} without items")
-        out = [self.value(x, depth + 1) for x in items]
+        if depth < MAX_DEPTH and all(type(x) in PLAIN for x in items):  # each stands for itself (PLAIN)
+            out = list(items)
+        else:
+            out = [self.value(x, depth + 1) for x in items]
         return tuple(out) if t == "tuple" else out
 
     def _dict(self, node: dict[str, Any], depth: int) -> dict[Any, Any]:
