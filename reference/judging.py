@@ -143,6 +143,7 @@ def judgement(impl: str, sandbox: SandboxOptions | None = None, *, training: boo
 
 
 _PRELOADED: list[str] = []
+_WARMED: list[bool] = []  # preload's SGD step has run in this process
 
 
 def preload(*, training: bool = True, drawing: bool = True) -> list[str]:
@@ -158,12 +159,13 @@ def preload(*, training: bool = True, drawing: bool = True) -> list[str]:
         matplotlib.use("Agg")
         importlib.import_module("matplotlib.pyplot")
 
-    if training:
+    if training and not _WARMED:
         import torch
 
         w = torch.zeros(1, requires_grad=True)
         w.grad = torch.zeros(1)
         torch.optim.SGD([w], lr=0.1, momentum=0.9).step()
+        _WARMED.append(True)  # once: what it imports stays imported
     if _PRELOADED:
         return _PRELOADED
     import pkgutil

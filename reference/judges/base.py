@@ -61,9 +61,8 @@ class Result:
     extra: dict[str, tuple[str, pd.DataFrame]] = field(default_factory=dict)
     ok: bool | None = None
     figures: Any = None  # pictures drawn into the run's folder by write: an object with write(out) (report.heatmap)
-    verdict_lines: tuple[pd.DataFrame, list[str]] | None = (
-        None  # (rows, Judge.lines of them): made once, shown, written
-    )
+    # (rows, Judge.lines of them): made once, shown, written
+    verdict_lines: tuple[pd.DataFrame, list[str]] | None = None
 
 
 class Judge:

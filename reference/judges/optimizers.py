@@ -35,8 +35,8 @@ def hyper_of(case: Case) -> dict[str, Any]:
 
 
 def trajectory(impl: Any, case: Case, params: dict[str, np.ndarray], grads: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:  # fmt: skip
-    """The implementation's parameters after each step (copies). Raises what the implementation raised,
-    its message prefixed by the step (``ProtocolViolation`` for params it does not keep as a dict)."""
+    """The implementation's parameters after each step (copies). Raises what the implementation raised
+    (``ProtocolViolation`` for params it does not keep as a dict)."""
     start = ({k: v.copy() for k, v in params.items()},)
     # NOTE: in a sandbox the construction and every step with its params read after it are one
     # exchange, under the case's time limit calibrated by what the steps one by one would send

@@ -249,18 +249,12 @@ def call_then_read(obj: Any, method: str, args: tuple[Any, ...], name: str) -> t
     """In a sandbox: ``obj.method(*args)``, then ``getattr(obj, name)``, in one exchange, both as data:
     (the call's result, the attribute or None, None or the attribute read's RemoteError). The call's
     own exception is raised, as the call alone would raise it. None for an object of this process or
-    one whose results stay handles (a lazy scope)."""
-    if not isinstance(obj, RemoteObject) or obj.__dict__.get("_lazy"):
+    one whose results stay handles (a lazy scope). ``call_then_reads`` with one read."""
+    got = call_then_reads(obj, method, args, [name])
+    if got is None:
         return None
-    from reference.sandbox.client import RemoteError
-
-    who = label(obj)
-    values, failed = run([Call(obj, method, args), Read(obj, name)], f"{who}.{method}", keep=[0, 1], partial=True)
-    if failed is not None and failed[0] == 0:
-        raise RemoteError(failed[1], f"{who}.{method}")
-    if failed is not None:
-        return values[0], None, RemoteError(failed[1], f"{who}.{name}")
-    return values[0], values[1], None
+    result, reads, failed = got
+    return (result, None, failed[1]) if failed is not None else (result, reads[0], None)
 
 
 def call_then_reads(obj: Any, method: str, args: tuple[Any, ...], names: list[str]
