@@ -427,3 +427,17 @@ def test_the_finite_difference_judge_starts_from_the_autograd_run_and_judges_as_
     assert status["Sigmoid"] == {"error"} and status["Tanh"] == {"error"}, status
     # a handed case saves its build, forward and backward-with-reads: three exchanges each (3 ReLU, 3 Dense)
     assert own_spent - handed_spent == 3 * 6
+
+
+def test_a_layer_of_this_process_hands_no_run_on():
+    """Its forward's array is its own (its backward may write into it): only a worker's copies are handed on."""
+    import scratch_cnn
+    from reference.cases.grid import grid
+    from reference.judges.autograd import AutogradJudge
+    from reference.judges.base import Context
+    from reference.judges.runs import Handoffs
+
+    cases = [c for c in grid() if c.layer in ("ReLU", "Dense") and not c.lifecycle][:4]
+    ctx = Context(scratch_cnn, "scratch_cnn", cases, handoffs=Handoffs())
+    rows = AutogradJudge().run(ctx).rows
+    assert len(rows) and set(rows["status"]) == {"pass"} and len(ctx.handoffs) == 0

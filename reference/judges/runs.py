@@ -190,11 +190,18 @@ class Handoffs:
         with self._lock:
             self._runs.clear()
 
+    def __len__(self) -> int:
+        return len(self._runs)
+
 
 def handed(layer: Any, ours: dict[str, Any]) -> Handed | None:
     """What the finite-difference judge can start from after ``impl_run(..., with_params=True)`` of a
-    float64 case: None where the forward or the backward raised."""
-    if any(k.startswith("!") for k in ours) or "out" not in ours or "dx" not in ours:
+    float64 case: None where the forward or the backward raised, or where the layer is not a sandboxed
+    one whose results came back as data.
+
+    # NOTE: a worker's results are copies made as each call ended; a layer of this process returns its
+    # own arrays, which its backward may have written into since (a ReLU keeping its mask in its output)"""
+    if not requests.fusable(layer) or any(k.startswith("!") for k in ours) or "out" not in ours or "dx" not in ours:
         return None
     grads = {k[1:]: v for k, v in ours.items() if k.startswith("d") and k != "dx"}
     return Handed(layer, ours["out"], ours["dx"], grads, ours.get("params"))
